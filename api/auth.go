@@ -1,0 +1,186 @@
+package api
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/chatd/chatd/db"
+)
+
+// Context keys of the authenticated identity.
+const (
+	ctxUser    = "chatd.user"
+	ctxExpires = "chatd.expires"
+	ctxToken   = "chatd.token" // the bearer token, for POST /v1/session
+)
+
+// sessionCookie carries the JWT itself, so it expires with the token.
+const sessionCookie = "chat_session"
+
+// authenticate accepts, in order: a Bearer token on any request; the session cookie on
+// safe methods only (so a cross-site form can never act with it); a single-use ticket on
+// the event stream only. A JWT in the URL is never accepted.
+func (s *Server) authenticate(c *gin.Context) {
+	if err := s.identify(c); err != nil {
+		s.renderError(c, err)
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+func (s *Server) identify(c *gin.Context) error {
+	q := c.Request.URL.Query()
+	for _, k := range []string{"access_token", "token", "jwt", "authorization"} {
+		if q.Has(k) {
+			return errorf(http.StatusUnauthorized, "token_in_url",
+				"tokens are not accepted in URLs; send 'Authorization: Bearer <token>'")
+		}
+	}
+	if h := c.GetHeader("Authorization"); h != "" {
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			return errorf(http.StatusUnauthorized, "unauthenticated", "the Authorization header must be 'Bearer <token>'")
+		}
+		if err := s.acceptToken(c, strings.TrimSpace(token)); err != nil {
+			return err
+		}
+		c.Set(ctxToken, strings.TrimSpace(token))
+		return nil
+	}
+	safe := c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead
+	if cookie, err := c.Cookie(sessionCookie); err == nil && cookie != "" && safe {
+		return s.acceptToken(c, cookie)
+	}
+	if ticket := q.Get("ticket"); ticket != "" && c.FullPath() == "/v1/events" {
+		return s.acceptTicket(c, ticket)
+	}
+	return errUnauthenticated
+}
+
+// acceptToken verifies a JWT and records its user, creating or renaming the user row the
+// first time this instance sees that identity.
+func (s *Server) acceptToken(c *gin.Context, token string) error {
+	id, err := s.cfg.Verifier.Verify(c, token)
+	if err != nil {
+		s.log.Debug("token rejected", "request_id", requestID(c), "err", err)
+		return errUnauthenticated
+	}
+	if err := s.users.ensure(c, s.q, id.Sub, id.Name); err != nil {
+		return err
+	}
+	c.Set(ctxUser, id.Sub)
+	c.Set(ctxExpires, id.Expires)
+	return nil
+}
+
+// acceptTicket consumes a single-use ticket. The row is deleted as it is read, so a
+// second use fails on every instance.
+func (s *Server) acceptTicket(c *gin.Context, ticket string) error {
+	sum := sha256.Sum256([]byte(ticket))
+	row, err := s.q.ConsumeTicket(c, sum[:])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket is unknown, expired or already used")
+	}
+	if err != nil {
+		return err
+	}
+	if !row.TokenExpires.After(s.now()) {
+		return errUnauthenticated
+	}
+	c.Set(ctxUser, row.UserID)
+	c.Set(ctxExpires, row.TokenExpires)
+	return nil
+}
+
+func user(c *gin.Context) string { return c.GetString(ctxUser) }
+
+func tokenExpiry(c *gin.Context) time.Time {
+	t, _ := c.Get(ctxExpires)
+	e, _ := t.(time.Time)
+	return e
+}
+
+// createSession sets the session cookie from the Bearer token of the request.
+func (s *Server) createSession(c *gin.Context) error {
+	token := c.GetString(ctxToken)
+	if token == "" {
+		return errorf(http.StatusUnauthorized, "bearer_required", "POST /v1/session needs 'Authorization: Bearer <token>'")
+	}
+	maxAge := int(time.Until(tokenExpiry(c)).Seconds())
+	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", MaxAge: max(maxAge, 1),
+		HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteLaxMode})
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// deleteSession clears the cookie; it needs no authentication, like any sign-out.
+func (s *Server) deleteSession(c *gin.Context) error {
+	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: s.cfg.CookieSecure, SameSite: http.SameSiteLaxMode})
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// createTicket mints a single-use stream ticket for browsers that cannot send the
+// cookie. Only its hash is stored; it lives TicketTTL and never outlives the token.
+func (s *Server) createTicket(c *gin.Context) error {
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	ticket := base64.RawURLEncoding.EncodeToString(raw)
+	sum := sha256.Sum256([]byte(ticket))
+	expires := s.now().Add(s.cfg.TicketTTL)
+	if te := tokenExpiry(c); te.Before(expires) {
+		expires = te
+	}
+	err := s.q.CreateTicket(c, db.CreateTicketParams{Hash: sum[:], UserID: user(c), TokenExpires: tokenExpiry(c), ExpiresAt: expires})
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusCreated, gin.H{"ticket": ticket, "expires_in": int(expires.Sub(s.now()).Seconds())})
+	return nil
+}
+
+// userCache remembers which (user, name) pairs this instance has already stored, so a
+// request costs a database write only the first time an identity is seen.
+type userCache struct {
+	mu   sync.Mutex
+	seen map[string]string
+}
+
+func newUserCache() *userCache { return &userCache{seen: make(map[string]string)} }
+
+// maxCachedUsers bounds the cache; past it the cache starts over (a few extra upserts).
+const maxCachedUsers = 100_000
+
+func (u *userCache) ensure(c *gin.Context, q *db.Queries, sub, name string) error {
+	u.mu.Lock()
+	known, ok := u.seen[sub]
+	u.mu.Unlock()
+	if ok && known == name {
+		return nil
+	}
+	var n *string
+	if name != "" {
+		n = &name
+	}
+	if err := q.UpsertUser(c, db.UpsertUserParams{ID: sub, Name: n}); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	if len(u.seen) >= maxCachedUsers {
+		u.seen = make(map[string]string)
+	}
+	u.seen[sub] = name
+	u.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,259 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/events"
+)
+
+// Limits on conversations; generous for product chat, small enough that one request cannot
+// make the server do unbounded work.
+const (
+	maxGroupParticipants = 256
+	maxTitleRunes        = 200
+)
+
+type createConversationRequest struct {
+	ParticipantID  *string  `json:"participant_id"`
+	ParticipantIDs []string `json:"participant_ids"`
+	Title          *string  `json:"title"`
+}
+
+// createConversation gets or creates the direct conversation with participant_id, or
+// creates a group with participant_ids.
+func (s *Server) createConversation(c *gin.Context) error {
+	var req createConversationRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	me := user(c)
+	var (
+		id      pgtype.UUID
+		created bool
+		err     error
+	)
+	switch {
+	case req.ParticipantID != nil && req.ParticipantIDs == nil:
+		id, created, err = s.createDirect(c, me, *req.ParticipantID)
+	case req.ParticipantIDs != nil && req.ParticipantID == nil:
+		id, err = s.createGroup(c, me, req.ParticipantIDs, req.Title)
+		created = true
+	default:
+		return errorf(http.StatusUnprocessableEntity, "invalid_participants",
+			"give either participant_id (a direct conversation) or participant_ids (a group)")
+	}
+	if err != nil {
+		return err
+	}
+	conv, err := s.conversation(c, id, me)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, conv)
+	return nil
+}
+
+func (s *Server) createDirect(ctx context.Context, me, other string) (id pgtype.UUID, created bool, err error) {
+	if !validUserID(other) {
+		return id, false, errorf(http.StatusUnprocessableEntity, "invalid_participants", "participant_id is not a valid user id")
+	}
+	if other == me {
+		return id, false, errorf(http.StatusUnprocessableEntity, "invalid_participants", "a conversation needs another participant")
+	}
+	a, b := min(me, other), max(me, other)
+	err = db.InTx(ctx, s.cfg.Pool, func(q *db.Queries) error {
+		if err := q.EnsureUsers(ctx, []string{a, b}); err != nil {
+			return err
+		}
+		// ON CONFLICT waits for a concurrent creator to commit, then yields no row; the
+		// next statement sees that creator's conversation.
+		id, err = q.CreateDirectConversation(ctx, db.CreateDirectConversationParams{A: &a, B: &b})
+		if errors.Is(err, pgx.ErrNoRows) {
+			id, err = q.GetDirectConversation(ctx, db.GetDirectConversationParams{A: &a, B: &b})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		created = true
+		if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: []string{a, b}}); err != nil {
+			return err
+		}
+		return q.InsertConversationEvent(ctx, id)
+	})
+	s.cfg.Log.Written()
+	return id, created, err
+}
+
+func (s *Server) createGroup(ctx context.Context, me string, ids []string, title *string) (id pgtype.UUID, err error) {
+	members := []string{me}
+	for _, p := range ids {
+		if !validUserID(p) {
+			return id, errorf(http.StatusUnprocessableEntity, "invalid_participants", "participant_ids has an invalid user id")
+		}
+		members = append(members, p)
+	}
+	slices.Sort(members) // a fixed order also keeps concurrent inserts of users deadlock-free
+	members = slices.Compact(members)
+	if len(members) < 2 {
+		return id, errorf(http.StatusUnprocessableEntity, "invalid_participants", "a group needs another participant besides you")
+	}
+	if len(members) > maxGroupParticipants {
+		return id, errorf(http.StatusUnprocessableEntity, "too_many_participants", "a group has at most %d participants", maxGroupParticipants)
+	}
+	if title != nil {
+		t := strings.TrimSpace(*title)
+		switch {
+		case t == "":
+			title = nil
+		case !validText(t) || utf8.RuneCountInString(t) > maxTitleRunes:
+			return id, errorf(http.StatusUnprocessableEntity, "invalid_title", "title must be at most %d characters of text", maxTitleRunes)
+		default:
+			title = &t
+		}
+	}
+	err = db.InTx(ctx, s.cfg.Pool, func(q *db.Queries) error {
+		if err := q.EnsureUsers(ctx, members); err != nil {
+			return err
+		}
+		if id, err = q.CreateGroupConversation(ctx, title); err != nil {
+			return err
+		}
+		if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: members}); err != nil {
+			return err
+		}
+		return q.InsertConversationEvent(ctx, id)
+	})
+	s.cfg.Log.Written()
+	return id, err
+}
+
+func (s *Server) getConversation(c *gin.Context) error {
+	id, err := conversationID(c)
+	if err != nil {
+		return err
+	}
+	conv, err := s.conversation(c, id, user(c))
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, conv)
+	return nil
+}
+
+// conversation loads one conversation as me sees it; 404 when me is not a participant.
+func (s *Server) conversation(ctx context.Context, id pgtype.UUID, me string) (events.Conversation, error) {
+	row, err := s.q.GetConversation(ctx, db.GetConversationParams{ConversationID: id, UserID: me})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return events.Conversation{}, errNotFound
+	}
+	if err != nil {
+		return events.Conversation{}, err
+	}
+	convs, err := s.withParticipants(ctx, []db.ListConversationsRow{db.ListConversationsRow(row)})
+	if err != nil {
+		return events.Conversation{}, err
+	}
+	return convs[0], nil
+}
+
+// withParticipants renders rows with their participants, in one query for all of them.
+func (s *Server) withParticipants(ctx context.Context, rows []db.ListConversationsRow) ([]events.Conversation, error) {
+	out := make([]events.Conversation, len(rows))
+	ids := make([]pgtype.UUID, len(rows))
+	index := make(map[[16]byte]int, len(rows))
+	for i, r := range rows {
+		out[i] = events.ConversationFrom(r)
+		ids[i] = r.ID
+		index[r.ID.Bytes] = i
+	}
+	if len(rows) == 0 {
+		return out, nil
+	}
+	parts, err := s.q.ListParticipants(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	users := make([]string, 0, len(parts))
+	for _, p := range parts {
+		users = append(users, p.ID)
+	}
+	online := s.online(ctx, users)
+	for _, p := range parts {
+		i := index[p.ConversationID.Bytes]
+		out[i].Participants = append(out[i].Participants, events.Participant{ID: p.ID, Name: p.Name, Online: online[p.ID]})
+	}
+	return out, nil
+}
+
+// listConversations pages through the caller's conversations, most recently active first.
+func (s *Server) listConversations(c *gin.Context) error {
+	limit, err := queryInt(c, "limit", 20, 1, 100)
+	if err != nil {
+		return err
+	}
+	params := db.ListConversationsParams{UserID: user(c), RowLimit: int32(limit + 1)}
+	if cur, ok := c.GetQuery("cursor"); ok {
+		at, id, err := parseConversationCursor(cur)
+		if err != nil {
+			return err
+		}
+		params.BeforeActivity, params.BeforeID = &at, id
+	}
+	rows, err := s.q.ListConversations(c, params)
+	if err != nil {
+		return err
+	}
+	var next *string
+	if len(rows) > int(limit) {
+		rows = rows[:limit]
+		last := rows[len(rows)-1]
+		n := conversationCursor(last.ActivityAt, last.ID)
+		next = &n
+	}
+	convs, err := s.withParticipants(c, rows)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"conversations": convs, "next_cursor": next})
+	return nil
+}
+
+// conversationCursor is the keyset position after a listed conversation:
+// "<activity in unix microseconds>_<id>".
+func conversationCursor(at time.Time, id pgtype.UUID) string {
+	return strconv.FormatInt(at.UnixMicro(), 10) + "_" + events.UUIDString(id)
+}
+
+func parseConversationCursor(s string) (time.Time, pgtype.UUID, error) {
+	bad := errorf(http.StatusBadRequest, "invalid_cursor", "cursor is not one this service returned")
+	micros, idText, ok := strings.Cut(s, "_")
+	if !ok {
+		return time.Time{}, pgtype.UUID{}, bad
+	}
+	us, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil || us < 0 || us > 1<<53 {
+		return time.Time{}, pgtype.UUID{}, bad
+	}
+	id, ok := events.ParseUUID(idText)
+	if !ok {
+		return time.Time{}, pgtype.UUID{}, bad
+	}
+	return time.UnixMicro(us), id, nil
+}

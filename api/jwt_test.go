@@ -1,0 +1,526 @@
+package api
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// jwtNow is whole seconds because JWT times are.
+var jwtNow = time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+
+var jwtSecret = []byte("a-test-secret-of-reasonable-length-0123456789")
+
+// jwtClock is a settable clock shared by the verifier and the test.
+type jwtClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newJWTClock() *jwtClock { return &jwtClock{t: jwtNow} }
+
+func (c *jwtClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *jwtClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type jwtKeyring struct {
+	rsa, rsa2  *rsa.PrivateKey
+	p256, p384 *ecdsa.PrivateKey
+	ed         ed25519.PrivateKey
+	rsaPEM     []byte
+	p256PEM    []byte
+	p384PEM    []byte
+	edPEM      []byte
+}
+
+// jwtKeys generates the test keys once: RSA generation is slow enough to matter.
+var jwtKeys = sync.OnceValue(func() jwtKeyring {
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	var k jwtKeyring
+	var err error
+	k.rsa, err = rsa.GenerateKey(rand.Reader, 2048)
+	must(err)
+	k.rsa2, err = rsa.GenerateKey(rand.Reader, 2048)
+	must(err)
+	k.p256, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	k.p384, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	must(err)
+	_, k.ed, err = ed25519.GenerateKey(rand.Reader)
+	must(err)
+	k.rsaPEM = jwtPEM(k.rsa.Public())
+	k.p256PEM = jwtPEM(k.p256.Public())
+	k.p384PEM = jwtPEM(k.p384.Public())
+	k.edPEM = jwtPEM(k.ed.Public())
+	return k
+})
+
+func jwtPEM(pub crypto.PublicKey) []byte {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// jwtClaims returns valid claims for alice, changed by mods.
+func jwtClaims(mods ...func(jwt.MapClaims)) jwt.MapClaims {
+	c := jwt.MapClaims{"sub": "alice", "iat": jwtNow.Unix(), "exp": jwtNow.Add(time.Hour).Unix()}
+	for _, m := range mods {
+		m(c)
+	}
+	return c
+}
+
+func withClaim(k string, v any) func(jwt.MapClaims) { return func(c jwt.MapClaims) { c[k] = v } }
+func withoutClaim(k string) func(jwt.MapClaims)     { return func(c jwt.MapClaims) { delete(c, k) } }
+
+func signJWT(t testing.TB, m jwt.SigningMethod, key any, kid string, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(m, c)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	require.NoError(t, err)
+	return s
+}
+
+func newJWTVerifier(t testing.TB, cfg KeyConfig) *Verifier {
+	t.Helper()
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return jwtNow }
+	}
+	v, err := NewVerifier(context.Background(), cfg)
+	require.NoError(t, err)
+	return v
+}
+
+func TestVerifyRejectsAttacks(t *testing.T) {
+	k := jwtKeys()
+	secretOnly := KeyConfig{Secret: jwtSecret}
+	rsaOnly := KeyConfig{PublicKeyPEM: k.rsaPEM}
+	secretAndRSA := KeyConfig{Secret: jwtSecret, PublicKeyPEM: k.rsaPEM}
+	valid := signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims())
+	parts := strings.Split(valid, ".")
+	forgedPayload := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"mallory","exp":` +
+		big.NewInt(jwtNow.Add(time.Hour).Unix()).String() + `}`))
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwtClaims()).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	require.NoError(t, err)
+
+	tests := []struct {
+		name  string
+		cfg   KeyConfig
+		token string
+	}{
+		{"alg none", secretOnly, none},
+		{"alg none with RSA configured", rsaOnly, none},
+		{"HS256 signed with RSA PEM as secret, RSA configured", rsaOnly,
+			signJWT(t, jwt.SigningMethodHS256, k.rsaPEM, "", jwtClaims())},
+		{"HS256 signed with RSA PEM as secret, secret and RSA configured", secretAndRSA,
+			signJWT(t, jwt.SigningMethodHS256, k.rsaPEM, "", jwtClaims())},
+		{"HS256 when only RSA configured", rsaOnly, valid},
+		{"RS256 when only secret configured", secretOnly, signJWT(t, jwt.SigningMethodRS256, k.rsa, "", jwtClaims())},
+		{"RS256 signed by another RSA key", rsaOnly, signJWT(t, jwt.SigningMethodRS256, k.rsa2, "", jwtClaims())},
+		{"bad signature", secretOnly, signJWT(t, jwt.SigningMethodHS256, []byte("other-secret"), "", jwtClaims())},
+		{"payload swapped under a valid signature", secretOnly, parts[0] + "." + forgedPayload + "." + parts[2]},
+		{"expired", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("exp", jwtNow.Add(-time.Second).Unix())))},
+		{"nbf in the future", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("nbf", jwtNow.Add(time.Minute).Unix())))},
+		{"missing exp", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withoutClaim("exp")))},
+		{"missing sub", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withoutClaim("sub")))},
+		{"empty sub", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("sub", "")))},
+		{"sub over 255 bytes", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("sub", strings.Repeat("é", 128))))},
+		{"sub with control character", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("sub", "ali\nce")))},
+		{"sub not a string", secretOnly, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("sub", 42)))},
+		{"wrong iss", KeyConfig{Secret: jwtSecret, Issuer: "https://auth.example"},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("iss", "https://evil.example")))},
+		{"missing iss", KeyConfig{Secret: jwtSecret, Issuer: "https://auth.example"}, valid},
+		{"wrong aud", KeyConfig{Secret: jwtSecret, Audience: "chatd"},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("aud", []string{"billing"})))},
+		{"missing aud", KeyConfig{Secret: jwtSecret, Audience: "chatd"}, valid},
+		{"expired 31s ago with 30s leeway", KeyConfig{Secret: jwtSecret, Leeway: 30 * time.Second},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("exp", jwtNow.Add(-31*time.Second).Unix())))},
+		{"nbf 31s ahead with 30s leeway", KeyConfig{Secret: jwtSecret, Leeway: 30 * time.Second},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("nbf", jwtNow.Add(31*time.Second).Unix())))},
+		{"ES384 token when P-256 key configured", KeyConfig{PublicKeyPEM: k.p256PEM},
+			signJWT(t, jwt.SigningMethodES384, k.p384, "", jwtClaims())},
+		{"RS256 token when EC key configured", KeyConfig{PublicKeyPEM: k.p256PEM},
+			signJWT(t, jwt.SigningMethodRS256, k.rsa, "", jwtClaims())},
+		{"ES256 token when Ed25519 key configured", KeyConfig{PublicKeyPEM: k.edPEM},
+			signJWT(t, jwt.SigningMethodES256, k.p256, "", jwtClaims())},
+		{"HS256 signed with Ed25519 PEM as secret", KeyConfig{PublicKeyPEM: k.edPEM},
+			signJWT(t, jwt.SigningMethodHS256, k.edPEM, "", jwtClaims())},
+		{"empty token", secretOnly, ""},
+		{"two segments", secretOnly, parts[0] + "." + parts[1]},
+		{"garbage segments", secretOnly, "a.b.c"},
+		{"oversized token", secretOnly, parts[0] + "." + strings.Repeat("A", maxTokenBytes) + "." + parts[2]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newJWTVerifier(t, tt.cfg)
+			id, err := v.Verify(context.Background(), tt.token)
+			require.Error(t, err)
+			require.Zero(t, id)
+			t.Log(err)
+			// Errors go to logs; the bearer credential must never be among them.
+			if tt.token != "" {
+				require.NotContains(t, err.Error(), tt.token)
+			}
+			if p := strings.Split(tt.token, "."); len(p) == 3 && len(p[2]) > 8 {
+				require.NotContains(t, err.Error(), p[2])
+			}
+		})
+	}
+}
+
+func TestVerifyAcceptsConfiguredAlgorithms(t *testing.T) {
+	k := jwtKeys()
+	tests := []struct {
+		name     string
+		cfg      KeyConfig
+		token    string
+		wantName string
+	}{
+		{"HS256", KeyConfig{Secret: jwtSecret}, signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims()), ""},
+		{"HS384", KeyConfig{Secret: jwtSecret}, signJWT(t, jwt.SigningMethodHS384, jwtSecret, "", jwtClaims()), ""},
+		{"HS512", KeyConfig{Secret: jwtSecret}, signJWT(t, jwt.SigningMethodHS512, jwtSecret, "", jwtClaims()), ""},
+		{"HS256 with secret and RSA configured", KeyConfig{Secret: jwtSecret, PublicKeyPEM: k.rsaPEM},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims()), ""},
+		{"RS256 with secret and RSA configured", KeyConfig{Secret: jwtSecret, PublicKeyPEM: k.rsaPEM},
+			signJWT(t, jwt.SigningMethodRS256, k.rsa, "", jwtClaims()), ""},
+		{"RS256", KeyConfig{PublicKeyPEM: k.rsaPEM}, signJWT(t, jwt.SigningMethodRS256, k.rsa, "", jwtClaims()), ""},
+		{"RS512", KeyConfig{PublicKeyPEM: k.rsaPEM}, signJWT(t, jwt.SigningMethodRS512, k.rsa, "", jwtClaims()), ""},
+		{"PS256", KeyConfig{PublicKeyPEM: k.rsaPEM}, signJWT(t, jwt.SigningMethodPS256, k.rsa, "", jwtClaims()), ""},
+		{"ES256", KeyConfig{PublicKeyPEM: k.p256PEM}, signJWT(t, jwt.SigningMethodES256, k.p256, "", jwtClaims()), ""},
+		{"ES384", KeyConfig{PublicKeyPEM: k.p384PEM}, signJWT(t, jwt.SigningMethodES384, k.p384, "", jwtClaims()), ""},
+		{"EdDSA", KeyConfig{PublicKeyPEM: k.edPEM}, signJWT(t, jwt.SigningMethodEdDSA, k.ed, "", jwtClaims()), ""},
+		{"iss and aud when configured", KeyConfig{Secret: jwtSecret, Issuer: "https://auth.example", Audience: "chatd"},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("iss", "https://auth.example"), withClaim("aud", []string{"web", "chatd"}))), ""},
+		{"expired 10s ago with 30s leeway", KeyConfig{Secret: jwtSecret, Leeway: 30 * time.Second},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("exp", jwtNow.Add(-10*time.Second).Unix()))), ""},
+		{"nbf 10s ahead with 30s leeway", KeyConfig{Secret: jwtSecret, Leeway: 30 * time.Second},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("nbf", jwtNow.Add(10*time.Second).Unix()))), ""},
+		{"name trimmed", KeyConfig{Secret: jwtSecret},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("name", "  Alice Liddell \t"))), "Alice Liddell"},
+		{"name capped at 100 runes", KeyConfig{Secret: jwtSecret},
+			signJWT(t, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("name", strings.Repeat("ä", 150)))), strings.Repeat("ä", 100)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newJWTVerifier(t, tt.cfg)
+			id, err := v.Verify(context.Background(), tt.token)
+			require.NoError(t, err)
+			require.Equal(t, "alice", id.Sub)
+			require.Equal(t, tt.wantName, id.Name)
+			require.False(t, id.Expires.IsZero())
+		})
+	}
+}
+
+func TestNewVerifierRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  KeyConfig
+	}{
+		{"no key", KeyConfig{}},
+		{"PEM garbage", KeyConfig{PublicKeyPEM: []byte("not pem")}},
+		{"PEM with bad body", KeyConfig{PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})}},
+		{"PEM private key", KeyConfig{PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}})}},
+		{"leeway over 30s", KeyConfig{Secret: jwtSecret, Leeway: 31 * time.Second}},
+		{"negative leeway", KeyConfig{Secret: jwtSecret, Leeway: -time.Second}},
+		{"JWKS URL not http", KeyConfig{JWKSURL: "ftp://auth.example/jwks"}},
+		{"JWKS URL relative", KeyConfig{JWKSURL: "/jwks.json"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewVerifier(context.Background(), tt.cfg)
+			require.Error(t, err)
+		})
+	}
+}
+
+func TestSignHS256RoundTrip(t *testing.T) {
+	tok, err := SignHS256(jwtSecret, "bob", "Bob", time.Hour, jwtNow)
+	require.NoError(t, err)
+	v := newJWTVerifier(t, KeyConfig{Secret: jwtSecret})
+	id, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	require.Equal(t, Identity{Sub: "bob", Name: "Bob", Expires: jwtNow.Add(time.Hour)}, Identity{Sub: id.Sub, Name: id.Name, Expires: id.Expires.UTC()})
+
+	for name, f := range map[string]func() (string, error){
+		"empty secret": func() (string, error) { return SignHS256(nil, "bob", "", time.Hour, jwtNow) },
+		"empty sub":    func() (string, error) { return SignHS256(jwtSecret, "", "", time.Hour, jwtNow) },
+		"zero ttl":     func() (string, error) { return SignHS256(jwtSecret, "bob", "", 0, jwtNow) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := f()
+			require.Error(t, err)
+		})
+	}
+}
+
+// jwksServer serves a replaceable JWKS document and counts requests.
+type jwksServer struct {
+	*httptest.Server
+	hits atomic.Int32
+
+	mu     sync.Mutex
+	status int
+	doc    []byte
+}
+
+func newJWKSServer(t testing.TB, keys ...map[string]any) *jwksServer {
+	s := &jwksServer{status: http.StatusOK}
+	s.setKeys(t, keys...)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		status, doc := s.status, s.doc
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write(doc)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) setKeys(t testing.TB, keys ...map[string]any) {
+	doc, err := json.Marshal(map[string]any{"keys": keys})
+	require.NoError(t, err)
+	s.mu.Lock()
+	s.doc = doc
+	s.mu.Unlock()
+}
+
+func (s *jwksServer) setStatus(code int) {
+	s.mu.Lock()
+	s.status = code
+	s.mu.Unlock()
+}
+
+// jwkFor renders a public key as a JWK; extra fields (use, alg) override.
+func jwkFor(kid string, pub crypto.PublicKey, extra ...string) map[string]any {
+	b64 := base64.RawURLEncoding.EncodeToString
+	j := map[string]any{"kid": kid}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		j["kty"], j["n"], j["e"] = "RSA", b64(k.N.Bytes()), b64(big.NewInt(int64(k.E)).Bytes())
+	case *ecdsa.PublicKey:
+		raw, err := k.Bytes()
+		if err != nil {
+			panic(err)
+		}
+		size := (len(raw) - 1) / 2
+		j["kty"], j["crv"], j["x"], j["y"] = "EC", k.Curve.Params().Name, b64(raw[1:1+size]), b64(raw[1+size:])
+	case ed25519.PublicKey:
+		j["kty"], j["crv"], j["x"] = "OKP", "Ed25519", b64(k)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		j[extra[i]] = extra[i+1]
+	}
+	return j
+}
+
+func TestVerifierJWKSKeyTypes(t *testing.T) {
+	k := jwtKeys()
+	srv := newJWKSServer(t,
+		jwkFor("r1", k.rsa.Public(), "use", "sig"),
+		jwkFor("r2", k.rsa2.Public(), "alg", "RS256"),
+		jwkFor("e1", k.p256.Public()),
+		jwkFor("e2", k.p384.Public()),
+		jwkFor("d1", k.ed.Public()),
+		jwkFor("enc", k.rsa.Public(), "use", "enc"),
+		map[string]any{"kty": "oct", "kid": "o1", "k": "c2VjcmV0"},
+		map[string]any{"kty": "EC", "kid": "bad", "crv": "P-256", "x": "AAAA", "y": "AAAA"},
+	)
+	v := newJWTVerifier(t, KeyConfig{JWKSURL: srv.URL})
+
+	tests := []struct {
+		name  string
+		token string
+		ok    bool
+	}{
+		{"RS256 kid r1", signJWT(t, jwt.SigningMethodRS256, k.rsa, "r1", jwtClaims()), true},
+		{"PS384 kid r1", signJWT(t, jwt.SigningMethodPS384, k.rsa, "r1", jwtClaims()), true},
+		{"RS256 kid r2 (alg pinned)", signJWT(t, jwt.SigningMethodRS256, k.rsa2, "r2", jwtClaims()), true},
+		{"ES256 kid e1", signJWT(t, jwt.SigningMethodES256, k.p256, "e1", jwtClaims()), true},
+		{"ES384 kid e2", signJWT(t, jwt.SigningMethodES384, k.p384, "e2", jwtClaims()), true},
+		{"EdDSA kid d1", signJWT(t, jwt.SigningMethodEdDSA, k.ed, "d1", jwtClaims()), true},
+		{"RS256 without kid tries matching keys", signJWT(t, jwt.SigningMethodRS256, k.rsa, "", jwtClaims()), true},
+		{"PS256 kid r2 whose JWK pins RS256", signJWT(t, jwt.SigningMethodPS256, k.rsa2, "r2", jwtClaims()), false},
+		{"RS256 signed by r1's key under kid r2", signJWT(t, jwt.SigningMethodRS256, k.rsa, "r2", jwtClaims()), false},
+		{"RS256 kid of an encryption key", signJWT(t, jwt.SigningMethodRS256, k.rsa, "enc", jwtClaims()), false},
+		{"ES256 token naming an RSA kid", signJWT(t, jwt.SigningMethodES256, k.p256, "r1", jwtClaims()), false},
+		{"HS256 kid of an oct key", signJWT(t, jwt.SigningMethodHS256, []byte("secret"), "o1", jwtClaims()), false},
+		{"HS256 signed with the JWKS document", signJWT(t, jwt.SigningMethodHS256, srv.doc, "r1", jwtClaims()), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := v.Verify(context.Background(), tt.token)
+			if !tt.ok {
+				t.Log(err)
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "alice", id.Sub)
+		})
+	}
+}
+
+func TestVerifierJWKSUnknownKidRefreshesOnce(t *testing.T) {
+	k := jwtKeys()
+	srv := newJWKSServer(t, jwkFor("r1", k.rsa.Public()))
+	clk := newJWTClock()
+	v := newJWTVerifier(t, KeyConfig{JWKSURL: srv.URL, Now: clk.Now})
+	require.EqualValues(t, 1, srv.hits.Load(), "initial fetch")
+	unknown := func(kid string) string { return signJWT(t, jwt.SigningMethodRS256, k.rsa, kid, jwtClaims()) }
+
+	clk.Add(11 * time.Second)
+	_, err := v.Verify(context.Background(), unknown("nope-1"))
+	require.Error(t, err)
+	require.EqualValues(t, 2, srv.hits.Load(), "an unknown kid refreshes once")
+
+	_, err = v.Verify(context.Background(), unknown("nope-2"))
+	require.Error(t, err)
+	require.EqualValues(t, 2, srv.hits.Load(), "a second unknown kid within 10s does not refetch")
+
+	// Many concurrent unknown kids after the interval make exactly one request.
+	clk.Add(11 * time.Second)
+	storm := make([]string, 32)
+	for i := range storm {
+		storm[i] = unknown("storm-" + big.NewInt(int64(i)).String())
+	}
+	errs := make(chan error, len(storm))
+	var wg sync.WaitGroup
+	for _, tok := range storm {
+		wg.Go(func() {
+			_, err := v.Verify(context.Background(), tok)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.Error(t, err)
+	}
+	require.EqualValues(t, 3, srv.hits.Load())
+
+	// Known kids never wait on the endpoint while the cache is fresh.
+	_, err = v.Verify(context.Background(), unknown("r1"))
+	require.NoError(t, err)
+	require.EqualValues(t, 3, srv.hits.Load())
+}
+
+func TestVerifierJWKSRotation(t *testing.T) {
+	k := jwtKeys()
+	srv := newJWKSServer(t, jwkFor("k1", k.rsa.Public()))
+	clk := newJWTClock()
+	v := newJWTVerifier(t, KeyConfig{JWKSURL: srv.URL, Now: clk.Now})
+	// Tokens expire far enough out to survive the clock moves below.
+	c := jwtClaims(withClaim("exp", jwtNow.Add(time.Hour).Unix()))
+	tok1 := signJWT(t, jwt.SigningMethodRS256, k.rsa, "k1", c)
+	tok2 := signJWT(t, jwt.SigningMethodES256, k.p256, "k2", c)
+
+	_, err := v.Verify(context.Background(), tok1)
+	require.NoError(t, err)
+
+	// The issuer rotates to k2: the new kid is picked up, the retired one stops verifying.
+	srv.setKeys(t, jwkFor("k2", k.p256.Public()))
+	clk.Add(11 * time.Second)
+	_, err = v.Verify(context.Background(), tok2)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, srv.hits.Load())
+	_, err = v.Verify(context.Background(), tok1)
+	require.Error(t, err)
+
+	// A removed key stops verifying once the cache is older than 5 minutes.
+	srv.setKeys(t, jwkFor("k1", k.rsa.Public()))
+	clk.Add(5*time.Minute + time.Second)
+	_, err = v.Verify(context.Background(), tok2)
+	require.Error(t, err)
+	require.EqualValues(t, 3, srv.hits.Load())
+}
+
+func TestVerifierJWKSInitialFetchFailureIsNotFatal(t *testing.T) {
+	k := jwtKeys()
+	srv := newJWKSServer(t, jwkFor("k1", k.rsa.Public()))
+	srv.setStatus(http.StatusServiceUnavailable)
+	clk := newJWTClock()
+	v := newJWTVerifier(t, KeyConfig{JWKSURL: srv.URL, Now: clk.Now})
+	tok := signJWT(t, jwt.SigningMethodRS256, k.rsa, "k1", jwtClaims())
+
+	_, err := v.Verify(context.Background(), tok)
+	require.Error(t, err)
+	require.EqualValues(t, 1, srv.hits.Load(), "the failed fetch is rate-limited too")
+
+	srv.setStatus(http.StatusOK)
+	clk.Add(11 * time.Second)
+	_, err = v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, srv.hits.Load())
+
+	// A context that is already done bounds the initial fetch without failing construction.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = NewVerifier(ctx, KeyConfig{JWKSURL: srv.URL})
+	require.NoError(t, err)
+}
+
+func FuzzVerify(f *testing.F) {
+	k := jwtKeys()
+	srv := newJWKSServer(f, jwkFor("r1", k.rsa.Public()), jwkFor("e1", k.p256.Public()))
+	v := newJWTVerifier(f, KeyConfig{Secret: jwtSecret, PublicKeyPEM: k.rsaPEM, JWKSURL: srv.URL})
+	none, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwtClaims()).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	require.NoError(f, err)
+	for _, s := range []string{
+		signJWT(f, jwt.SigningMethodHS256, jwtSecret, "", jwtClaims(withClaim("name", "Alice"))),
+		signJWT(f, jwt.SigningMethodRS256, k.rsa, "r1", jwtClaims()),
+		signJWT(f, jwt.SigningMethodES256, k.p256, "e1", jwtClaims()),
+		signJWT(f, jwt.SigningMethodHS256, k.rsaPEM, "", jwtClaims()),
+		none,
+		"",
+		"..",
+		"eyJhbGciOiJIUzI1NiJ9.e30.",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		id, err := v.Verify(context.Background(), token)
+		if err == nil {
+			require.NotEmpty(t, id.Sub)
+		}
+	})
+}

@@ -1,0 +1,236 @@
+package api
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/events"
+)
+
+// maxClientID is the longest idempotency key accepted.
+const maxClientID = 64
+
+// clientIDConstraint is the unique index that makes client_id an idempotency key.
+const clientIDConstraint = "messages_conversation_id_sender_id_client_id_key"
+
+type messageRequest struct {
+	Body     *string `json:"body"`
+	ClientID *string `json:"client_id"`
+}
+
+// validBody checks a message body as API.md fixes: at most MaxMessageBytes as sent, not
+// empty after trimming whitespace; it is stored exactly as sent.
+func (s *Server) validBody(body *string) error {
+	switch {
+	case body == nil:
+		return errorf(http.StatusUnprocessableEntity, "empty_body", "body is required")
+	case len(*body) > s.cfg.MaxMessageBytes:
+		return errorf(http.StatusUnprocessableEntity, "body_too_long", "body is longer than %d bytes", s.cfg.MaxMessageBytes)
+	case strings.TrimSpace(*body) == "":
+		return errorf(http.StatusUnprocessableEntity, "empty_body", "body is empty")
+	case !validText(*body):
+		return errorf(http.StatusUnprocessableEntity, "invalid_body", "body contains a NUL character")
+	}
+	return nil
+}
+
+// sendMessage appends a message; with a client_id already used by the caller in this
+// conversation it returns the original (200) and emits nothing.
+func (s *Server) sendMessage(c *gin.Context) error {
+	conv, err := conversationID(c)
+	if err != nil {
+		return err
+	}
+	var req messageRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.validBody(req.Body); err != nil {
+		return err
+	}
+	if req.ClientID != nil && *req.ClientID == "" {
+		req.ClientID = nil
+	}
+	if req.ClientID != nil && (len(*req.ClientID) > maxClientID || !validText(*req.ClientID)) {
+		return errorf(http.StatusUnprocessableEntity, "invalid_client_id", "client_id must be at most %d characters", maxClientID)
+	}
+	me := user(c)
+	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID, Body: *req.Body})
+	s.cfg.Log.Written()
+	switch {
+	case err == nil:
+		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
+		return nil
+	case errors.Is(err, pgx.ErrNoRows) && req.ClientID == nil:
+		return errNotFound
+	case errors.Is(err, pgx.ErrNoRows), db.IsUniqueViolation(err, clientIDConstraint):
+		return s.sentBefore(c, conv, me, *req.ClientID)
+	default:
+		return err
+	}
+}
+
+// sentBefore answers a repeated send with the original message, or 404 when there is none
+// (the caller is not a participant).
+func (s *Server) sentBefore(c *gin.Context, conv pgtype.UUID, me, clientID string) error {
+	m, err := s.q.GetMessageByClientID(c, db.GetMessageByClientIDParams{ConversationID: conv, SenderID: me, ClientID: &clientID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNotFound
+	}
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, events.MessageFrom(m))
+	return nil
+}
+
+// listMessages returns a window of history, ascending by seq (see API.md for the windows).
+func (s *Server) listMessages(c *gin.Context) error {
+	conv, err := conversationID(c)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "limit", 50, 1, 200)
+	if err != nil {
+		return err
+	}
+	before, err := queryInt(c, "before_seq", 0, 1, math.MaxInt64)
+	if err != nil {
+		return err
+	}
+	after, err := queryInt(c, "after_seq", -1, 0, math.MaxInt64)
+	if err != nil {
+		return err
+	}
+	if before > 0 && after >= 0 {
+		return errorf(http.StatusBadRequest, "invalid_window", "give before_seq or after_seq, not both")
+	}
+	if err := s.requireMember(c, conv); err != nil {
+		return err
+	}
+	n := int32(limit + 1) // one more than asked tells whether there are more
+	var rows []db.Message
+	switch {
+	case after >= 0:
+		rows, err = s.q.ListMessagesAfter(c, db.ListMessagesAfterParams{ConversationID: conv, AfterSeq: after, RowLimit: n})
+	case before > 0:
+		rows, err = s.q.ListMessagesBefore(c, db.ListMessagesBeforeParams{ConversationID: conv, BeforeSeq: before, RowLimit: n})
+	default:
+		rows, err = s.q.ListLatestMessages(c, db.ListLatestMessagesParams{ConversationID: conv, RowLimit: n})
+	}
+	if err != nil {
+		return err
+	}
+	hasMore := len(rows) > int(limit)
+	rows = rows[:min(len(rows), int(limit))]
+	if after < 0 {
+		slices.Reverse(rows) // read newest first, returned ascending
+	}
+	out := make([]events.Message, len(rows))
+	for i, m := range rows {
+		out[i] = events.MessageFrom(m)
+	}
+	c.JSON(http.StatusOK, gin.H{"messages": out, "has_more": hasMore})
+	return nil
+}
+
+// requireMember is 404 unless the caller participates in conv.
+func (s *Server) requireMember(c *gin.Context, conv pgtype.UUID) error {
+	ok, err := s.q.IsMember(c, db.IsMemberParams{ConversationID: conv, UserID: user(c)})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errNotFound
+	}
+	return nil
+}
+
+// messagePath is the :id and :message_id of a message route.
+func messagePath(c *gin.Context) (conv, id pgtype.UUID, err error) {
+	if conv, err = conversationID(c); err != nil {
+		return
+	}
+	var ok bool
+	if id, ok = events.ParseUUID(c.Param("message_id")); !ok {
+		err = errNotFound
+	}
+	return
+}
+
+// editMessage replaces the body of the caller's own message.
+func (s *Server) editMessage(c *gin.Context) error {
+	conv, id, err := messagePath(c)
+	if err != nil {
+		return err
+	}
+	var req messageRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.validBody(req.Body); err != nil {
+		return err
+	}
+	row, err := s.q.EditMessage(c, db.EditMessageParams{ConversationID: conv, ID: id, SenderID: user(c), Body: *req.Body})
+	s.cfg.Log.Written()
+	if errors.Is(err, pgx.ErrNoRows) {
+		_, err = s.whyUnchanged(c, conv, id)
+		if err == nil {
+			err = errorf(http.StatusConflict, "message_deleted", "a deleted message cannot be edited")
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, events.MessageFrom(db.Message(row)))
+	return nil
+}
+
+// deleteMessage soft-deletes the caller's own message; deleting it again returns it as it is.
+func (s *Server) deleteMessage(c *gin.Context) error {
+	conv, id, err := messagePath(c)
+	if err != nil {
+		return err
+	}
+	row, err := s.q.DeleteMessage(c, db.DeleteMessageParams{ConversationID: conv, ID: id, SenderID: user(c)})
+	s.cfg.Log.Written()
+	if errors.Is(err, pgx.ErrNoRows) {
+		m, err := s.whyUnchanged(c, conv, id)
+		if err != nil {
+			return err
+		}
+		c.JSON(http.StatusOK, events.MessageFrom(m))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, events.MessageFrom(db.Message(row)))
+	return nil
+}
+
+// whyUnchanged explains an edit or delete that matched no row: 404 when the caller cannot
+// see the message, 403 when it is someone else's; otherwise it returns the message, which
+// is then already deleted.
+func (s *Server) whyUnchanged(c *gin.Context, conv, id pgtype.UUID) (db.Message, error) {
+	m, err := s.q.GetMessage(c, db.GetMessageParams{ConversationID: conv, ID: id, UserID: user(c)})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, errNotFound
+	}
+	if err != nil {
+		return m, err
+	}
+	if m.SenderID != user(c) {
+		return m, errorf(http.StatusForbidden, "not_sender", "only the sender can change a message")
+	}
+	return m, nil
+}

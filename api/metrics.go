@@ -1,0 +1,50 @@
+package api
+
+import (
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chatd/chatd/events"
+)
+
+// metrics are the Prometheus series of the HTTP layer.
+type metrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	slowStreams prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry, hub *events.Hub) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatd_http_requests_total", Help: "HTTP requests by route and status.",
+		}, []string{"method", "route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "chatd_http_request_duration_seconds", Help: "HTTP request duration (streams excluded).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method", "route"}),
+		slowStreams: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chatd_slow_streams_closed_total", Help: "Streams closed because they fell too far behind.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.slowStreams)
+	if hub != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chatd_streams_open", Help: "Event streams and long polls open on this instance.",
+		}, func() float64 { return float64(hub.Streams()) }))
+	}
+	return m
+}
+
+func (m *metrics) observe(c *gin.Context, startNanos, endNanos int64) {
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched" // never the raw path: ids would explode the series
+	}
+	m.requests.WithLabelValues(c.Request.Method, route, strconv.Itoa(c.Writer.Status())).Inc()
+	if route != "/v1/events" && route != "/v1/events/poll" {
+		m.duration.WithLabelValues(c.Request.Method, route).Observe(float64(endNanos-startNanos) / 1e9)
+	}
+}

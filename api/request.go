@@ -1,0 +1,179 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgtype"
+	"golang.org/x/time/rate"
+
+	"github.com/chatd/chatd/events"
+)
+
+// decodeJSON reads a request body into v: 415 unless it is JSON, 413 over the request cap,
+// 400 for invalid UTF-8, malformed JSON, a wrong type or trailing data.
+func (s *Server) decodeJSON(c *gin.Context, v any) error {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"the request body must be JSON: add -H 'Content-Type: application/json'")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxRequestBytes))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errorf(http.StatusRequestEntityTooLarge, "request_too_large",
+			"the request body is larger than %d bytes", s.cfg.MaxRequestBytes)
+	}
+	if err != nil {
+		return errorf(http.StatusBadRequest, "bad_request", "could not read the request body")
+	}
+	return decodeBody(body, v)
+}
+
+// decodeBody is the parsing half of decodeJSON, kept apart so it can be fuzzed.
+func decodeBody(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		return errorf(http.StatusBadRequest, "invalid_utf8", "the request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return errorf(http.StatusBadRequest, "invalid_json", "field %q has the wrong type", typeErr.Field)
+		}
+		return errorf(http.StatusBadRequest, "invalid_json", "the request body is not a valid JSON object")
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// validText rejects strings PostgreSQL cannot store (NUL) and that no client means to send.
+func validText(s string) bool { return !strings.ContainsRune(s, 0) }
+
+// validUserID is what a participant id may be: the same rules as a token's sub.
+func validUserID(s string) bool {
+	if s == "" || len(s) > 255 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// conversationID is the :id path parameter; anything that is not a UUID is unknown: 404.
+func conversationID(c *gin.Context) (pgtype.UUID, error) {
+	id, ok := events.ParseUUID(c.Param("id"))
+	if !ok {
+		return id, errNotFound
+	}
+	return id, nil
+}
+
+// queryInt reads an optional integer query parameter within [lo, hi]; out of range or not
+// a number is 400.
+func queryInt(c *gin.Context, name string, def, lo, hi int64) (int64, error) {
+	v, ok := c.GetQuery(name)
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, errorf(http.StatusBadRequest, "invalid_"+name, "%s must be an integer from %d to %d", name, lo, hi)
+	}
+	return n, nil
+}
+
+// rateLimiter is a token bucket per user for writes.
+type rateLimiter struct {
+	mu    sync.Mutex
+	rate  rate.Limit
+	burst int
+	users map[string]*rate.Limiter
+}
+
+func newRateLimiter(perSecond float64, burst int) *rateLimiter {
+	return &rateLimiter{rate: rate.Limit(perSecond), burst: burst, users: make(map[string]*rate.Limiter)}
+}
+
+// allow reports whether user may write now, and if not, how long to wait.
+func (l *rateLimiter) allow(user string, now time.Time) (bool, time.Duration) {
+	if l.rate <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	lim := l.users[user]
+	if lim == nil {
+		if len(l.users) >= maxCachedUsers {
+			l.users = make(map[string]*rate.Limiter) // forget idle users rather than grow
+		}
+		lim = rate.NewLimiter(l.rate, l.burst)
+		l.users[user] = lim
+	}
+	l.mu.Unlock()
+	r := lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// limit is the middleware that applies the write rate limit: 429 with Retry-After.
+func (s *Server) limit(c *gin.Context) {
+	ok, wait := s.limits.allow(user(c), s.now())
+	if !ok {
+		secs := int(wait/time.Second) + 1
+		s.renderError(c, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+			Message: "too many requests; slow down", RetryAfter: secs})
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+// streamCounter caps the concurrent streams (and long polls) of one user on one instance.
+type streamCounter struct {
+	mu    sync.Mutex
+	max   int
+	users map[string]int
+}
+
+func newStreamCounter(max int) *streamCounter {
+	return &streamCounter{max: max, users: make(map[string]int)}
+}
+
+func (s *streamCounter) acquire(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.max > 0 && s.users[user] >= s.max {
+		return false
+	}
+	s.users[user]++
+	return true
+}
+
+func (s *streamCounter) release(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users[user]--; s.users[user] <= 0 {
+		delete(s.users, user)
+	}
+}

@@ -1,0 +1,215 @@
+// Package api is chatd's HTTP interface: the route table, authentication, the REST
+// handlers, the event stream and its long-poll fallback, and error rendering.
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/events"
+)
+
+// Config is everything the HTTP layer needs; cmd/chatd fills it from the environment.
+type Config struct {
+	Pool     *pgxpool.Pool
+	Verifier *Verifier
+	Hub      *events.Hub
+	Log      *events.Log
+	Presence *events.Presence
+	Logger   *slog.Logger
+	// Registry receives the HTTP metrics; nil means a private registry.
+	Registry *prometheus.Registry
+
+	MaxRequestBytes int64         // request body cap (413 above it)
+	MaxMessageBytes int           // message body cap (422 above it)
+	Heartbeat       time.Duration // SSE comment interval
+	Retry           time.Duration // SSE reconnect delay sent to clients
+	StreamLifetime  time.Duration // streams end after this (±10 %) so load balancers rebalance
+	StreamsPerUser  int           // concurrent streams of one user on one instance
+	WriteRate       float64       // writes per second per user (token bucket refill)
+	WriteBurst      int           // writes a user may make at once
+	CookieSecure    bool
+	AllowedOrigins  []string
+	TicketTTL       time.Duration
+	MaxPollWait     time.Duration
+	Dev             bool // serve the dev sign-in page that mints tokens
+	DevSecret       []byte
+	Now             func() time.Time
+	Web             http.FileSystem // the browser client served at /
+}
+
+// Server is the HTTP interface of one chatd instance.
+type Server struct {
+	cfg     Config
+	q       *db.Queries
+	log     *slog.Logger
+	now     func() time.Time
+	engine  *gin.Engine
+	limits  *rateLimiter
+	streams *streamCounter
+	users   *userCache
+	metrics *metrics
+}
+
+// NewServer builds the route table over cfg.
+func NewServer(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:     cfg,
+		q:       db.New(cfg.Pool),
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		limits:  newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
+		streams: newStreamCounter(cfg.StreamsPerUser),
+		users:   newUserCache(),
+		metrics: newMetrics(cfg.Registry, cfg.Hub),
+	}
+	s.engine = s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// routes is the one route table: public routes, then authenticated ones.
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	// Unknown ids and odd paths get the JSON 404, never a redirect or an HTML page; routing
+	// on the raw path keeps an encoded slash inside its segment.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.UseRawPath = true
+	r.UnescapePathValues = true
+	r.ContextWithFallback = true
+	r.NoRoute(s.handle(func(*gin.Context) error { return errNotFound }))
+	r.NoMethod(s.handle(func(*gin.Context) error {
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+	}))
+	r.Use(s.observe, s.recover, s.cors)
+
+	r.GET("/healthz", s.handle(s.healthz))
+	r.GET("/readyz", s.handle(s.readyz))
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+	r.DELETE("/v1/session", s.handle(s.deleteSession))
+	if s.cfg.Web != nil {
+		r.GET("/", s.handle(s.webIndex))
+		r.GET("/web/*file", gin.WrapH(http.StripPrefix("/web", http.FileServer(s.cfg.Web))))
+	}
+	if s.cfg.Dev {
+		r.POST("/dev/token", s.handle(s.devToken))
+	}
+
+	v1 := r.Group("/v1", s.authenticate)
+	v1.POST("/session", s.handle(s.createSession))
+	v1.POST("/tickets", s.handle(s.createTicket))
+	v1.GET("/events", s.handle(s.stream))
+	v1.GET("/events/poll", s.handle(s.poll))
+	v1.GET("/unread", s.handle(s.unread))
+	v1.GET("/presence", s.handle(s.presence))
+	v1.POST("/conversations", s.limit, s.handle(s.createConversation))
+	v1.GET("/conversations", s.handle(s.listConversations))
+	v1.GET("/conversations/:id", s.handle(s.getConversation))
+	v1.POST("/conversations/:id/messages", s.limit, s.handle(s.sendMessage))
+	v1.GET("/conversations/:id/messages", s.handle(s.listMessages))
+	v1.PATCH("/conversations/:id/messages/:message_id", s.limit, s.handle(s.editMessage))
+	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.handle(s.deleteMessage))
+	v1.POST("/conversations/:id/read", s.limit, s.handle(s.markRead))
+	v1.POST("/conversations/:id/typing", s.limit, s.handle(s.typing))
+	return r
+}
+
+const ctxRequestID = "chatd.request_id"
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// observe gives each request an id, logs one line when it ends and counts it.
+func (s *Server) observe(c *gin.Context) {
+	start := s.now().UnixNano()
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-Id", id)
+	c.Next()
+	s.logRequest(c, start)
+	s.metrics.observe(c, start, s.now().UnixNano())
+}
+
+// recover turns a panic into a logged 500 rather than a dropped connection.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic", "request_id", requestID(c), "panic", v)
+			s.renderError(c, errorf(http.StatusInternalServerError, "internal", "internal error (request id %s)", requestID(c)))
+		}
+	}()
+	c.Next()
+}
+
+// cors answers browsers on the configured origins. Credentials are allowed because the
+// session cookie is one way to authenticate; an origin not listed gets no CORS headers.
+func (s *Server) cors(c *gin.Context) {
+	origin := c.GetHeader("Origin")
+	allowed := false
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == origin || o == "*" {
+			allowed = origin != ""
+		}
+	}
+	if allowed {
+		h := c.Writer.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		h.Add("Vary", "Origin")
+		if c.Request.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+			h.Set("Access-Control-Max-Age", "600")
+			c.AbortWithStatus(http.StatusNoContent)
+			return
+		}
+	}
+	c.Next()
+}
+
+func (s *Server) healthz(c *gin.Context) error {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	return nil
+}
+
+// readyz is 503 while the database is unreachable or the listener is down: an instance
+// without its listener would deliver events only at the safety poll.
+func (s *Server) readyz(c *gin.Context) error {
+	if err := s.cfg.Pool.Ping(c); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "database_unavailable",
+			Message: "database unreachable", RetryAfter: int(db.RetryAfter.Seconds())}
+	}
+	if s.cfg.Log == nil || !s.cfg.Log.Listening() {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "listener_down",
+			Message: "event listener not connected", RetryAfter: int(db.RetryAfter.Seconds())}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	return nil
+}

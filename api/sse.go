@@ -1,0 +1,75 @@
+package api
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// appendEvent frames one event for text/event-stream. id is empty for ephemeral events.
+// Every line of data gets its own "data:" field, so data may hold newlines (JSON from
+// encoding/json never does, but the framing must not depend on that).
+func appendEvent(b []byte, id, typ string, data []byte) []byte {
+	if id != "" {
+		b = append(b, "id: "...)
+		b = append(b, id...)
+		b = append(b, '\n')
+	}
+	b = append(b, "event: "...)
+	b = append(b, typ...)
+	b = append(b, '\n')
+	for {
+		line, rest, more := bytes.Cut(data, []byte{'\n'})
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		b = append(b, "data: "...)
+		b = append(b, line...)
+		b = append(b, '\n')
+		if !more {
+			break
+		}
+		data = rest
+	}
+	return append(b, '\n')
+}
+
+// appendComment frames a comment line, which clients ignore and proxies count as traffic.
+func appendComment(b []byte, text string) []byte {
+	b = append(b, ": "...)
+	b = append(b, text...)
+	return append(b, "\n\n"...)
+}
+
+// appendRetry sets the client's reconnection delay.
+func appendRetry(b []byte, d time.Duration) []byte {
+	b = append(b, "retry: "...)
+	b = strconv.AppendInt(b, d.Milliseconds(), 10)
+	return append(b, "\n\n"...)
+}
+
+// appendID sets the client's last event id without dispatching an event (a block with an
+// id and no data): a stream that drops before its first durable event then still resumes
+// from the position it started at, not from whatever is newest at reconnect.
+func appendID(b []byte, id string) []byte {
+	b = append(b, "id: "...)
+	b = append(b, id...)
+	return append(b, "\n\n"...)
+}
+
+// sseOut writes framed bytes to a stream: one write and one flush per batch, each under a
+// write deadline, so a client that stops reading is cut off instead of pinning a goroutine.
+type sseOut struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (o *sseOut) send(b []byte) error {
+	// Not every ResponseWriter supports deadlines (httptest's recorder does not); the
+	// write itself still fails once the client is gone.
+	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
+	if _, err := o.w.Write(b); err != nil {
+		return err
+	}
+	return o.rc.Flush()
+}

@@ -1,0 +1,254 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/chatd/chatd/events"
+)
+
+// writeTimeout bounds each write to a stream: a client whose connection accepts nothing
+// for this long is disconnected and resumes by cursor.
+const writeTimeout = 10 * time.Second
+
+// maxPollEvents bounds one long-poll answer; the client polls again from its cursor.
+const maxPollEvents = 500
+
+// start is where a stream or poll begins: after the client's cursor when it may resume
+// from it, else after the head, with the reason for the reset.
+type start struct {
+	from  events.Cursor
+	reset *events.Reset
+}
+
+// resumeFrom validates the client's cursor ("" for none) against the log.
+func (s *Server) resumeFrom(c *gin.Context, cursor string, head events.Cursor) (start, error) {
+	if cursor == "" {
+		return start{from: head}, nil
+	}
+	from, err := events.ParseCursor(cursor)
+	if err != nil {
+		return start{from: head, reset: &events.Reset{Reason: "malformed", Cursor: head.String()}}, nil
+	}
+	ok, reason, err := s.cfg.Log.Resumable(c, from)
+	if err != nil {
+		return start{}, err
+	}
+	if !ok {
+		return start{from: head, reset: &events.Reset{Reason: reason, Cursor: head.String()}}, nil
+	}
+	return start{from: from}, nil
+}
+
+// stream is GET /v1/events: subscribe to the hub first, then replay the log from the
+// client's cursor up to the hub's head, then relay live events, skipping anything already
+// sent. That order is what makes delivery exactly-once across the replay/live boundary.
+func (s *Server) stream(c *gin.Context) error {
+	me := user(c)
+	if !s.streams.acquire(me) {
+		return errorf(http.StatusTooManyRequests, "too_many_streams", "too many open streams for this user")
+	}
+	defer s.streams.release(me)
+	cursor := c.GetHeader("Last-Event-ID") // EventSource's automatic reconnect
+	if cursor == "" {
+		cursor = c.Query("last_event_id") // a new EventSource resuming from a stored cursor
+	}
+
+	sub, head := s.cfg.Hub.Subscribe(me)
+	defer s.cfg.Hub.Unsubscribe(sub)
+	if s.cfg.Presence != nil {
+		s.cfg.Presence.Connect(me)
+		defer s.cfg.Presence.Disconnect(me)
+	}
+	st, err := s.resumeFrom(c, cursor, head)
+	if err != nil {
+		return err
+	}
+
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
+	h.Set("Connection", "keep-alive")
+	c.Writer.WriteHeader(http.StatusOK)
+	out := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: writeTimeout}
+
+	// The first bytes go out at once: proxies and antivirus gateways that wait for a body
+	// before passing anything on see one immediately.
+	b := appendRetry(nil, s.cfg.Retry)
+	b = appendComment(b, "chatd stream")
+	ready, _ := json.Marshal(map[string]string{"cursor": st.from.String()})
+	b = appendEvent(b, "", "ready", ready)
+	b = appendID(b, st.from.String())
+	if st.reset != nil {
+		data, _ := json.Marshal(st.reset)
+		b = appendEvent(b, "", "reset", data)
+	}
+	if err := out.send(b); err != nil {
+		return nil // the client is gone
+	}
+
+	last := st.from
+	if last.Less(head) {
+		err := s.cfg.Log.Backfill(c, me, last, head, func(evs []*events.Event) error {
+			var b []byte
+			b, last = appendEvents(nil, evs, last)
+			return out.send(b)
+		})
+		if err != nil {
+			s.log.Info("stream replay ended", "request_id", requestID(c), "err", err)
+			return nil
+		}
+		last = head
+	}
+
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	expiry := time.NewTimer(tokenExpiry(c).Sub(s.now()))
+	defer expiry.Stop()
+	// Jitter spreads the reconnections of streams opened together (after a deploy).
+	lifetime := time.NewTimer(s.cfg.StreamLifetime*9/10 + rand.N(s.cfg.StreamLifetime/5+1))
+	defer lifetime.Stop()
+	for {
+		select {
+		case <-c.Request.Context().Done():
+			return nil
+		case <-sub.Ready():
+			evs, done, overflowed := sub.Take()
+			if len(evs) > 0 {
+				var b []byte
+				b, last = appendEvents(nil, evs, last)
+				if err := out.send(b); err != nil {
+					return nil
+				}
+			}
+			if overflowed {
+				s.log.Info("slow stream closed", "request_id", requestID(c), "user", me)
+				s.metrics.slowStreams.Inc()
+			}
+			if done {
+				return nil
+			}
+		case <-heartbeat.C:
+			if err := out.send(appendComment(nil, "ping")); err != nil {
+				return nil
+			}
+		case <-expiry.C:
+			return nil // the token has expired: the client must come back with a new one
+		case <-lifetime.C:
+			return nil
+		}
+	}
+}
+
+// appendEvents frames evs, skipping durable events at or before last (already sent), and
+// returns the new last position.
+func appendEvents(b []byte, evs []*events.Event, last events.Cursor) ([]byte, events.Cursor) {
+	for _, e := range evs {
+		if !e.Durable() {
+			b = appendEvent(b, "", e.Type, e.Data)
+			continue
+		}
+		if !last.Less(e.Cursor) {
+			continue
+		}
+		last = e.Cursor
+		b = appendEvent(b, last.String(), e.Type, e.Data)
+	}
+	return b, last
+}
+
+// pollEvent is one event in a long-poll answer.
+type pollEvent struct {
+	ID   string          `json:"id,omitempty"`
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+}
+
+// errPollFull stops a replay once a long-poll answer is full.
+var errPollFull = errors.New("poll answer full")
+
+// poll is GET /v1/events/poll, the fallback for networks that hold streamed bodies: the
+// same cursor, the same replay-then-live order, answered as soon as there is something
+// durable to say or after timeout seconds.
+func (s *Server) poll(c *gin.Context) error {
+	wait, err := queryInt(c, "timeout", 25, 0, int64(s.cfg.MaxPollWait/time.Second))
+	if err != nil {
+		return err
+	}
+	me := user(c)
+	if !s.streams.acquire(me) {
+		return errorf(http.StatusTooManyRequests, "too_many_streams", "too many open streams for this user")
+	}
+	defer s.streams.release(me)
+	sub, head := s.cfg.Hub.Subscribe(me)
+	defer s.cfg.Hub.Unsubscribe(sub)
+
+	cursor, given := c.GetQuery("cursor")
+	if !given {
+		c.JSON(http.StatusOK, gin.H{"events": []pollEvent{}, "cursor": head.String()})
+		return nil
+	}
+	if cursor == "" {
+		cursor = "-" // given but empty is malformed, not absent
+	}
+	st, err := s.resumeFrom(c, cursor, head)
+	if err != nil {
+		return err
+	}
+	if st.reset != nil {
+		data, _ := json.Marshal(st.reset)
+		c.JSON(http.StatusOK, gin.H{"events": []pollEvent{{Type: "reset", Data: data}}, "cursor": head.String()})
+		return nil
+	}
+
+	out := []pollEvent{}
+	last := st.from
+	add := func(evs []*events.Event) error {
+		for _, e := range evs {
+			if e.Durable() && last.Less(e.Cursor) {
+				last = e.Cursor
+				out = append(out, pollEvent{ID: last.String(), Type: e.Type, Data: e.Data})
+				if len(out) >= maxPollEvents {
+					return errPollFull
+				}
+			}
+		}
+		return nil
+	}
+	if last.Less(head) {
+		err := s.cfg.Log.Backfill(c, me, last, head, add)
+		switch {
+		case err == nil:
+			last = head // nothing else of ours up to the head
+		case !errors.Is(err, errPollFull):
+			return err
+		}
+	}
+	if len(out) == 0 {
+		timeout := time.NewTimer(time.Duration(wait) * time.Second)
+		defer timeout.Stop()
+	waitLoop:
+		for len(out) == 0 {
+			select {
+			case <-c.Request.Context().Done():
+				return nil
+			case <-timeout.C:
+				break waitLoop
+			case <-sub.Ready():
+				evs, done, _ := sub.Take()
+				_ = add(evs)
+				if done {
+					break waitLoop
+				}
+			}
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"events": out, "cursor": last.String()})
+	return nil
+}

@@ -1,0 +1,41 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// webIndex serves the browser client's page.
+func (s *Server) webIndex(c *gin.Context) error {
+	c.Header("Cache-Control", "no-cache")
+	c.FileFromFS("/", s.cfg.Web)
+	return nil
+}
+
+type devTokenRequest struct {
+	Sub  string `json:"sub"`
+	Name string `json:"name"`
+}
+
+// devTokenTTL is the life of a demo token: a working day of clicking around.
+const devTokenTTL = 12 * time.Hour
+
+// devToken mints a token for any name. It exists only under `chatd serve -dev`, which
+// says so loudly at startup; it is never routed otherwise.
+func (s *Server) devToken(c *gin.Context) error {
+	var req devTokenRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if !validUserID(req.Sub) {
+		return errorf(http.StatusUnprocessableEntity, "invalid_sub", "sub must be 1 to 255 bytes of text")
+	}
+	token, err := SignHS256(s.cfg.DevSecret, req.Sub, req.Name, devTokenTTL, s.now())
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, gin.H{"token": token, "expires_in": int(devTokenTTL.Seconds())})
+	return nil
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of `chatd serve`, loaded from CHAT_* environment variables;
+// each has a flag of the same meaning (CHAT_SSE_HEARTBEAT is -sse-heartbeat), which wins.
+type config struct {
+	Addr        string
+	DatabaseURL string
+	// ListenURL is the listener's own direct connection: LISTEN does not work through
+	// PgBouncer's transaction pooling, so it may bypass the pooler.
+	ListenURL        string
+	JWTSecret        string
+	JWTPublicKeyFile string
+	JWKSURL          string
+	JWTIssuer        string
+	JWTAudience      string
+	JWTLeeway        time.Duration
+	Heartbeat        time.Duration
+	AllowedOrigins   string
+	CookieSecure     bool
+	DBMaxConns       int
+	MaxRequestBytes  int64
+	MaxMessageBytes  int
+	StreamLifetime   time.Duration
+	StreamsPerUser   int
+	StreamBuffer     int
+	RateLimit        float64
+	RateBurst        int
+	SafetyPoll       time.Duration
+	PresenceGrace    time.Duration
+	EventRetention   time.Duration
+	ShutdownTimeout  time.Duration
+	Dev              bool
+}
+
+// setting is one row of the settings table: name, default and why.
+type setting struct {
+	env, def, usage string
+	target          any
+}
+
+func (c *config) settings() []setting {
+	return []setting{
+		{"CHAT_ADDR", ":8080", "listen address", &c.Addr},
+		{"CHAT_DATABASE_URL", "postgres://127.0.0.1:5432/chat?sslmode=disable", "PostgreSQL URL", &c.DatabaseURL},
+		{"CHAT_LISTEN_DATABASE_URL", "", "direct PostgreSQL URL for LISTEN (default: CHAT_DATABASE_URL; set it when the main URL goes through PgBouncer)", &c.ListenURL},
+		{"CHAT_JWT_SECRET", "", "HMAC secret for HS256/384/512 tokens (or CHAT_JWT_SECRET_FILE)", &c.JWTSecret},
+		{"CHAT_JWT_PUBLIC_KEY_FILE", "", "PEM public key file for RS*/PS*/ES*/EdDSA tokens", &c.JWTPublicKeyFile},
+		{"CHAT_JWKS_URL", "", "JWKS URL of the token issuer", &c.JWKSURL},
+		{"CHAT_JWT_ISSUER", "", "required iss claim, when set", &c.JWTIssuer},
+		{"CHAT_JWT_AUDIENCE", "", "required aud claim, when set", &c.JWTAudience},
+		// Clocks drift; 30 s is the contract's ceiling.
+		{"CHAT_JWT_LEEWAY", "30s", "clock leeway for exp and nbf (at most 30s)", &c.JWTLeeway},
+		// nginx and AWS ALB close connections idle for 60 s; four pings fit in that.
+		{"CHAT_SSE_HEARTBEAT", "15s", "interval of the stream's ': ping' comment", &c.Heartbeat},
+		{"CHAT_ALLOWED_ORIGINS", "", "comma-separated origins allowed by CORS", &c.AllowedOrigins},
+		{"CHAT_COOKIE_SECURE", "true", "Secure attribute on the session cookie", &c.CookieSecure},
+		// Streams hold no connection; the pool serves REST and replays. Two cores saturate
+		// long before 20 busy connections.
+		{"CHAT_DB_MAX_CONNS", "20", "database pool size of this instance (plus one listener connection)", &c.DBMaxConns},
+		{"CHAT_MAX_REQUEST_BYTES", "65536", "request body cap (413 above)", &c.MaxRequestBytes},
+		{"CHAT_MAX_MESSAGE_BYTES", "4096", "message body cap in bytes (422 above)", &c.MaxMessageBytes},
+		// Long enough to cost nothing, short enough that a load balancer rebalances streams
+		// within the hour after instances are added.
+		{"CHAT_STREAM_LIFETIME", "1h", "streams end after this (±10 %) and resume elsewhere", &c.StreamLifetime},
+		{"CHAT_STREAMS_PER_USER", "16", "concurrent streams and polls of one user on one instance", &c.StreamsPerUser},
+		// Well beyond any burst a person causes; a stream this far behind is better resumed.
+		{"CHAT_STREAM_BUFFER", "1024", "events a stream may fall behind before it is closed", &c.StreamBuffer},
+		{"CHAT_RATE_LIMIT", "20", "writes per second per user (0: unlimited)", &c.RateLimit},
+		{"CHAT_RATE_BURST", "40", "writes a user may make at once", &c.RateBurst},
+		{"CHAT_SAFETY_POLL", "1s", "event-log read without a doorbell: the worst delay a lost notification causes", &c.SafetyPoll},
+		{"CHAT_PRESENCE_GRACE", "5s", "a user stays online this long after the last stream closes", &c.PresenceGrace},
+		{"CHAT_EVENT_RETENTION", "168h", "events older than this are pruned; older cursors get a reset", &c.EventRetention},
+		{"CHAT_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for requests in flight", &c.ShutdownTimeout},
+	}
+}
+
+// load fills c from the environment, then from args (flags mirror the variables).
+func (c *config) load(fs *flag.FlagSet, args []string) error {
+	for _, s := range c.settings() {
+		v, ok := os.LookupEnv(s.env)
+		if !ok {
+			v = s.def
+		}
+		if s.env == "CHAT_JWT_SECRET" {
+			if file := os.Getenv("CHAT_JWT_SECRET_FILE"); file != "" && !ok {
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return fmt.Errorf("CHAT_JWT_SECRET_FILE: %w", err)
+				}
+				v = strings.TrimRight(string(b), "\r\n")
+			}
+		}
+		if err := set(s.target, v); err != nil {
+			return fmt.Errorf("%s=%q: %w", s.env, v, err)
+		}
+		name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.env, "CHAT_")), "_", "-")
+		fs.Func(name, s.usage+" ($"+s.env+")", func(v string) error { return set(s.target, v) })
+	}
+	fs.BoolVar(&c.Dev, "dev", false, "demo mode: random secret unless one is set, plain-http cookies, a sign-in page that mints tokens for any name; never for production")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.ListenURL == "" {
+		c.ListenURL = c.DatabaseURL
+	}
+	return c.validate()
+}
+
+func set(target any, v string) error {
+	var err error
+	switch t := target.(type) {
+	case *string:
+		*t = v
+	case *bool:
+		*t, err = strconv.ParseBool(v)
+	case *int:
+		*t, err = strconv.Atoi(v)
+	case *int64:
+		*t, err = strconv.ParseInt(v, 10, 64)
+	case *float64:
+		*t, err = strconv.ParseFloat(v, 64)
+	case *time.Duration:
+		*t, err = time.ParseDuration(v)
+	default:
+		panic(fmt.Sprintf("unsupported setting type %T", target))
+	}
+	return err
+}
+
+// validate fails fast on settings that cannot work.
+func (c *config) validate() error {
+	var errs []error
+	check := func(ok bool, msg string) {
+		if !ok {
+			errs = append(errs, errors.New(msg))
+		}
+	}
+	check(c.Heartbeat >= time.Second && c.Heartbeat <= time.Minute, "CHAT_SSE_HEARTBEAT must be between 1s and 1m")
+	check(c.JWTLeeway >= 0 && c.JWTLeeway <= 30*time.Second, "CHAT_JWT_LEEWAY must be between 0 and 30s")
+	check(c.DBMaxConns >= 2, "CHAT_DB_MAX_CONNS must be at least 2")
+	check(c.MaxRequestBytes >= 1024, "CHAT_MAX_REQUEST_BYTES must be at least 1024")
+	check(c.MaxMessageBytes >= 1 && int64(c.MaxMessageBytes) < c.MaxRequestBytes, "CHAT_MAX_MESSAGE_BYTES must be positive and below CHAT_MAX_REQUEST_BYTES")
+	check(c.StreamLifetime >= time.Minute, "CHAT_STREAM_LIFETIME must be at least 1m")
+	check(c.StreamsPerUser >= 1, "CHAT_STREAMS_PER_USER must be at least 1")
+	check(c.StreamBuffer >= 16, "CHAT_STREAM_BUFFER must be at least 16")
+	check(c.RateLimit >= 0 && c.RateBurst >= 1, "CHAT_RATE_LIMIT must be 0 or more and CHAT_RATE_BURST at least 1")
+	check(c.SafetyPoll >= 10*time.Millisecond && c.SafetyPoll <= time.Minute, "CHAT_SAFETY_POLL must be between 10ms and 1m")
+	check(c.PresenceGrace >= 0 && c.PresenceGrace <= time.Minute, "CHAT_PRESENCE_GRACE must be between 0 and 1m")
+	check(c.EventRetention >= time.Hour, "CHAT_EVENT_RETENTION must be at least 1h")
+	check(c.DatabaseURL != "", "CHAT_DATABASE_URL is required")
+	return errors.Join(errs...)
+}
+
+// origins splits CHAT_ALLOWED_ORIGINS.
+func (c *config) origins() []string {
+	var out []string
+	for _, o := range strings.Split(c.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}

@@ -1,0 +1,197 @@
+package events
+
+import (
+	"sync"
+)
+
+// Event is one event ready for the wire. Durable events have a non-zero Cursor; ephemeral
+// ones (typing, presence) have none. Data is the JSON rendered once for all recipients;
+// events are shared between subscribers and never modified after publication.
+type Event struct {
+	Cursor     Cursor
+	Type       string
+	Data       []byte
+	Recipients []string
+	// Except, when set, is a recipient who does not get the event (the typist of a typing
+	// event).
+	Except string
+}
+
+// Durable reports whether the event is stored in the log and carries an id.
+func (e *Event) Durable() bool { return !e.Cursor.IsZero() }
+
+// Hub routes published events to the subscribers of their recipients on this instance.
+// It keeps no history: a subscriber that needs older events reads them from the log.
+type Hub struct {
+	mu     sync.Mutex
+	head   Cursor
+	users  map[string]map[*Subscriber]struct{}
+	limit  int
+	closed bool
+}
+
+// NewHub returns a hub whose subscribers may each fall at most limit events behind before
+// they are cut off.
+func NewHub(limit int) *Hub {
+	return &Hub{users: make(map[string]map[*Subscriber]struct{}), limit: limit}
+}
+
+// Subscriber receives the events of one user's stream. Its mailbox grows only while the
+// stream is behind, up to the hub's limit; past that the subscriber is marked overflowed and
+// the stream ends, to resume by cursor, rather than hold unbounded memory.
+type Subscriber struct {
+	User string
+
+	hub        *Hub
+	mu         sync.Mutex
+	pending    []*Event
+	ready      chan struct{} // has a value while pending is non-empty or the subscriber is done
+	overflowed bool
+	done       bool
+}
+
+// Subscribe registers a stream of user and returns it with the hub's head: every durable
+// event after head will reach the subscriber, so the caller replays (from, head] from the
+// log and then reads the subscriber.
+func (h *Hub) Subscribe(user string) (*Subscriber, Cursor) {
+	s := &Subscriber{User: user, hub: h, ready: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		s.done = true
+		s.ready <- struct{}{}
+		return s, h.head
+	}
+	set := h.users[user]
+	if set == nil {
+		set = make(map[*Subscriber]struct{})
+		h.users[user] = set
+	}
+	set[s] = struct{}{}
+	return s, h.head
+}
+
+// Unsubscribe removes s; it is safe to call more than once.
+func (h *Hub) Unsubscribe(s *Subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if set := h.users[s.User]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.users, s.User)
+		}
+	}
+}
+
+// Head is the position of the newest durable event published.
+func (h *Hub) Head() Cursor {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.head
+}
+
+// SetHead starts the hub at a position without publishing anything (at startup, the log's
+// current head: history is read by streams that ask for it).
+func (h *Hub) SetHead(c Cursor) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.head.Less(c) {
+		h.head = c
+	}
+}
+
+// Online reports whether user has a stream open on this instance.
+func (h *Hub) Online(user string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.users[user]) > 0
+}
+
+// Streams is the number of subscribers on this instance.
+func (h *Hub) Streams() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, set := range h.users {
+		n += len(set)
+	}
+	return n
+}
+
+// Publish delivers events, in order, to the subscribers of their recipients. Durable
+// events must come in log order; the hub's head moves to the last of them.
+func (h *Hub) Publish(evs []*Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range evs {
+		if e.Durable() {
+			if !h.head.Less(e.Cursor) {
+				continue // already published: a reader re-read after a reconnect
+			}
+			h.head = e.Cursor
+		}
+		for _, u := range e.Recipients {
+			if u == e.Except {
+				continue
+			}
+			for s := range h.users[u] {
+				s.push(e, h.limit)
+			}
+		}
+	}
+}
+
+// Close ends every subscriber (graceful shutdown: streams end so clients reconnect to
+// another instance and resume by cursor) and refuses new ones.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for _, set := range h.users {
+		for s := range set {
+			s.finish()
+		}
+	}
+	h.users = make(map[string]map[*Subscriber]struct{})
+}
+
+func (s *Subscriber) push(e *Event, limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return
+	}
+	if len(s.pending) >= limit {
+		s.overflowed = true
+		s.done = true
+		s.pending = nil
+	} else {
+		s.pending = append(s.pending, e)
+	}
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscriber) finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is signalled when Take has something to return or the subscriber has ended.
+func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// Take returns the pending events and empties the mailbox. done is true once the hub has
+// ended the subscriber; overflowed says it was because the stream fell too far behind.
+func (s *Subscriber) Take() (evs []*Event, done, overflowed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	evs, s.pending = s.pending, nil
+	return evs, s.done, s.overflowed
+}

@@ -1,0 +1,405 @@
+package events
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chatd/chatd/db"
+)
+
+// Channels of the doorbell and of ephemeral events between instances.
+const (
+	doorbellChannel  = "chatd_events"
+	ephemeralChannel = "chatd_ephemeral"
+)
+
+// Config tunes a Log. Zero values take the defaults noted on each field.
+type Config struct {
+	// Pool serves every query; the listener has a connection of its own.
+	Pool *pgxpool.Pool
+	// ListenURL is the listener's direct connection (LISTEN does not survive PgBouncer's
+	// transaction pooling).
+	ListenURL string
+	// SafetyPoll reads the log even without a doorbell, so a lost notification delays
+	// delivery by at most this long and never loses it. Default 1s.
+	SafetyPoll time.Duration
+	// PingAfter is how long the listener waits idle before it checks that its connection is
+	// alive (TCP keepalive would take minutes to notice). Default 5s.
+	PingAfter time.Duration
+	// BatchSize is how many events one read of the log takes. Default 1000.
+	BatchSize int
+	// Online answers the participants' online flag of conversation events; nil means false.
+	Online func(ctx context.Context, users []string) map[string]bool
+	Logger *slog.Logger
+}
+
+// Log reads the durable event log and publishes what is new to the hub. NOTIFY is only a
+// doorbell: rung after commits, coalesced, never inside a message's own transaction
+// (DESIGN-NOTES.md §1); the log table is the truth, read by cursor.
+type Log struct {
+	cfg      Config
+	q        *db.Queries
+	hub      *Hub
+	instance string // tags this instance's own notifications, which it skips
+
+	wake      chan struct{} // read the log now
+	ring      chan struct{} // tell the other instances
+	ephemeral chan []byte   // payloads for other instances
+	listening atomic.Bool
+	pos       Cursor // owned by the reader goroutine
+}
+
+// NewLog returns a Log that publishes to hub. Call Run to start it.
+func NewLog(cfg Config, hub *Hub) *Log {
+	if cfg.SafetyPoll <= 0 {
+		cfg.SafetyPoll = time.Second
+	}
+	if cfg.PingAfter <= 0 {
+		cfg.PingAfter = 5 * time.Second
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	id := make([]byte, 8)
+	_, _ = crand.Read(id) // crypto/rand never fails on supported platforms
+	return &Log{
+		cfg: cfg, q: db.New(cfg.Pool), hub: hub, instance: hex.EncodeToString(id),
+		wake: make(chan struct{}, 1), ring: make(chan struct{}, 1), ephemeral: make(chan []byte, 1024),
+	}
+}
+
+// Start positions the hub at the log's current head, so that startup replays nothing, and
+// runs the reader, the listener and the doorbell until ctx ends.
+func (l *Log) Start(ctx context.Context) error {
+	head, err := l.Head(ctx)
+	if err != nil {
+		return err
+	}
+	l.pos = head
+	l.hub.SetHead(head)
+	go l.readLoop(ctx)
+	go l.listenLoop(ctx)
+	go l.sendLoop(ctx)
+	return nil
+}
+
+// Listening reports whether the listener holds a live connection (readiness).
+func (l *Log) Listening() bool { return l.listening.Load() }
+
+// Written is called after every write transaction ends, committed or not: it wakes this
+// instance's reader and rings the other instances' doorbell. A rolled-back transaction
+// rings too, because it may have been holding back the fence over others' commits.
+func (l *Log) Written() {
+	signal(l.wake)
+	signal(l.ring)
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Head returns the newest final position of the log.
+func (l *Log) Head(ctx context.Context) (Cursor, error) {
+	h, err := l.q.EventHead(ctx)
+	if errors.Is(err, pgx.ErrNoRows) {
+		f, err := l.q.EventFloor(ctx)
+		return Cursor{Tx: f.Tx, ID: f.ID}, err
+	}
+	return Cursor{Tx: h.Tx, ID: h.ID}, err
+}
+
+// Resumable reports whether a stream may resume after c: c is a position the log handed
+// out and nothing after it has been pruned. reason says why not ("expired", "unknown").
+func (l *Log) Resumable(ctx context.Context, c Cursor) (ok bool, reason string, err error) {
+	f, err := l.q.EventFloor(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	floor := Cursor{Tx: f.Tx, ID: f.ID}
+	switch {
+	case c == floor:
+		return true, "", nil
+	case c.Less(floor):
+		return false, "expired", nil
+	}
+	exists, err := l.q.EventExists(ctx, db.EventExistsParams{Tx: c.Tx, ID: c.ID})
+	if err != nil || !exists {
+		return false, "unknown", err
+	}
+	return true, "", nil
+}
+
+// Backfill calls fn with user's events in (from, upto], in log order, in batches.
+func (l *Log) Backfill(ctx context.Context, user string, from, upto Cursor, fn func([]*Event) error) error {
+	for from.Less(upto) {
+		rows, err := l.q.BackfillEvents(ctx, db.BackfillEventsParams{UserID: user,
+			AfterTx: from.Tx, AfterID: from.ID, UptoTx: upto.Tx, UptoID: upto.ID, RowLimit: int32(l.cfg.BatchSize)})
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		evs := make([]*Event, len(rows))
+		for i, r := range rows {
+			evs[i] = &Event{Cursor: Cursor{Tx: r.Tx, ID: r.ID}, Type: r.Type}
+			m := joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)
+			if err := l.render(ctx, evs[i], r.ConversationID, r.UserID, r.Seq, m); err != nil {
+				return err
+			}
+		}
+		if err := fn(evs); err != nil {
+			return err
+		}
+		from = evs[len(evs)-1].Cursor
+	}
+	return nil
+}
+
+// Ephemeral publishes an event that is not stored (typing, presence) to the recipients'
+// streams on this instance at once and on every other instance through NOTIFY. Delivery is
+// best effort, as befits a typing indicator.
+func (l *Log) Ephemeral(e *Event) {
+	l.hub.Publish([]*Event{e})
+	l.notifyEphemeral(e.Type, e.Data, e.Recipients, e.Except)
+}
+
+// maxPayload keeps NOTIFY payloads under PostgreSQL's 8000-byte limit.
+const maxPayload = 7900
+
+func (l *Log) notifyEphemeral(typ string, data []byte, recipients []string, except string) {
+	payload, err := json.Marshal(ephemeralMsg{From: l.instance, Type: typ, Data: data, Recipients: recipients, Except: except})
+	if err != nil {
+		return
+	}
+	if len(payload) > maxPayload && len(recipients) > 1 {
+		// A large group: split the recipients until each notification fits.
+		half := len(recipients) / 2
+		l.notifyEphemeral(typ, data, recipients[:half], except)
+		l.notifyEphemeral(typ, data, recipients[half:], except)
+		return
+	}
+	select {
+	case l.ephemeral <- payload:
+	default:
+		l.cfg.Logger.Warn("ephemeral event dropped: notification queue full")
+	}
+}
+
+// ephemeralMsg is the NOTIFY payload of an ephemeral event.
+type ephemeralMsg struct {
+	From       string          `json:"from"`
+	Type       string          `json:"type"`
+	Data       json.RawMessage `json:"data"`
+	Recipients []string        `json:"recipients"`
+	Except     string          `json:"except,omitempty"`
+}
+
+// readLoop reads the log whenever woken, and on the safety timer.
+func (l *Log) readLoop(ctx context.Context) {
+	t := time.NewTicker(l.cfg.SafetyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.wake:
+		case <-t.C:
+		}
+		if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
+			l.cfg.Logger.Error("read event log", "err", err)
+		}
+	}
+}
+
+// catchUp publishes every final event after the reader's position.
+func (l *Log) catchUp(ctx context.Context) error {
+	for {
+		rows, err := l.q.ReadEvents(ctx, db.ReadEventsParams{AfterTx: l.pos.Tx, AfterID: l.pos.ID, RowLimit: int32(l.cfg.BatchSize)})
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		evs := make([]*Event, len(rows))
+		for i, r := range rows {
+			evs[i] = &Event{Cursor: Cursor{Tx: r.Tx, ID: r.ID}, Type: r.Type, Recipients: r.Recipients}
+			m := joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)
+			if err := l.render(ctx, evs[i], r.ConversationID, r.UserID, r.Seq, m); err != nil {
+				return err
+			}
+		}
+		l.hub.Publish(evs)
+		l.pos = evs[len(evs)-1].Cursor
+		if len(rows) < l.cfg.BatchSize {
+			return nil
+		}
+	}
+}
+
+// render fills in e.Data from the columns of an event row.
+func (l *Log) render(ctx context.Context, e *Event, conv pgtype.UUID, user *string, seq *int64, m *Message) error {
+	var data any
+	switch e.Type {
+	case "message", "message_updated", "message_deleted":
+		if m == nil {
+			return fmt.Errorf("event %v: message missing", e.Cursor)
+		}
+		data = m
+	case "read":
+		if user == nil || seq == nil {
+			return fmt.Errorf("event %v: read without user or seq", e.Cursor)
+		}
+		data = Read{ConversationID: UUIDString(conv), UserID: *user, Seq: *seq}
+	case "conversation":
+		c, err := l.newConversation(ctx, conv)
+		if err != nil {
+			return err
+		}
+		data = c
+	default:
+		return fmt.Errorf("event %v: unknown type %q", e.Cursor, e.Type)
+	}
+	b, err := json.Marshal(data)
+	e.Data = b
+	return err
+}
+
+// newConversation renders a conversation event: the conversation as a participant sees it
+// when it is created, with nothing sent and nothing read.
+func (l *Log) newConversation(ctx context.Context, id pgtype.UUID) (Conversation, error) {
+	rows, err := l.q.ListParticipants(ctx, []pgtype.UUID{id})
+	if err != nil || len(rows) == 0 {
+		return Conversation{}, fmt.Errorf("conversation %s: participants: %w", UUIDString(id), err)
+	}
+	c, err := l.q.GetConversation(ctx, db.GetConversationParams{ConversationID: id, UserID: rows[0].ID})
+	if err != nil {
+		return Conversation{}, fmt.Errorf("conversation %s: %w", UUIDString(id), err)
+	}
+	out := ConversationFrom(db.ListConversationsRow(c))
+	out.LastMessage, out.LastReadSeq, out.UnreadCount = nil, 0, 0
+	out.UpdatedAt = out.CreatedAt
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	var online map[string]bool
+	if l.cfg.Online != nil {
+		online = l.cfg.Online(ctx, ids)
+	}
+	for _, r := range rows {
+		out.Participants = append(out.Participants, Participant{ID: r.ID, Name: r.Name, Online: online[r.ID]})
+	}
+	return out, nil
+}
+
+// listenLoop holds the instance's LISTEN connection: connect, LISTEN, catch up, wait; ping
+// when idle; on any failure reconnect with backoff and jitter and catch up again.
+func (l *Log) listenLoop(ctx context.Context) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			backoff := min(100*time.Millisecond<<min(attempt-1, 6), 5*time.Second)
+			backoff = backoff/2 + rand.N(backoff/2+1)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+		err := l.listen(ctx, func() { attempt = 0 })
+		if ctx.Err() == nil {
+			l.cfg.Logger.Warn("event listener lost its connection; reconnecting", "err", err)
+		}
+	}
+}
+
+// listen runs one listener connection until it fails; connected is called once it listens.
+func (l *Log) listen(ctx context.Context, connected func()) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := pgx.Connect(cctx, l.cfg.ListenURL)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	for _, ch := range []string{doorbellChannel, ephemeralChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return err
+		}
+	}
+	l.listening.Store(true)
+	defer l.listening.Store(false)
+	connected()
+	signal(l.wake) // notifications sent while we were away are lost: read the log
+	for {
+		wctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			pctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
+			err = conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case n.Channel == doorbellChannel:
+			if n.Payload != l.instance {
+				signal(l.wake)
+			}
+		case n.Channel == ephemeralChannel:
+			l.receiveEphemeral(n.Payload)
+		}
+	}
+}
+
+func (l *Log) receiveEphemeral(payload string) {
+	var m ephemeralMsg
+	if err := json.Unmarshal([]byte(payload), &m); err != nil || m.From == l.instance {
+		return
+	}
+	l.hub.Publish([]*Event{{Type: m.Type, Data: m.Data, Recipients: m.Recipients, Except: m.Except}})
+}
+
+// sendLoop sends the doorbell and ephemeral events to the other instances. Rings that
+// arrive while one is being sent collapse into the next, so a burst of writes costs one
+// notification, whatever its size.
+func (l *Log) sendLoop(ctx context.Context) {
+	for {
+		var channel, payload string
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.ring:
+			channel, payload = doorbellChannel, l.instance
+		case p := <-l.ephemeral:
+			channel, payload = ephemeralChannel, string(p)
+		}
+		if err := l.q.Notify(ctx, db.NotifyParams{Channel: channel, Payload: payload}); err != nil && ctx.Err() == nil {
+			l.cfg.Logger.Warn("notify other instances", "channel", channel, "err", err)
+		}
+	}
+}

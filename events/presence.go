@@ -1,0 +1,226 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/chatd/chatd/db"
+)
+
+// Presence tracks which users have at least one stream open on any instance. Each instance
+// records its users in the presence table and beats in the instances table; the others
+// expire an instance that stops beating, so the users of a dead instance go offline
+// without its help. Changes are written by one goroutine, in order, off the request path.
+type Presence struct {
+	log   *Log
+	q     *db.Queries
+	grace time.Duration
+	beat  time.Duration
+	stale time.Duration
+	now   func() time.Time
+
+	mu      sync.Mutex
+	local   map[string]int         // open streams per user on this instance
+	leaving map[string]*time.Timer // users in their grace period after the last stream closed
+	work    chan change
+}
+
+type change struct {
+	user   string
+	online bool
+}
+
+// NewPresence returns a Presence that announces changes through log. grace is how long a
+// user stays online after the last stream closes (a reconnect within it is invisible).
+func NewPresence(log *Log, grace time.Duration) *Presence {
+	return &Presence{
+		log: log, q: log.q, grace: grace,
+		beat:  5 * time.Second,  // with stale, a dead instance's users go offline within 25 s
+		stale: 20 * time.Second, // four missed beats: a busy database is not a dead instance
+		now:   time.Now,
+		local: make(map[string]int), leaving: make(map[string]*time.Timer),
+		work: make(chan change, 4096),
+	}
+}
+
+// Start registers the instance and runs the writer and the heartbeat until ctx ends; then
+// the instance leaves, taking its presence rows with it.
+func (p *Presence) Start(ctx context.Context) error {
+	if err := p.q.InsertInstance(ctx, p.log.instance); err != nil {
+		return err
+	}
+	go p.run(ctx)
+	return nil
+}
+
+// Connect records that a stream of user opened on this instance.
+func (p *Presence) Connect(user string) {
+	p.mu.Lock()
+	p.local[user]++
+	first := p.local[user] == 1
+	if t := p.leaving[user]; t != nil {
+		t.Stop() // back within the grace period: still online in the table
+		delete(p.leaving, user)
+		first = false
+	}
+	p.mu.Unlock()
+	if first {
+		p.work <- change{user: user, online: true}
+	}
+}
+
+// Disconnect records that a stream of user closed; after the grace period without another
+// stream the user goes offline.
+func (p *Presence) Disconnect(user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.local[user]--; p.local[user] > 0 {
+		return
+	}
+	delete(p.local, user)
+	var t *time.Timer
+	t = time.AfterFunc(p.grace, func() {
+		p.mu.Lock()
+		gone := p.leaving[user] == t && p.local[user] == 0
+		if gone {
+			delete(p.leaving, user)
+		}
+		p.mu.Unlock()
+		if gone {
+			p.work <- change{user: user, online: false}
+		}
+	})
+	p.leaving[user] = t
+}
+
+// Online returns which of users are online anywhere. On a database error it reports
+// everyone offline rather than fail the request that wanted to show the flag.
+func (p *Presence) Online(ctx context.Context, users []string) map[string]bool {
+	online := make(map[string]bool)
+	ids, err := p.q.OnlineAmong(ctx, db.OnlineAmongParams{UserIds: users, StaleSeconds: p.stale.Seconds()})
+	if err != nil {
+		p.log.cfg.Logger.Warn("presence lookup", "err", err)
+		return online
+	}
+	for _, id := range ids {
+		online[id] = true
+	}
+	return online
+}
+
+// Report returns the presence of those of users who share a conversation with caller (and
+// of caller), in the order asked; others are omitted.
+func (p *Presence) Report(ctx context.Context, caller string, users []string) ([]PresenceEntry, error) {
+	rows, err := p.q.PresenceOf(ctx, db.PresenceOfParams{UserIds: users, CallerID: caller, StaleSeconds: p.stale.Seconds()})
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]PresenceEntry, len(rows))
+	now := Time(p.now())
+	for _, r := range rows {
+		e := PresenceEntry{ID: r.ID, Online: r.Online, LastSeenAt: timePtr(r.LastSeenAt)}
+		if r.Online {
+			e.LastSeenAt = &now
+		}
+		byID[r.ID] = e
+	}
+	out := make([]PresenceEntry, 0, len(byID))
+	for _, u := range users {
+		if e, ok := byID[u]; ok {
+			out = append(out, e)
+			delete(byID, u)
+		}
+	}
+	return out, nil
+}
+
+func (p *Presence) run(ctx context.Context) {
+	t := time.NewTicker(p.beat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// A clean exit: the instance's users are offline here at once.
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = p.q.LeaveInstance(cctx, p.log.instance)
+			cancel()
+			return
+		case ch := <-p.work:
+			p.apply(ctx, ch)
+		case <-t.C:
+			p.heartbeat(ctx)
+		}
+	}
+}
+
+func (p *Presence) apply(ctx context.Context, ch change) {
+	var elsewhere bool
+	var err error
+	if ch.online {
+		elsewhere, err = p.q.SetOnline(ctx, db.SetOnlineParams{UserID: ch.user, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+	} else {
+		elsewhere, err = p.q.SetOffline(ctx, db.SetOfflineParams{UserID: ch.user, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+	}
+	if err != nil {
+		p.log.cfg.Logger.Warn("presence update", "err", err)
+		return
+	}
+	if !elsewhere { // the user's first stream anywhere, or its last
+		p.announce(ctx, ch.user, ch.online, p.now())
+	}
+}
+
+// heartbeat keeps this instance alive in the table and expires instances that died.
+func (p *Presence) heartbeat(ctx context.Context) {
+	n, err := p.q.TouchInstance(ctx, p.log.instance)
+	if err != nil {
+		p.log.cfg.Logger.Warn("presence heartbeat", "err", err)
+		return
+	}
+	if n == 0 {
+		// Taken for dead during a long database outage: come back with every local user.
+		p.mu.Lock()
+		users := make([]string, 0, len(p.local)+len(p.leaving))
+		for u := range p.local {
+			users = append(users, u)
+		}
+		for u := range p.leaving {
+			users = append(users, u)
+		}
+		p.mu.Unlock()
+		if err := p.q.InsertInstance(ctx, p.log.instance); err != nil {
+			return
+		}
+		_ = p.q.RegisterPresence(ctx, db.RegisterPresenceParams{UserIds: users, InstanceID: p.log.instance})
+	}
+	dead, err := p.q.ExpireInstances(ctx, p.stale.Seconds())
+	if err != nil {
+		return
+	}
+	for _, d := range dead {
+		offline, err := p.q.DropInstancePresence(ctx, db.DropInstancePresenceParams{
+			InstanceID: d.ID, SeenAt: &d.HeartbeatAt, StaleSeconds: p.stale.Seconds()})
+		if err != nil {
+			return
+		}
+		for _, u := range offline {
+			p.announce(ctx, u, false, d.HeartbeatAt)
+		}
+	}
+}
+
+// announce sends a presence event to everyone who shares a conversation with user.
+func (p *Presence) announce(ctx context.Context, user string, online bool, at time.Time) {
+	contacts, err := p.q.Contacts(ctx, user)
+	if err != nil || len(contacts) == 0 {
+		return
+	}
+	seen := Time(at)
+	data, err := json.Marshal(UserPresence{UserID: user, Online: online, LastSeenAt: &seen})
+	if err != nil {
+		return
+	}
+	p.log.Ephemeral(&Event{Type: "presence", Data: data, Recipients: contacts})
+}

@@ -1,0 +1,360 @@
+-- Every query chatd runs. `sqlc generate` turns this file into db/query.sql.go.
+
+
+-- name: UpsertUser :exec
+-- A signed-in user: create it, or record a changed display name. A NULL name (token
+-- without a name claim) never erases a known one.
+INSERT INTO users (id, name) VALUES (@id, sqlc.narg(name))
+ON CONFLICT (id) DO UPDATE SET name = COALESCE(EXCLUDED.name, users.name)
+WHERE users.name IS DISTINCT FROM COALESCE(EXCLUDED.name, users.name);
+
+-- name: EnsureUsers :exec
+-- Users named as participants before they ever called the service.
+INSERT INTO users (id) SELECT unnest(@ids::text[]) ON CONFLICT DO NOTHING;
+
+
+-- name: CreateDirectConversation :one
+-- Returns no row when the pair already has its conversation.
+INSERT INTO conversations (kind, direct_a, direct_b) VALUES ('direct', @a, @b)
+ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' DO NOTHING
+RETURNING id;
+
+-- name: GetDirectConversation :one
+SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = @a AND direct_b = @b;
+
+-- name: CreateGroupConversation :one
+INSERT INTO conversations (kind, title) VALUES ('group', sqlc.narg(title)) RETURNING id;
+
+-- name: AddMembers :exec
+INSERT INTO members (conversation_id, user_id)
+SELECT @conversation_id, unnest(@user_ids::text[]);
+
+-- name: InsertConversationEvent :exec
+INSERT INTO events (conversation_id, type) VALUES (@conversation_id, 'conversation');
+
+-- name: IsMember :one
+SELECT EXISTS (SELECT 1 FROM members WHERE conversation_id = @conversation_id AND user_id = @user_id);
+
+-- name: ListMembers :many
+-- The members of a conversation, or nothing at all when the caller is not one of them.
+SELECT m.user_id FROM members m
+WHERE m.conversation_id = @conversation_id
+  AND EXISTS (SELECT 1 FROM members c WHERE c.conversation_id = @conversation_id AND c.user_id = @caller_id)
+ORDER BY m.user_id;
+
+-- name: GetConversation :one
+-- One conversation as the caller sees it; no row when the caller is not a participant.
+SELECT c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at, m.last_read_seq,
+    (SELECT count(*) FROM messages x
+     WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
+       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
+    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
+    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
+    lm.deleted_at AS lm_deleted_at
+FROM members m
+JOIN conversations c ON c.id = m.conversation_id
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
+WHERE m.conversation_id = @conversation_id AND m.user_id = @user_id;
+
+-- name: ListConversations :many
+-- The caller's conversations, most recently active first, after the keyset cursor
+-- (activity_at, id) of the previous page's last row.
+SELECT c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at, m.last_read_seq,
+    (SELECT count(*) FROM messages x
+     WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
+       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
+    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
+    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
+    lm.deleted_at AS lm_deleted_at
+FROM members m
+JOIN conversations c ON c.id = m.conversation_id
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
+WHERE m.user_id = @user_id
+  AND (sqlc.narg(before_activity)::timestamptz IS NULL
+       OR (c.activity_at, c.id) < (sqlc.narg(before_activity)::timestamptz, @before_id::uuid))
+ORDER BY c.activity_at DESC, c.id DESC
+LIMIT @row_limit;
+
+-- name: ListParticipants :many
+SELECT m.conversation_id, u.id, u.name
+FROM members m JOIN users u ON u.id = m.user_id
+WHERE m.conversation_id = ANY(@conversation_ids::uuid[])
+ORDER BY m.conversation_id, m.joined_at, u.id;
+
+
+-- name: SendMessage :one
+-- Sends a message in one statement (one round trip, one commit). Taking the next seq with
+-- UPDATE ... RETURNING holds the conversation's row lock until commit, so seq is gap-free
+-- and in commit order. No row comes back when the sender is not a participant or when a
+-- message with this client_id already exists; a concurrent duplicate fails on the unique
+-- index instead, and the whole statement, seq included, rolls back.
+WITH conv AS (
+    UPDATE conversations c
+    SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
+    WHERE c.id = @conversation_id
+      AND EXISTS (SELECT 1 FROM members s
+                  WHERE s.conversation_id = @conversation_id AND s.user_id = @sender_id)
+      AND (sqlc.narg(client_id)::text IS NULL OR NOT EXISTS (
+          SELECT 1 FROM messages d
+          WHERE d.conversation_id = @conversation_id AND d.sender_id = @sender_id
+            AND d.client_id = sqlc.narg(client_id)::text))
+    RETURNING c.id, c.last_seq
+), msg AS (
+    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id)
+    SELECT conv.id, conv.last_seq, @sender_id, @body, sqlc.narg(client_id)::text FROM conv
+    RETURNING *
+), rd AS (
+    UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq)
+    FROM msg
+    WHERE members.conversation_id = msg.conversation_id AND members.user_id = msg.sender_id
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT msg.conversation_id, 'message', msg.id FROM msg
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+FROM msg;
+
+-- name: GetMessageByClientID :one
+SELECT * FROM messages
+WHERE conversation_id = @conversation_id AND sender_id = @sender_id AND client_id = @client_id;
+
+-- name: GetMessage :one
+-- A message as seen by the caller; no row when the caller is not a participant.
+SELECT x.* FROM messages x
+JOIN members m ON m.conversation_id = x.conversation_id AND m.user_id = @user_id
+WHERE x.conversation_id = @conversation_id AND x.id = @id;
+
+-- name: ListLatestMessages :many
+SELECT * FROM messages WHERE conversation_id = @conversation_id
+ORDER BY seq DESC LIMIT @row_limit;
+
+-- name: ListMessagesBefore :many
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq < @before_seq
+ORDER BY seq DESC LIMIT @row_limit;
+
+-- name: ListMessagesAfter :many
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > @after_seq
+ORDER BY seq ASC LIMIT @row_limit;
+
+-- name: EditMessage :one
+-- Only the sender can edit, and only a message that is not deleted; no row otherwise.
+WITH u AS (
+    UPDATE messages SET body = @body, edited_at = now()
+    WHERE messages.conversation_id = @conversation_id AND messages.id = @id
+      AND messages.sender_id = @sender_id AND messages.deleted_at IS NULL
+    RETURNING *
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT u.conversation_id, 'message_updated', u.id FROM u
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+FROM u;
+
+-- name: DeleteMessage :one
+-- Soft delete by the sender: the body is erased, the row and its seq stay.
+WITH u AS (
+    UPDATE messages SET body = '', deleted_at = now()
+    WHERE messages.conversation_id = @conversation_id AND messages.id = @id
+      AND messages.sender_id = @sender_id AND messages.deleted_at IS NULL
+    RETURNING *
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT u.conversation_id, 'message_deleted', u.id FROM u
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+FROM u;
+
+
+-- name: MarkRead :one
+-- Moves the caller's read position forward (never back, never past the last message) and
+-- logs a read event; no row when nothing moved or the caller is not a participant.
+WITH u AS (
+    UPDATE members m SET last_read_seq = LEAST(@seq::bigint, c.last_seq)
+    FROM conversations c
+    WHERE c.id = m.conversation_id AND m.conversation_id = @conversation_id
+      AND m.user_id = @user_id AND m.last_read_seq < LEAST(@seq::bigint, c.last_seq)
+    RETURNING m.conversation_id, m.user_id, m.last_read_seq
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, seq)
+    SELECT u.conversation_id, 'read', u.user_id, u.last_read_seq FROM u
+)
+SELECT last_read_seq FROM u;
+
+-- name: UnreadCounts :many
+-- Computed from stored state each time: messages from others, not deleted, after the
+-- caller's read position.
+SELECT m.conversation_id, count(*) AS unread_count
+FROM members m
+JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
+    AND x.sender_id <> m.user_id AND x.deleted_at IS NULL
+WHERE m.user_id = @user_id
+GROUP BY m.conversation_id
+ORDER BY m.conversation_id;
+
+
+-- name: CreateTicket :exec
+INSERT INTO tickets (hash, user_id, token_expires, expires_at)
+VALUES (@hash, @user_id, @token_expires, @expires_at);
+
+-- name: ConsumeTicket :one
+-- Single use: the row is gone once read, on whichever instance reads it first.
+DELETE FROM tickets WHERE hash = @hash AND expires_at > now()
+RETURNING user_id, token_expires;
+
+-- name: PruneTickets :exec
+DELETE FROM tickets WHERE expires_at <= now();
+
+
+-- name: ReadEvents :many
+-- The next events after a cursor, for one instance's fan-out. Only rows written by
+-- transactions older than every running one are read (the fence, see schema.sql).
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
+    x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
+    x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
+    x.deleted_at AS m_deleted_at,
+    ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
+          ORDER BY r.user_id)::text[] AS recipients
+FROM events e
+LEFT JOIN messages x ON x.id = e.message_id
+WHERE (e.tx, e.id) > (@after_tx::xid8, @after_id::bigint)
+  AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.tx, e.id
+LIMIT @row_limit;
+
+-- name: BackfillEvents :many
+-- One user's events in the cursor range (after, upto], for a stream resuming further back
+-- than the in-memory history reaches. upto is a position the caller already read below
+-- the fence, so the range is final.
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
+    x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
+    x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
+    x.deleted_at AS m_deleted_at
+FROM members r
+JOIN events e ON e.conversation_id = r.conversation_id
+LEFT JOIN messages x ON x.id = e.message_id
+WHERE r.user_id = @user_id
+  AND (e.tx, e.id) > (@after_tx::xid8, @after_id::bigint)
+  AND (e.tx, e.id) <= (@upto_tx::xid8, @upto_id::bigint)
+ORDER BY e.tx, e.id
+LIMIT @row_limit;
+
+-- name: EventHead :one
+-- The newest final position: every event at or before it is committed and visible. No row
+-- means the log is empty (or pruned empty) and the head is the floor.
+SELECT e.tx, e.id FROM events e
+WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY e.tx DESC, e.id DESC LIMIT 1;
+
+-- name: EventExists :one
+SELECT EXISTS (SELECT 1 FROM events WHERE tx = @tx AND id = @id);
+
+-- name: EventFloor :one
+SELECT tx, id FROM event_floor;
+
+-- name: PruneEvents :one
+-- Deletes events older than the retention and records the newest deleted position, so a
+-- cursor behind it is recognised as expired.
+WITH last AS (
+    SELECT e.tx, e.id FROM events e
+    WHERE e.created_at < @older_than AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.tx DESC, e.id DESC LIMIT 1
+), gone AS (
+    DELETE FROM events e USING last WHERE (e.tx, e.id) <= (last.tx, last.id)
+    RETURNING e.tx
+), fl AS (
+    UPDATE event_floor SET tx = last.tx, id = last.id FROM last
+    WHERE EXISTS (SELECT 1 FROM gone)
+)
+SELECT count(*) FROM gone;
+
+-- name: Notify :exec
+-- Doorbells and ephemeral events between instances, each in a transaction of its own (never
+-- in a message's commit: NOTIFY serialises committers, DESIGN-NOTES.md §1). A doorbell
+-- carries no content and a lost one only delays delivery to the safety poll, so its commit
+-- need not wait for the WAL flush.
+SELECT set_config('synchronous_commit', 'off', true), pg_notify(@channel::text, @payload::text);
+
+-- name: TouchInstance :execrows
+-- The instance's heartbeat; no row means other instances took it for dead and removed it.
+UPDATE instances SET heartbeat_at = now() WHERE id = @id;
+
+-- name: InsertInstance :exec
+INSERT INTO instances (id) VALUES (@id) ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+
+-- name: RegisterPresence :exec
+-- Re-records every user with a stream here, after the instance was taken for dead.
+INSERT INTO presence (user_id, instance_id) SELECT unnest(@user_ids::text[]), @instance_id
+ON CONFLICT DO NOTHING;
+
+-- name: ExpireInstances :many
+-- Removes instances that stopped beating (they died); their presence rows go next.
+DELETE FROM instances WHERE heartbeat_at < now() - make_interval(secs => @stale_seconds::float8)
+RETURNING id, heartbeat_at;
+
+-- name: DropInstancePresence :many
+-- Deletes a dead instance's presence rows and returns the users now offline everywhere,
+-- recording when they were last seen.
+WITH gone AS (
+    DELETE FROM presence WHERE instance_id = @instance_id RETURNING user_id
+)
+UPDATE users u SET last_seen_at = @seen_at
+FROM gone g
+WHERE u.id = g.user_id
+  AND NOT EXISTS (
+      SELECT 1 FROM presence o JOIN instances i ON i.id = o.instance_id
+      WHERE o.user_id = g.user_id AND o.instance_id <> @instance_id
+        AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8))
+RETURNING u.id;
+
+-- name: LeaveInstance :exec
+-- A clean shutdown: the instance and its presence rows go at once.
+WITH p AS (DELETE FROM presence WHERE instance_id = @id)
+DELETE FROM instances WHERE id = @id;
+
+-- name: SetOnline :one
+-- Records a user's first stream on an instance; returns whether the user was already
+-- online through another instance.
+WITH ins AS (
+    INSERT INTO presence (user_id, instance_id) VALUES (@user_id, @instance_id)
+    ON CONFLICT DO NOTHING
+)
+SELECT EXISTS (
+    SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
+    WHERE p.user_id = @user_id AND p.instance_id <> @instance_id
+      AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8));
+
+-- name: SetOffline :one
+-- Records that a user's last stream on an instance closed; returns whether the user is
+-- still online through another instance.
+WITH del AS (
+    DELETE FROM presence WHERE user_id = @user_id AND instance_id = @instance_id
+), seen AS (
+    UPDATE users SET last_seen_at = now() WHERE id = @user_id
+)
+SELECT EXISTS (
+    SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
+    WHERE p.user_id = @user_id AND p.instance_id <> @instance_id
+      AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8));
+
+-- name: PresenceOf :many
+-- Presence of the given users who share a conversation with the caller, and of the caller.
+SELECT u.id, u.last_seen_at,
+    EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
+            WHERE p.user_id = u.id
+              AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8)) AS online
+FROM users u
+WHERE u.id = ANY(@user_ids::text[])
+  AND (u.id = @caller_id OR EXISTS (
+      SELECT 1 FROM members a JOIN members b ON b.conversation_id = a.conversation_id
+      WHERE a.user_id = @caller_id AND b.user_id = u.id))
+ORDER BY u.id;
+
+-- name: OnlineAmong :many
+SELECT DISTINCT p.user_id FROM presence p JOIN instances i ON i.id = p.instance_id
+WHERE p.user_id = ANY(@user_ids::text[])
+  AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8);
+
+-- name: Contacts :many
+-- Everyone who shares a conversation with the user: the audience of its presence events.
+SELECT DISTINCT b.user_id FROM members a JOIN members b ON b.conversation_id = a.conversation_id
+WHERE a.user_id = @user_id AND b.user_id <> @user_id;

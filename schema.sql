@@ -1,0 +1,118 @@
+-- chatd schema. Applied by `chatd migrate` and at `chatd serve` start under an advisory
+-- lock; every statement is idempotent so a second run changes nothing. Bump schema_version
+-- (db.CurrentSchemaVersion in db/store.go) when this file changes.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    integer     NOT NULL PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Users exist because a token named them or a conversation included them; the display name
+-- is unknown (NULL) until the user signs in with a `name` claim.
+CREATE TABLE IF NOT EXISTS users (
+    id           text        NOT NULL PRIMARY KEY,
+    name         text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    last_seen_at timestamptz
+);
+
+-- last_seq is the per-conversation message counter. Sending a message increments it with
+-- UPDATE ... RETURNING, which holds the row lock until commit: seq is gap-free and its order
+-- is commit order within a conversation.
+CREATE TABLE IF NOT EXISTS conversations (
+    id          uuid        NOT NULL PRIMARY KEY DEFAULT gen_random_uuid(),
+    kind        text        NOT NULL CHECK (kind IN ('direct', 'group')),
+    title       text,
+    -- The two members of a direct conversation, smaller id first; the unique index makes
+    -- "get or create" race-free.
+    direct_a    text REFERENCES users (id),
+    direct_b    text REFERENCES users (id),
+    last_seq    bigint      NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- Time of the last message, or creation time while empty: the "most recently active" key.
+    activity_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((kind = 'direct') = (direct_a IS NOT NULL AND direct_b IS NOT NULL AND direct_a < direct_b))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_direct ON conversations (direct_a, direct_b)
+    WHERE kind = 'direct';
+
+CREATE TABLE IF NOT EXISTS members (
+    conversation_id uuid        NOT NULL REFERENCES conversations (id),
+    user_id         text        NOT NULL REFERENCES users (id),
+    last_read_seq   bigint      NOT NULL DEFAULT 0,
+    joined_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (conversation_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS members_user ON members (user_id, conversation_id);
+
+CREATE TABLE IF NOT EXISTS messages (
+    id              uuid        NOT NULL PRIMARY KEY DEFAULT gen_random_uuid(),
+    conversation_id uuid        NOT NULL REFERENCES conversations (id),
+    seq             bigint      NOT NULL,
+    sender_id       text        NOT NULL REFERENCES users (id),
+    body            text        NOT NULL,
+    client_id       text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    edited_at       timestamptz,
+    deleted_at      timestamptz,
+    UNIQUE (conversation_id, seq),
+    -- The idempotency key: a repeated send with the same client_id finds the original.
+    UNIQUE (conversation_id, sender_id, client_id)
+);
+
+-- The durable event log, read by cursor (tx, id). A bigserial alone is not commit order (a
+-- transaction can take id 101, another 102 and commit first), so readers only read rows whose
+-- writing transaction is older than every transaction still running:
+--   WHERE (tx, id) > cursor AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, id
+-- Every row below that fence is committed (or was rolled back and is invisible), so nothing
+-- can later appear behind a cursor. See DESIGN-NOTES.md §2.
+-- Content is not copied here: message events are rendered from the message row when read,
+-- so a replay never resurrects an edited or deleted body.
+CREATE TABLE IF NOT EXISTS events (
+    tx              xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    id              bigserial   NOT NULL,
+    conversation_id uuid        NOT NULL REFERENCES conversations (id),
+    type            text        NOT NULL
+        CHECK (type IN ('message', 'message_updated', 'message_deleted', 'read', 'conversation')),
+    message_id      uuid REFERENCES messages (id),
+    user_id         text,
+    seq             bigint,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tx, id)
+);
+CREATE INDEX IF NOT EXISTS events_conversation ON events (conversation_id, tx, id);
+CREATE INDEX IF NOT EXISTS events_created ON events (created_at);
+
+-- The position of the newest event ever pruned by retention: a cursor behind it has lost
+-- events and gets a reset; the cursor equal to it is still valid.
+CREATE TABLE IF NOT EXISTS event_floor (
+    one boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
+    tx  xid8    NOT NULL,
+    id  bigint  NOT NULL
+);
+INSERT INTO event_floor (tx, id) VALUES ('0', 0) ON CONFLICT DO NOTHING;
+
+-- Single-use stream tickets, stored so that any instance accepts them. Only a hash of the
+-- ticket is kept; the ticket carries the identity and the expiry of the token that minted it.
+CREATE TABLE IF NOT EXISTS tickets (
+    hash          bytea       NOT NULL PRIMARY KEY,
+    user_id       text        NOT NULL,
+    token_expires timestamptz NOT NULL,
+    expires_at    timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_expires ON tickets (expires_at);
+
+-- Presence: which instance holds streams of which user. Instances beat every few seconds;
+-- an instance that stops beating (it died) is expired by the others, with its rows, so its
+-- users go offline within 30 s without anyone's help.
+CREATE TABLE IF NOT EXISTS instances (
+    id           text        NOT NULL PRIMARY KEY,
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS presence (
+    user_id     text NOT NULL,
+    instance_id text NOT NULL,
+    PRIMARY KEY (user_id, instance_id)
+);
+CREATE INDEX IF NOT EXISTS presence_instance ON presence (instance_id);
