@@ -35,6 +35,7 @@ type Config struct {
 	Retry           time.Duration // SSE reconnect delay sent to clients
 	StreamLifetime  time.Duration // streams end after this (±10 %) so load balancers rebalance
 	StreamsPerUser  int           // concurrent streams of one user on one instance
+	WriteTimeout    time.Duration // a stream write blocked this long ends the stream
 	WriteRate       float64       // writes per second per user (token bucket refill)
 	WriteBurst      int           // writes a user may make at once
 	CookieSecure    bool

@@ -8,8 +8,9 @@ import (
 )
 
 // appendEvent frames one event for text/event-stream. id is empty for ephemeral events.
-// Every line of data gets its own "data:" field, so data may hold newlines (JSON from
-// encoding/json never does, but the framing must not depend on that).
+// Every line of data gets its own "data:" field, whatever its terminator (CR, LF or CRLF,
+// all line breaks to a parser), so the framing never depends on what data holds; JSON from
+// encoding/json has no raw line breaks at all.
 func appendEvent(b []byte, id, typ string, data []byte) []byte {
 	if id != "" {
 		b = append(b, "id: "...)
@@ -20,15 +21,19 @@ func appendEvent(b []byte, id, typ string, data []byte) []byte {
 	b = append(b, typ...)
 	b = append(b, '\n')
 	for {
-		line, rest, more := bytes.Cut(data, []byte{'\n'})
-		line = bytes.TrimSuffix(line, []byte{'\r'})
+		i := bytes.IndexAny(data, "\r\n")
 		b = append(b, "data: "...)
-		b = append(b, line...)
-		b = append(b, '\n')
-		if !more {
+		if i < 0 {
+			b = append(b, data...)
+			b = append(b, '\n')
 			break
 		}
-		data = rest
+		b = append(b, data[:i]...)
+		b = append(b, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
 	}
 	return append(b, '\n')
 }

@@ -12,10 +12,6 @@ import (
 	"github.com/chatd/chatd/events"
 )
 
-// writeTimeout bounds each write to a stream: a client whose connection accepts nothing
-// for this long is disconnected and resumes by cursor.
-const writeTimeout = 10 * time.Second
-
 // maxPollEvents bounds one long-poll answer; the client polls again from its cursor.
 const maxPollEvents = 500
 
@@ -76,7 +72,7 @@ func (s *Server) stream(c *gin.Context) error {
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
 	h.Set("Connection", "keep-alive")
 	c.Writer.WriteHeader(http.StatusOK)
-	out := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: writeTimeout}
+	out := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.cfg.WriteTimeout}
 
 	// The first bytes go out at once: proxies and antivirus gateways that wait for a body
 	// before passing anything on see one immediately.

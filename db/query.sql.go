@@ -1161,7 +1161,8 @@ const sendMessage = `-- name: SendMessage :one
 WITH conv AS (
     UPDATE conversations c
     SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
-    WHERE c.id = $1
+    WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
+      AND c.id = $1
       AND EXISTS (SELECT 1 FROM members s
                   WHERE s.conversation_id = $1 AND s.user_id = $2)
       AND ($3::text IS NULL OR NOT EXISTS (
@@ -1209,6 +1210,10 @@ type SendMessageRow struct {
 // and in commit order. No row comes back when the sender is not a participant or when a
 // message with this client_id already exists; a concurrent duplicate fails on the unique
 // index instead, and the whole statement, seq included, rolls back.
+// The advisory lock is taken first, before the transaction has an id: the row lock alone
+// would let a waiting sender take its transaction id before the holder of the lock, and
+// the event log (ordered by transaction id) would then list seq 5 before seq 4. Under the
+// advisory lock, transaction ids of one conversation's messages follow their seq.
 func (q *Queries) SendMessage(ctx context.Context, arg SendMessageParams) (SendMessageRow, error) {
 	row := q.db.QueryRow(ctx, sendMessage,
 		arg.ConversationID,

@@ -2,9 +2,11 @@ package db
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -145,3 +147,44 @@ func IsUnavailable(err error) bool {
 
 // RetryAfter is what a 503 tells clients to wait before trying again.
 const RetryAfter = 2 * time.Second
+
+// CreateScratchDatabase creates a new, empty, migrated database on the server of baseURL
+// (a postgres:// URL) for one test package, and returns its URL and a function that drops
+// it. Tests run against real PostgreSQL, each package in a database of its own.
+func CreateScratchDatabase(ctx context.Context, baseURL, prefix, schema string) (dbURL string, drop func(), err error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", nil, fmt.Errorf("%q is not a postgres:// URL", baseURL)
+	}
+	conn, err := pgx.Connect(ctx, baseURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect to %s (set CHAT_TEST_DATABASE_URL): %w", u.Host, err)
+	}
+	defer conn.Close(ctx)
+	suffix := make([]byte, 6)
+	_, _ = crand.Read(suffix)
+	name := fmt.Sprintf("%s_%x", prefix, suffix)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", nil, err
+	}
+	drop = func() {
+		c, err := pgx.Connect(context.Background(), baseURL)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	}
+	u.Path = "/" + name
+	pool, err := Open(ctx, u.String(), 2)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	defer pool.Close()
+	if err := Migrate(ctx, pool, schema); err != nil {
+		drop()
+		return "", nil, err
+	}
+	return u.String(), drop, nil
+}

@@ -40,6 +40,9 @@ type Config struct {
 	PingAfter time.Duration
 	// BatchSize is how many events one read of the log takes. Default 1000.
 	BatchSize int
+	// StreamBuffer is how many events a stream may fall behind before the hub cuts it
+	// off. Default 1024.
+	StreamBuffer int
 	// Online answers the participants' online flag of conversation events; nil means false.
 	Online func(ctx context.Context, users []string) map[string]bool
 	Logger *slog.Logger
@@ -61,8 +64,8 @@ type Log struct {
 	pos       Cursor // owned by the reader goroutine
 }
 
-// NewLog returns a Log that publishes to hub. Call Run to start it.
-func NewLog(cfg Config, hub *Hub) *Log {
+// NewLog returns a Log and the Hub it publishes to. Call Start to run it.
+func NewLog(cfg Config) *Log {
 	if cfg.SafetyPoll <= 0 {
 		cfg.SafetyPoll = time.Second
 	}
@@ -72,13 +75,16 @@ func NewLog(cfg Config, hub *Hub) *Log {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}
+	if cfg.StreamBuffer <= 0 {
+		cfg.StreamBuffer = 1024
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	id := make([]byte, 8)
 	_, _ = crand.Read(id) // crypto/rand never fails on supported platforms
 	return &Log{
-		cfg: cfg, q: db.New(cfg.Pool), hub: hub, instance: hex.EncodeToString(id),
+		cfg: cfg, q: db.New(cfg.Pool), hub: NewHub(cfg.StreamBuffer), instance: hex.EncodeToString(id),
 		wake: make(chan struct{}, 1), ring: make(chan struct{}, 1), ephemeral: make(chan []byte, 1024),
 	}
 }
@@ -97,6 +103,9 @@ func (l *Log) Start(ctx context.Context) error {
 	go l.sendLoop(ctx)
 	return nil
 }
+
+// Hub is where the log publishes.
+func (l *Log) Hub() *Hub { return l.hub }
 
 // Listening reports whether the listener holds a live connection (readiness).
 func (l *Log) Listening() bool { return l.listening.Load() }
@@ -334,8 +343,13 @@ func (l *Log) listenLoop(ctx context.Context) {
 
 // listen runs one listener connection until it fails; connected is called once it listens.
 func (l *Log) listen(ctx context.Context, connected func()) error {
+	cfg, err := pgx.ParseConfig(l.cfg.ListenURL)
+	if err != nil {
+		return err
+	}
+	cfg.RuntimeParams["application_name"] = "chatd_listener" // findable in pg_stat_activity
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := pgx.Connect(cctx, l.cfg.ListenURL)
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
 	if err != nil {
 		return err

@@ -151,10 +151,11 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	// Background work lives until the HTTP server has drained, not just until the signal.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
-	hub := events.NewHub(cfg.StreamBuffer)
 	var presence *events.Presence
-	log := events.NewLog(events.Config{Pool: pool, ListenURL: cfg.ListenURL, SafetyPoll: cfg.SafetyPoll, Logger: logger,
-		Online: func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }}, hub)
+	log := events.NewLog(events.Config{Pool: pool, ListenURL: cfg.ListenURL, SafetyPoll: cfg.SafetyPoll,
+		StreamBuffer: cfg.StreamBuffer, Logger: logger,
+		Online: func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }})
+	hub := log.Hub()
 	presence = events.NewPresence(log, cfg.PresenceGrace)
 	if err := log.Start(bg); err != nil {
 		return err
@@ -169,7 +170,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	server := api.NewServer(api.Config{
 		Pool: pool, Verifier: verifier, Hub: hub, Log: log, Presence: presence, Logger: logger, Registry: reg,
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxMessageBytes: cfg.MaxMessageBytes,
-		Heartbeat: cfg.Heartbeat, Retry: 2 * time.Second, StreamLifetime: cfg.StreamLifetime,
+		Heartbeat: cfg.Heartbeat, Retry: 2 * time.Second, StreamLifetime: cfg.StreamLifetime, WriteTimeout: 10 * time.Second,
 		StreamsPerUser: cfg.StreamsPerUser, WriteRate: cfg.RateLimit, WriteBurst: cfg.RateBurst,
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
 		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, Web: web.FS(),

@@ -1,0 +1,222 @@
+package api
+
+import (
+	"bytes"
+	"crypto/rand"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatd/chatd"
+	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/events"
+)
+
+// testDB is this package's own database, created fresh by TestMain and dropped after.
+var testDB string
+
+// testSecret signs the tokens of every test instance.
+var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
+
+func TestMain(m *testing.M) {
+	base := os.Getenv("CHAT_TEST_DATABASE_URL")
+	if base == "" {
+		base = "postgres://127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	url, drop, err := db.CreateScratchDatabase(context.Background(), base, "chatd_test_api", chatd.Schema)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test database:", err)
+		os.Exit(1)
+	}
+	testDB = url
+	code := m.Run()
+	drop()
+	os.Exit(code)
+}
+
+// instance is one chatd instance on the test database, served over real HTTP.
+type instance struct {
+	URL      string
+	Pool     *pgxpool.Pool
+	Hub      *events.Hub
+	Log      *events.Log
+	Presence *events.Presence
+	Server   *httptest.Server
+	stop     context.CancelFunc
+}
+
+// newInstance starts an instance; opts adjusts its api.Config. Instances started by one
+// test share the database, like instances behind a load balancer.
+func newInstance(t testing.TB, opts ...func(*Config, *events.Config)) *instance {
+	t.Helper()
+	in := newInstanceNoWait(t, opts...)
+	require.Eventually(t, in.Log.Listening, 5*time.Second, 10*time.Millisecond)
+	return in
+}
+
+// newInstanceNoWait starts an instance without waiting for its listener to connect.
+func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *instance {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	pool, err := db.Open(ctx, testDB, 20)
+	require.NoError(t, err)
+	verifier, err := NewVerifier(ctx, KeyConfig{Secret: testSecret})
+	require.NoError(t, err)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	cfg := Config{
+		Pool: pool, Verifier: verifier, Logger: logger,
+		MaxRequestBytes: 64 << 10, MaxMessageBytes: 4096, Heartbeat: 15 * time.Second, Retry: time.Second,
+		StreamLifetime: time.Hour, StreamsPerUser: 64, WriteRate: 0, WriteBurst: 1, WriteTimeout: 10 * time.Second,
+		TicketTTL: 30 * time.Second, MaxPollWait: 55 * time.Second, CookieSecure: true,
+	}
+	ecfg := events.Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Second, Logger: logger}
+	for _, o := range opts {
+		o(&cfg, &ecfg)
+	}
+	var presence *events.Presence
+	ecfg.Online = func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }
+	log := events.NewLog(ecfg)
+	hub := log.Hub()
+	presence = events.NewPresence(log, time.Second)
+	require.NoError(t, log.Start(ctx))
+	require.NoError(t, presence.Start(ctx))
+	cfg.Hub, cfg.Log, cfg.Presence = hub, log, presence
+	srv := httptest.NewServer(NewServer(cfg))
+	in := &instance{URL: srv.URL, Pool: pool, Hub: hub, Log: log, Presence: presence, Server: srv, stop: stop}
+	t.Cleanup(in.Close)
+	return in
+}
+
+// Close stops the instance: streams end, then the server, then the background work.
+func (in *instance) Close() {
+	in.Hub.Close()
+	in.Server.Close()
+	in.stop()
+	in.Pool.Close()
+}
+
+// token returns a valid token for sub.
+func token(t testing.TB, sub string) string {
+	t.Helper()
+	tok, err := SignHS256(testSecret, sub, "", time.Hour, time.Now())
+	require.NoError(t, err)
+	return tok
+}
+
+// uniq returns a user id unique to this test run, so tests sharing the database never see
+// each other's conversations.
+func uniq(name string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%x", name, b)
+}
+
+// response is a decoded API answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v.
+func (r response) JSON(t testing.TB, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(r.Body, v), "body: %s", r.Body)
+}
+
+// ErrorCode is the code of a JSON error body ("" when there is none).
+func (r response) ErrorCode() string {
+	var e errorBody
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Error.Code
+}
+
+// call makes one request with a Bearer token (none when tok is ""), a JSON body (none
+// when body is nil; a []byte or string is sent as is) and returns the answer.
+func call(t testing.TB, method, url, tok string, body any) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = bytes.NewReader([]byte(b))
+	default:
+		j, err := json.Marshal(b)
+		require.NoError(t, err)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	require.NoError(t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return response{Status: res.StatusCode, Header: res.Header, Body: b}
+}
+
+// user is a test user talking to one instance.
+type testUser struct {
+	t     testing.TB
+	ID    string
+	Token string
+	URL   string
+}
+
+func newUser(t testing.TB, in *instance, name string) *testUser {
+	id := uniq(name)
+	return &testUser{t: t, ID: id, Token: token(t, id), URL: in.URL}
+}
+
+// on returns the same user talking to another instance.
+func (u *testUser) on(in *instance) *testUser {
+	c := *u
+	c.URL = in.URL
+	return &c
+}
+
+func (u *testUser) do(method, path string, body any) response {
+	u.t.Helper()
+	return call(u.t, method, u.URL+path, u.Token, body)
+}
+
+// direct returns the direct conversation with other.
+func (u *testUser) direct(other *testUser) events.Conversation {
+	u.t.Helper()
+	r := u.do("POST", "/v1/conversations", map[string]any{"participant_id": other.ID})
+	require.Contains(u.t, []int{200, 201}, r.Status, "%s", r.Body)
+	var c events.Conversation
+	r.JSON(u.t, &c)
+	return c
+}
+
+// send posts a message and returns it.
+func (u *testUser) send(conv, body string) events.Message {
+	u.t.Helper()
+	r := u.do("POST", "/v1/conversations/"+conv+"/messages", map[string]any{"body": body})
+	require.Equal(u.t, 201, r.Status, "%s", r.Body)
+	var m events.Message
+	r.JSON(u.t, &m)
+	return m
+}
