@@ -106,6 +106,12 @@ func TestSessionCookieAuthenticatesSafeMethodsOnly(t *testing.T) {
 	require.Equal(t, 200, r.Status, "%s", r.Body)
 	require.Equal(t, 200, authOpenStream(t, in.URL+"/v1/events", c.Value).Status)
 
+	t.Run("HEAD is a safe method too", func(t *testing.T) {
+		// API.md: the cookie authenticates GET/HEAD; RFC 9110 §9.1: servers support HEAD.
+		r := authCookieCall(t, "HEAD", in.URL+"/v1/unread", c.Value, nil)
+		require.Equal(t, 200, r.Status, "HEAD /v1/unread with the cookie")
+	})
+
 	// ... and nothing else: a cross-site form could send it.
 	before := restSnapshot(t, in.Pool, conv.ID)
 	msg := "/v1/conversations/" + conv.ID + "/messages/" + m.ID

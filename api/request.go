@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -140,7 +141,7 @@ func (l *rateLimiter) allow(user string, now time.Time) (bool, time.Duration) {
 func (s *Server) limit(c *gin.Context) {
 	ok, wait := s.limits.allow(user(c), s.now())
 	if !ok {
-		secs := int(wait/time.Second) + 1
+		secs := max(1, int(math.Ceil(wait.Seconds())))
 		s.renderError(c, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 			Message: "too many requests; slow down", RetryAfter: secs})
 		c.Abort()

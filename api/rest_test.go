@@ -289,11 +289,19 @@ func TestOutsiderGets404EverywhereAndChangesNothing(t *testing.T) {
 				})
 			}
 		}
-		for _, p := range []string{"/v1/conversations/" + conv.ID + "/", "/v1/conversations/" + conv.ID + "/messages/"} {
-			r := restJSON(t, "GET", in.URL+p, alice.Token, nil)
-			restRequireError(t, r, http.StatusNotFound, "")
-			require.Empty(t, r.Header.Get("Location"), p)
-		}
+		// The same for a message id written with other separators.
+		t.Run("message id with other separators", func(t *testing.T) {
+			alias := base + "/messages/" + strings.ReplaceAll(m.ID, "-", "x")
+			restRequireError(t, restJSON(t, "PATCH", in.URL+alias, alice.Token, map[string]any{"body": "alias"}), http.StatusNotFound, "not_found")
+			restRequireError(t, restJSON(t, "DELETE", in.URL+alias, alice.Token, nil), http.StatusNotFound, "not_found")
+		})
+		t.Run("trailing slash", func(t *testing.T) {
+			for _, p := range []string{"/v1/conversations/" + conv.ID + "/", "/v1/conversations/" + conv.ID + "/messages/"} {
+				r := restJSON(t, "GET", in.URL+p, alice.Token, nil)
+				restRequireError(t, r, http.StatusNotFound, "")
+				require.Empty(t, r.Header.Get("Location"), p)
+			}
+		})
 		require.Equal(t, before, restSnapshot(t, in.Pool, conv.ID))
 	})
 }

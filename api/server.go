@@ -107,8 +107,13 @@ func (s *Server) routes() *gin.Engine {
 	}))
 	r.Use(s.observe, s.recover, s.cors)
 
-	r.GET("/healthz", s.handle(s.healthz))
-	r.GET("/readyz", s.handle(s.readyz))
+	// get routes GET and HEAD alike (HEAD is a safe method clients and probes use).
+	get := func(g gin.IRoutes, path string, h ...gin.HandlerFunc) {
+		g.GET(path, h...)
+		g.HEAD(path, h...)
+	}
+	get(r, "/healthz", s.handle(s.healthz))
+	get(r, "/readyz", s.handle(s.readyz))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
 	r.DELETE("/v1/session", s.handle(s.deleteSession))
 	if s.cfg.Web != nil {
@@ -124,13 +129,13 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/tickets", s.handle(s.createTicket))
 	v1.GET("/events", s.handle(s.stream))
 	v1.GET("/events/poll", s.handle(s.poll))
-	v1.GET("/unread", s.handle(s.unread))
-	v1.GET("/presence", s.handle(s.presence))
+	get(v1, "/unread", s.handle(s.unread))
+	get(v1, "/presence", s.handle(s.presence))
 	v1.POST("/conversations", s.limit, s.handle(s.createConversation))
-	v1.GET("/conversations", s.handle(s.listConversations))
-	v1.GET("/conversations/:id", s.handle(s.getConversation))
+	get(v1, "/conversations", s.handle(s.listConversations))
+	get(v1, "/conversations/:id", s.handle(s.getConversation))
 	v1.POST("/conversations/:id/messages", s.limit, s.handle(s.sendMessage))
-	v1.GET("/conversations/:id/messages", s.handle(s.listMessages))
+	get(v1, "/conversations/:id/messages", s.handle(s.listMessages))
 	v1.PATCH("/conversations/:id/messages/:message_id", s.limit, s.handle(s.editMessage))
 	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.handle(s.deleteMessage))
 	v1.POST("/conversations/:id/read", s.limit, s.handle(s.markRead))

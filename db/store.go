@@ -150,7 +150,8 @@ const RetryAfter = 2 * time.Second
 
 // CreateScratchDatabase creates a new, empty, migrated database on the server of baseURL
 // (a postgres:// URL) for one test package, and returns its URL and a function that drops
-// it. Tests run against real PostgreSQL, each package in a database of its own.
+// it; an empty schema leaves the database empty. Tests run against real PostgreSQL, each
+// package in a database of its own.
 func CreateScratchDatabase(ctx context.Context, baseURL, prefix, schema string) (dbURL string, drop func(), err error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
@@ -176,6 +177,9 @@ func CreateScratchDatabase(ctx context.Context, baseURL, prefix, schema string) 
 		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}
 	u.Path = "/" + name
+	if schema == "" {
+		return u.String(), drop, nil
+	}
 	pool, err := Open(ctx, u.String(), 2)
 	if err != nil {
 		drop()

@@ -162,11 +162,25 @@ func UUIDString(u pgtype.UUID) string {
 	return u.String()
 }
 
-// ParseUUID parses a client-supplied id; ok is false for anything that is not a UUID, which
-// callers answer with 404 like any other unknown id.
+// ParseUUID parses a client-supplied id in the one form this service writes (lowercase,
+// hyphenated); ok is false for anything else, which callers answer with 404 like any other
+// unknown id.
 func ParseUUID(s string) (u pgtype.UUID, ok bool) {
 	if len(s) != 36 {
 		return u, false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return u, false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return u, false
+			}
+		}
 	}
 	if err := u.Scan(s); err != nil {
 		return u, false

@@ -505,13 +505,10 @@ function markRead() {
   if (!conv || !hist || document.hidden || !document.hasFocus()) return;
   let last = 0;
   for (const m of hist.byId.values()) last = Math.max(last, m.seq);
-  if (!last || last <= (conv.last_read_seq || 0)) {
-    if (conv.unread_count && last >= (conv.last_message?.seq ?? 0)) conv.unread_count = 0;
-    return renderList();
-  }
-  conv.last_read_seq = last;
-  conv.unread_count = 0;
+  conv.unread_count = 0; // the open window always shows the newest messages
   renderList();
+  if (last <= (conv.last_read_seq || 0)) return;
+  conv.last_read_seq = last;
   api('POST', `/v1/conversations/${enc(conv.id)}/read`, { seq: last }).catch(report);
 }
 

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatd/chatd/events"
+)
+
+func TestDecodeBody(t *testing.T) {
+	var v messageRequest
+	require.NoError(t, decodeBody([]byte(`{"body":"hi","client_id":"c"} `), &v))
+	require.Equal(t, "hi", *v.Body)
+	for _, tc := range []struct {
+		in   string
+		code string
+	}{
+		{"\xff{}", "invalid_utf8"},
+		{"{\"body\":\"\xc3\x28\"}", "invalid_utf8"},
+		{`{"body":`, "invalid_json"},
+		{`{"body":"a"} {}`, "invalid_json"},
+		{`{"body":"a"} x`, "invalid_json"},
+		{`{"body":5}`, "invalid_json"},
+		{`[]`, "invalid_json"},
+		{``, "invalid_json"},
+	} {
+		var v messageRequest
+		err := decodeBody([]byte(tc.in), &v)
+		var e *Error
+		require.True(t, errors.As(err, &e), "%q", tc.in)
+		require.Equal(t, http.StatusBadRequest, e.Status, "%q", tc.in)
+		require.Equal(t, tc.code, e.Code, "%q", tc.in)
+	}
+}
+
+// FuzzDecodeBody checks that any body either decodes or is a 400, never a panic or
+// another status.
+func FuzzDecodeBody(f *testing.F) {
+	for _, s := range []string{`{"body":"hi","client_id":"c-1"}`, `{"body":"\u0000"}`, "\xff", `{"body":1}`, `null`, `{"seq":1e400}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m messageRequest
+		var r readRequest
+		var c createConversationRequest
+		for _, v := range []any{&m, &r, &c} {
+			if err := decodeBody(b, v); err != nil {
+				var e *Error
+				if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+					t.Fatalf("decodeBody(%q) = %v", b, err)
+				}
+			}
+		}
+	})
+}
+
+func TestConversationCursorRoundTrip(t *testing.T) {
+	id, ok := events.ParseUUID("0b5e3c3e-4a8e-4f5e-9a3c-2d6f8e7a1b2c")
+	require.True(t, ok)
+	at := time.UnixMicro(1_764_400_000_123_456)
+	gotAt, gotID, err := parseConversationCursor(conversationCursor(at, id))
+	require.NoError(t, err)
+	require.True(t, at.Equal(gotAt))
+	require.Equal(t, id, gotID)
+	for _, bad := range []string{"", "_", "1_", "x_0b5e3c3e-4a8e-4f5e-9a3c-2d6f8e7a1b2c", "-1_0b5e3c3e-4a8e-4f5e-9a3c-2d6f8e7a1b2c", "1_zz"} {
+		_, _, err := parseConversationCursor(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// FuzzConversationCursor checks that the list cursor parser accepts only what it can
+// reproduce, and rejects the rest with a 400.
+func FuzzConversationCursor(f *testing.F) {
+	f.Add("1764400000123456_0b5e3c3e-4a8e-4f5e-9a3c-2d6f8e7a1b2c")
+	f.Add("0_00000000-0000-0000-0000-000000000000")
+	f.Add("x")
+	f.Fuzz(func(t *testing.T, s string) {
+		at, id, err := parseConversationCursor(s)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+				t.Fatalf("parseConversationCursor(%q) = %v", s, err)
+			}
+			return
+		}
+		again, againID, err := parseConversationCursor(conversationCursor(at, id))
+		if err != nil || !again.Equal(at) || againID != id {
+			t.Fatalf("%q does not round-trip", s)
+		}
+	})
+}

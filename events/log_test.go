@@ -1,0 +1,150 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatd/chatd"
+	"github.com/chatd/chatd/db"
+)
+
+var testDB string
+
+func TestMain(m *testing.M) {
+	base := os.Getenv("CHAT_TEST_DATABASE_URL")
+	if base == "" {
+		base = "postgres://127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	url, drop, err := db.CreateScratchDatabase(context.Background(), base, "chatd_test_events", chatd.Schema)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test database:", err)
+		os.Exit(1)
+	}
+	testDB = url
+	code := m.Run()
+	drop()
+	os.Exit(code)
+}
+
+func testPool(t *testing.T) *pgxpool.Pool {
+	pool, err := db.Open(context.Background(), testDB, 10)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// newConversation makes a group of the given users straight in the database.
+func newConversation(t *testing.T, pool *pgxpool.Pool, users ...string) pgtype.UUID {
+	ctx := context.Background()
+	var id pgtype.UUID
+	require.NoError(t, db.InTx(ctx, pool, func(q *db.Queries) error {
+		if err := q.EnsureUsers(ctx, users); err != nil {
+			return err
+		}
+		var err error
+		if id, err = q.CreateGroupConversation(ctx, nil); err != nil {
+			return err
+		}
+		return q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: users})
+	}))
+	return id
+}
+
+// TestFenceHoldsBackCommitsBehindAnOpenTransaction is DESIGN-NOTES.md §2 at the query level:
+// B takes its event id after A and commits first; a reader must see neither until A ends,
+// then both, A first, so a cursor taken in between can never skip A.
+func TestFenceHoldsBackCommitsBehindAnOpenTransaction(t *testing.T) {
+	ctx := context.Background()
+	pool := testPool(t)
+	q := db.New(pool)
+	conv := newConversation(t, pool, "fence-a", "fence-b")
+	log := NewLog(Config{Pool: pool, ListenURL: testDB})
+	head, err := log.Head(ctx)
+	require.NoError(t, err)
+
+	a, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer a.Rollback(ctx) //nolint:errcheck // committed below
+	require.NoError(t, db.New(a).InsertConversationEvent(ctx, conv))
+	require.NoError(t, q.InsertConversationEvent(ctx, conv)) // B: autocommit, later id, committed first
+
+	rows, err := q.ReadEvents(ctx, db.ReadEventsParams{AfterTx: head.Tx, AfterID: head.ID, RowLimit: 10})
+	require.NoError(t, err)
+	require.Empty(t, rows, "B's event is held back while A, which is older, is open")
+
+	require.NoError(t, a.Commit(ctx))
+	// The fence is cluster-wide: other databases' transactions (parallel test packages)
+	// may hold it a moment longer.
+	require.Eventually(t, func() bool {
+		rows, err = q.ReadEvents(ctx, db.ReadEventsParams{AfterTx: head.Tx, AfterID: head.ID, RowLimit: 10})
+		return err == nil && len(rows) == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Less(t, rows[0].Tx, rows[1].Tx, "A's event comes first: it is in the older transaction")
+	require.Equal(t, []string{"fence-a", "fence-b"}, rows[0].Recipients)
+}
+
+// TestLogDeliversWithoutDoorbell: a write whose notification is lost still reaches the
+// hub, by the safety poll.
+func TestLogDeliversWithoutDoorbell(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := testPool(t)
+	conv := newConversation(t, pool, "quiet-a", "quiet-b")
+	log := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: 50 * time.Millisecond})
+	require.NoError(t, log.Start(ctx))
+	sub, _ := log.Hub().Subscribe("quiet-b")
+
+	// Written straight to the database: no Written(), no NOTIFY.
+	require.NoError(t, db.New(pool).InsertConversationEvent(ctx, conv))
+	select {
+	case <-sub.Ready():
+		evs, _, _ := sub.Take()
+		require.Len(t, evs, 1)
+		require.Equal(t, "conversation", evs[0].Type)
+		require.Contains(t, string(evs[0].Data), `"kind":"group"`)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the safety poll did not deliver")
+	}
+}
+
+// TestLogDoorbellCrossesInstances: a write on one Log wakes another Log's reader through
+// NOTIFY, long before its safety poll.
+func TestLogDoorbellCrossesInstances(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := testPool(t)
+	conv := newConversation(t, pool, "bell-a", "bell-b")
+	writer := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour})
+	reader := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour})
+	require.NoError(t, writer.Start(ctx))
+	require.NoError(t, reader.Start(ctx))
+	require.Eventually(t, func() bool { return writer.Listening() && reader.Listening() }, 10*time.Second, 10*time.Millisecond)
+	sub, _ := reader.Hub().Subscribe("bell-a")
+
+	require.NoError(t, db.New(pool).InsertConversationEvent(ctx, conv))
+	writer.Written()
+	select {
+	case <-sub.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the doorbell did not wake the other instance")
+	}
+
+	// Ephemeral events cross too, and are not stored.
+	typing, _ := reader.Hub().Subscribe("bell-b")
+	writer.Ephemeral(&Event{Type: "typing", Data: []byte(`{}`), Recipients: []string{"bell-a", "bell-b"}, Except: "bell-a"})
+	select {
+	case <-typing.Ready():
+		evs, _, _ := typing.Take()
+		require.Equal(t, "typing", evs[len(evs)-1].Type)
+		require.False(t, evs[len(evs)-1].Durable())
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ephemeral event did not cross")
+	}
+}
