@@ -1,0 +1,171 @@
+package api
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatd/chatd/events"
+)
+
+// requireTool returns the path of an external program a test needs; without it the test
+// is skipped, unless CHAT_TEST_REQUIRE_ALL is set (CI installs everything).
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+			if p := filepath.Join(dir, name); fileExists(p) {
+				return p
+			}
+		}
+		if os.Getenv("CHAT_TEST_REQUIRE_ALL") != "" {
+			t.Fatalf("%s is required (CHAT_TEST_REQUIRE_ALL is set)", name)
+		}
+		t.Skipf("%s not installed (apt-get install -y %s)", name, name)
+	}
+	return path
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startNginx runs nginx in front of upstream with two servers: a stock reverse proxy with a
+// short idle timeout (like an ALB's 60 s, scaled down), and one that gzips
+// text/event-stream, which holds a stream back until it ends (DESIGN-NOTES.md §4).
+func startNginx(t *testing.T, upstream string) (plain, gzipped string) {
+	nginx := requireTool(t, "nginx")
+	dir := t.TempDir()
+	p1, p2 := freePort(t), freePort(t)
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;"
+	}
+	conf := fmt.Sprintf(`%s
+daemon off;
+worker_processes 1;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %[2]s/body; proxy_temp_path %[2]s/proxy;
+  fastcgi_temp_path %[2]s/fcgi; uwsgi_temp_path %[2]s/uwsgi; scgi_temp_path %[2]s/scgi;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_read_timeout 2s;
+  server { listen 127.0.0.1:%[3]d; location / { proxy_pass %[5]s; } }
+  server {
+    listen 127.0.0.1:%[4]d;
+    gzip on; gzip_min_length 1; gzip_proxied any; gzip_types text/event-stream application/json;
+    location / { proxy_pass %[5]s; }
+  }
+}
+`, user, dir, p1, p2, upstream)
+	confPath := filepath.Join(dir, "nginx.conf")
+	require.NoError(t, os.WriteFile(confPath, []byte(conf), 0o644))
+	cmd := exec.Command(nginx, "-p", dir, "-c", confPath)
+	out, err := os.Create(filepath.Join(dir, "stderr"))
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx error.log:\n%s", b)
+		}
+	})
+	plain = fmt.Sprintf("http://127.0.0.1:%d", p1)
+	gzipped = fmt.Sprintf("http://127.0.0.1:%d", p2)
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p2))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "nginx did not start")
+	return plain, gzipped
+}
+
+// TestStreamThroughBufferingProxyWithIdleTimeout: through a stock nginx whose idle timeout
+// (2 s here) is shorter than the gap between messages, heartbeats keep the stream open and
+// events pass at once.
+func TestStreamThroughBufferingProxyWithIdleTimeout(t *testing.T) {
+	in := newInstance(t, func(c *Config, _ *events.Config) { c.Heartbeat = 500 * time.Millisecond })
+	plain, _ := startNginx(t, in.URL)
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+
+	s, _ := openReady(t, plain+"/v1/events", bob.Token, nil)
+	// Wait past the proxy's idle timeout, counting heartbeats rather than sleeping.
+	for i := 0; i < 6; i++ {
+		select {
+		case <-s.pinged:
+		case <-time.After(wait):
+			t.Fatal("no heartbeat through the proxy")
+		}
+	}
+	m := alice.send(conv.ID, "through nginx")
+	require.Equal(t, m.ID, decode[events.Message](t, s.nextOf("message", wait).Data).ID)
+}
+
+// TestLongPollThroughCompressingProxy: a proxy that gzips event streams holds them back;
+// the long-poll fallback still delivers through it, with the same cursors.
+func TestLongPollThroughCompressingProxy(t *testing.T) {
+	in := newInstance(t)
+	_, gzipped := startNginx(t, in.URL)
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+	var head pollAnswer
+	call(t, "GET", gzipped+"/v1/events/poll", bob.Token, nil).JSON(t, &head)
+
+	done := make(chan pollAnswer, 1)
+	go func() {
+		cursor := head.Cursor
+		for {
+			var got pollAnswer
+			r := call(t, "GET", gzipped+"/v1/events/poll?timeout=20&cursor="+cursor, bob.Token, nil)
+			if r.Status != 200 {
+				done <- got
+				return
+			}
+			r.JSON(t, &got)
+			for _, e := range got.Events {
+				if e.Type == "message" {
+					done <- got
+					return
+				}
+			}
+			cursor = got.Cursor
+		}
+	}()
+	require.Eventually(t, func() bool { return in.Hub.Online(bob.ID) }, wait, 10*time.Millisecond)
+	m := alice.send(conv.ID, "through gzip")
+	select {
+	case got := <-done:
+		require.NotEmpty(t, got.Events)
+		last := got.Events[len(got.Events)-1]
+		require.Equal(t, m.ID, decode[events.Message](t, string(last.Data)).ID)
+		require.True(t, strings.Contains(got.Cursor, "_"))
+	case <-time.After(wait):
+		t.Fatal("long poll did not answer through the compressing proxy")
+	}
+}
