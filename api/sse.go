@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/chatd/chatd/events"
 )
 
 // appendEvent frames one event for text/event-stream. id is empty for ephemeral events.
@@ -13,10 +15,26 @@ import (
 // encoding/json has no raw line breaks at all.
 func appendEvent(b []byte, id, typ string, data []byte) []byte {
 	if id != "" {
-		b = append(b, "id: "...)
-		b = append(b, id...)
-		b = append(b, '\n')
+		b = appendIDLine(b, id)
 	}
+	return appendTypeAndData(b, typ, data)
+}
+
+// appendDurable frames a durable event, its cursor as the id, without allocating.
+func appendDurable(b []byte, c events.Cursor, typ string, data []byte) []byte {
+	b = append(b, "id: "...)
+	b = c.Append(b)
+	b = append(b, '\n')
+	return appendTypeAndData(b, typ, data)
+}
+
+func appendIDLine(b []byte, id string) []byte {
+	b = append(b, "id: "...)
+	b = append(b, id...)
+	return append(b, '\n')
+}
+
+func appendTypeAndData(b []byte, typ string, data []byte) []byte {
 	b = append(b, "event: "...)
 	b = append(b, typ...)
 	b = append(b, '\n')

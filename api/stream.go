@@ -154,7 +154,7 @@ func appendEvents(b []byte, evs []*events.Event, last events.Cursor) ([]byte, ev
 			continue
 		}
 		last = e.Cursor
-		b = appendEvent(b, last.String(), e.Type, e.Data)
+		b = appendDurable(b, last, e.Type, e.Data)
 	}
 	return b, last
 }

@@ -20,10 +20,14 @@ var ErrMalformedCursor = errors.New("malformed cursor")
 // String is the opaque form sent to clients as an SSE id and a poll cursor: "<tx>_<id>" in
 // decimal, short and easy to read in curl output.
 func (c Cursor) String() string {
-	b := make([]byte, 0, 24)
+	return string(c.Append(make([]byte, 0, 24)))
+}
+
+// Append appends the String form of c to b, without allocating.
+func (c Cursor) Append(b []byte) []byte {
 	b = strconv.AppendUint(b, c.Tx, 10)
 	b = append(b, '_')
-	return string(strconv.AppendInt(b, c.ID, 10))
+	return strconv.AppendInt(b, c.ID, 10)
 }
 
 // ParseCursor parses what Cursor.String produced and nothing else: no signs, spaces or

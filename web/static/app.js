@@ -211,10 +211,11 @@ function connect() {
 
   es.addEventListener('ready', (e) => {
     Object.assign(state, { backoff: 0, everLive: true });
-    setStatus('live');
     saveCursor(JSON.parse(e.data).cursor);
     // Subscribe first, then load by REST: nothing can fall between the snapshot and the stream.
-    if (!state.loaded) loadAll();
+    // "live" means up to date, so on the first connect it waits for that load.
+    if (state.loaded) setStatus('live');
+    else loadAll();
   });
   es.addEventListener('reset', (e) => {
     // Our cursor was unknown or too old: the stream continues from the head; reload by REST.
@@ -222,7 +223,12 @@ function connect() {
     state.history.clear();
     loadAll();
   });
-  for (const type of DURABLE) es.addEventListener(type, (e) => (saveCursor(e.lastEventId), dispatch(type, JSON.parse(e.data))));
+  for (const type of DURABLE) {
+    es.addEventListener(type, (e) => {
+      saveCursor(e.lastEventId); // the resume point for a new EventSource after a reload
+      dispatch(type, JSON.parse(e.data));
+    });
+  }
   for (const type of ['typing', 'presence']) es.addEventListener(type, (e) => dispatch(type, JSON.parse(e.data)));
   es.onerror = () => {
     if (es !== state.es) return;
@@ -254,8 +260,10 @@ const dispatch = (type, data) => (state.loading ? state.queue.push([type, data])
 function apply(type, d) {
   if (type.startsWith('message')) onMessage(type, d);
   else if (type === 'read') onRead(d);
-  else if (type === 'conversation') upsertConv(d), renderList();
-  else if (type === 'typing') onTyping(d);
+  else if (type === 'conversation') {
+    upsertConv(d);
+    renderList();
+  } else if (type === 'typing') onTyping(d);
   else if (type === 'presence') onPresence(d);
 }
 
@@ -281,8 +289,9 @@ async function loadAll() {
       await loadHistory(state.openId);
     }
   } catch (e) {
-    state.loaded = false; // the next `ready` tries again
+    state.loaded = false;
     report(e);
+    setTimeout(() => state.token && !state.loaded && loadAll(), 5000); // try again shortly
   } finally {
     state.loading = false;
     if (state.reloadAgain) {
@@ -291,6 +300,7 @@ async function loadAll() {
     } else {
       for (const [type, data] of state.queue.splice(0)) apply(type, data);
       renderAll();
+      if (state.es?.readyState === EventSource.OPEN) setStatus('live');
     }
   }
 }
@@ -315,7 +325,10 @@ function fetchConv(id) {
   if (fetching.has(id)) return;
   fetching.add(id);
   api('GET', `/v1/conversations/${enc(id)}`)
-    .then((c) => (upsertConv(c), renderList()))
+    .then((c) => {
+      upsertConv(c);
+      renderList();
+    })
     .catch(report)
     .finally(() => fetching.delete(id));
 }
@@ -448,10 +461,10 @@ async function openConversation(id) {
   $('no-conversation').hidden = true;
   $('conversation-view').hidden = false;
   renderAll();
+  $('composer').focus(); // now, not after the load: by then the user may be typing elsewhere
   if (!state.history.has(id)) await loadHistory(id);
   renderMessages(true);
   markRead();
-  $('composer').focus();
 }
 
 function closeConversation() {
