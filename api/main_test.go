@@ -25,6 +25,10 @@ import (
 // testDB is this package's own database, created fresh by TestMain and dropped after.
 var testDB string
 
+// testPresence makes presence quick enough to test: a dead instance is noticed within
+// about two seconds, a closed stream goes offline after one.
+var testPresence = events.PresenceConfig{Grace: time.Second, Beat: 250 * time.Millisecond, Stale: 2 * time.Second}
+
 // testSecret signs the tokens of every test instance.
 var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
 
@@ -90,7 +94,7 @@ func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *ins
 	ecfg.Online = func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }
 	log := events.NewLog(ecfg)
 	hub := log.Hub()
-	presence = events.NewPresence(log, time.Second)
+	presence = events.NewPresence(log, testPresence)
 	require.NoError(t, log.Start(ctx))
 	require.NoError(t, presence.Start(ctx))
 	cfg.Hub, cfg.Log, cfg.Presence = hub, log, presence

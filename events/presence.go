@@ -32,14 +32,32 @@ type change struct {
 	online bool
 }
 
-// NewPresence returns a Presence that announces changes through log. grace is how long a
-// user stays online after the last stream closes (a reconnect within it is invisible).
-func NewPresence(log *Log, grace time.Duration) *Presence {
+// PresenceConfig tunes Presence; zero values take the defaults noted on each field.
+type PresenceConfig struct {
+	// Grace is how long a user stays online after the last stream closes, so a reconnect
+	// within it is invisible. Default 5s.
+	Grace time.Duration
+	// Beat is how often the instance proves it is alive. Default 5s.
+	Beat time.Duration
+	// Stale is how long without a beat makes an instance dead: four missed beats, so a
+	// busy database is not taken for a dead instance. With the defaults, a dead
+	// instance's users go offline within 25 s. Default 20s.
+	Stale time.Duration
+}
+
+// NewPresence returns a Presence that announces changes through log.
+func NewPresence(log *Log, cfg PresenceConfig) *Presence {
+	if cfg.Grace <= 0 {
+		cfg.Grace = 5 * time.Second
+	}
+	if cfg.Beat <= 0 {
+		cfg.Beat = 5 * time.Second
+	}
+	if cfg.Stale <= 0 {
+		cfg.Stale = 20 * time.Second
+	}
 	return &Presence{
-		log: log, q: log.q, grace: grace,
-		beat:  5 * time.Second,  // with stale, a dead instance's users go offline within 25 s
-		stale: 20 * time.Second, // four missed beats: a busy database is not a dead instance
-		now:   time.Now,
+		log: log, q: log.q, grace: cfg.Grace, beat: cfg.Beat, stale: cfg.Stale, now: time.Now,
 		local: make(map[string]int), leaving: make(map[string]*time.Timer),
 		work: make(chan change, 4096),
 	}

@@ -156,7 +156,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		StreamBuffer: cfg.StreamBuffer, Logger: logger,
 		Online: func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }})
 	hub := log.Hub()
-	presence = events.NewPresence(log, cfg.PresenceGrace)
+	presence = events.NewPresence(log, events.PresenceConfig{Grace: cfg.PresenceGrace})
 	if err := log.Start(bg); err != nil {
 		return err
 	}

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatd/chatd/events"
+)
+
+type presenceAnswer struct {
+	Users []events.PresenceEntry `json:"users"`
+}
+
+func presenceOf(t *testing.T, u *testUser, ids ...string) map[string]events.PresenceEntry {
+	t.Helper()
+	q := ""
+	for i, id := range ids {
+		if i > 0 {
+			q += "&"
+		}
+		q += "user_id=" + id
+	}
+	r := u.do("GET", "/v1/presence?"+q, nil)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	var a presenceAnswer
+	r.JSON(t, &a)
+	out := map[string]events.PresenceEntry{}
+	for _, e := range a.Users {
+		out[e.ID] = e
+	}
+	return out
+}
+
+func TestPresenceAcrossInstances(t *testing.T) {
+	a, b := newInstance(t), newInstance(t)
+	alice, bob, stranger := newUser(t, a, "alice"), newUser(t, b, "bob"), newUser(t, a, "stranger")
+	conv := alice.direct(bob)
+	stranger.direct(newUser(t, a, "other")) // the stranger exists, but shares nothing with alice
+
+	aliceStream, _ := openReady(t, a.URL+"/v1/events", alice.Token, nil)
+	require.False(t, presenceOf(t, alice, bob.ID)[bob.ID].Online)
+
+	// Bob opens a stream on the other instance: alice sees him online, by REST and by event.
+	bobStream, _ := openReady(t, b.URL+"/v1/events", bob.Token, nil)
+	ev := aliceStream.nextOf("presence", wait)
+	require.False(t, ev.HasID, "presence is ephemeral")
+	p := decode[events.UserPresence](t, ev.Data)
+	require.Equal(t, bob.ID, p.UserID)
+	require.True(t, p.Online)
+	got := presenceOf(t, alice, bob.ID, stranger.ID, alice.ID, "nobody-at-all")
+	require.True(t, got[bob.ID].Online)
+	require.NotNil(t, got[bob.ID].LastSeenAt)
+	require.True(t, got[alice.ID].Online, "the caller is reported too")
+	require.NotContains(t, got, stranger.ID, "users who share no conversation are omitted")
+	require.NotContains(t, got, "nobody-at-all")
+	r := alice.do("GET", "/v1/conversations/"+conv.ID, nil)
+	var c events.Conversation
+	r.JSON(t, &c)
+	for _, part := range c.Participants {
+		require.True(t, part.Online, "%s", part.ID)
+	}
+
+	// A reconnect within the grace period is invisible; a real goodbye is not.
+	bobStream.close()
+	bobStream, _ = openReady(t, a.URL+"/v1/events", bob.Token, nil)
+	bobStream.close()
+	ev = aliceStream.nextOf("presence", wait)
+	p = decode[events.UserPresence](t, ev.Data)
+	require.False(t, p.Online)
+	require.NotNil(t, p.LastSeenAt)
+	got = presenceOf(t, alice, bob.ID)
+	require.False(t, got[bob.ID].Online)
+	require.NotNil(t, got[bob.ID].LastSeenAt)
+}
+
+// TestPresenceOfDeadInstanceExpires: an instance that dies without a word (no clean
+// shutdown, its database access gone) takes its users offline once the others notice it
+// stopped beating.
+func TestPresenceOfDeadInstanceExpires(t *testing.T) {
+	a, doomed := newInstance(t), newInstance(t)
+	alice, bob := newUser(t, a, "alice"), newUser(t, doomed, "bob")
+	alice.direct(bob)
+	_, _ = openReady(t, doomed.URL+"/v1/events", bob.Token, nil)
+	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond)
+
+	// Crash: the pool goes first, so neither the grace period nor shutdown can write.
+	doomed.Pool.Close()
+	doomed.Server.CloseClientConnections()
+	doomed.stop()
+	require.Eventually(t, func() bool { return !presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 50*time.Millisecond)
+}
