@@ -16,7 +16,7 @@ type metrics struct {
 	slowStreams prometheus.Counter
 }
 
-func newMetrics(reg *prometheus.Registry, hub *events.Hub) *metrics {
+func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chatd_http_requests_total", Help: "HTTP requests by route and status.",
@@ -34,6 +34,21 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub) *metrics {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chatd_streams_open", Help: "Event streams and long polls open on this instance.",
 		}, func() float64 { return float64(hub.Streams()) }))
+	}
+	if log != nil {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "chatd_listener_up", Help: "1 while the LISTEN connection is up.",
+			}, func() float64 {
+				if log.Listening() {
+					return 1
+				}
+				return 0
+			}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatd_events_read_total", Help: "Durable events read from the log and fanned out.",
+			}, func() float64 { return float64(log.Published()) }),
+		)
 	}
 	return m
 }

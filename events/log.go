@@ -61,6 +61,7 @@ type Log struct {
 	ring      chan struct{} // tell the other instances
 	ephemeral chan []byte   // payloads for other instances
 	listening atomic.Bool
+	published atomic.Uint64
 	pos       Cursor // owned by the reader goroutine
 }
 
@@ -106,6 +107,9 @@ func (l *Log) Start(ctx context.Context) error {
 
 // Hub is where the log publishes.
 func (l *Log) Hub() *Hub { return l.hub }
+
+// Published is the number of durable events this instance has read from the log.
+func (l *Log) Published() uint64 { return l.published.Load() }
 
 // Listening reports whether the listener holds a live connection (readiness).
 func (l *Log) Listening() bool { return l.listening.Load() }
@@ -258,6 +262,7 @@ func (l *Log) catchUp(ctx context.Context) error {
 			}
 		}
 		l.hub.Publish(evs)
+		l.published.Add(uint64(len(evs)))
 		l.pos = evs[len(evs)-1].Cursor
 		if len(rows) < l.cfg.BatchSize {
 			return nil
