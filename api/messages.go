@@ -19,7 +19,7 @@ import (
 const maxClientID = 64
 
 // clientIDConstraint is the unique index that makes client_id an idempotency key.
-const clientIDConstraint = "messages_conversation_id_sender_id_client_id_key"
+const clientIDConstraint = "messages_client_id"
 
 type messageRequest struct {
 	Body     *string `json:"body"`
