@@ -171,18 +171,22 @@ func (l *Log) Backfill(ctx context.Context, user string, from, upto Cursor, fn f
 		if len(rows) == 0 {
 			return nil
 		}
-		evs := make([]*Event, len(rows))
+		raw := make([]eventRow, len(rows))
 		for i, r := range rows {
-			evs[i] = &Event{Cursor: Cursor{Tx: r.Tx, ID: r.ID}, Type: r.Type}
-			m := joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)
-			if err := l.render(ctx, evs[i], r.ConversationID, r.UserID, r.Seq, m); err != nil {
-				return err
-			}
+			raw[i] = eventRow{cursor: Cursor{Tx: r.Tx, ID: r.ID}, typ: r.Type, conv: r.ConversationID, user: r.UserID, seq: r.Seq,
+				message: joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)}
+		}
+		evs, err := l.renderAll(ctx, raw)
+		if err != nil {
+			return err
+		}
+		from = raw[len(raw)-1].cursor
+		if len(evs) == 0 {
+			continue
 		}
 		if err := fn(evs); err != nil {
 			return err
 		}
-		from = evs[len(evs)-1].Cursor
 	}
 	return nil
 }
@@ -253,45 +257,82 @@ func (l *Log) catchUp(ctx context.Context) error {
 		if len(rows) == 0 {
 			return nil
 		}
-		evs := make([]*Event, len(rows))
+		raw := make([]eventRow, len(rows))
 		for i, r := range rows {
-			evs[i] = &Event{Cursor: Cursor{Tx: r.Tx, ID: r.ID}, Type: r.Type, Recipients: r.Recipients}
-			m := joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)
-			if err := l.render(ctx, evs[i], r.ConversationID, r.UserID, r.Seq, m); err != nil {
-				return err
-			}
+			raw[i] = eventRow{cursor: Cursor{Tx: r.Tx, ID: r.ID}, typ: r.Type, conv: r.ConversationID, user: r.UserID, seq: r.Seq,
+				recipients: r.Recipients,
+				message:    joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)}
+		}
+		evs, err := l.renderAll(ctx, raw)
+		if err != nil {
+			return err
 		}
 		l.hub.Publish(evs)
 		l.published.Add(uint64(len(evs)))
-		l.pos = evs[len(evs)-1].Cursor
+		l.pos = raw[len(raw)-1].cursor
+		l.hub.SetHead(l.pos) // past any skipped row too
 		if len(rows) < l.cfg.BatchSize {
 			return nil
 		}
 	}
 }
 
+// eventRow is what the reader and the replay read of one event.
+type eventRow struct {
+	cursor     Cursor
+	typ        string
+	conv       pgtype.UUID
+	user       *string
+	seq        *int64
+	message    *Message
+	recipients []string
+}
+
+// errBadEvent marks an event row that cannot be rendered. It is logged and skipped: one
+// malformed row must not stop delivery of everything after it.
+var errBadEvent = errors.New("bad event")
+
+// renderAll renders rows into events, in order, skipping (and logging) malformed ones; it
+// fails only when the database does.
+func (l *Log) renderAll(ctx context.Context, rows []eventRow) ([]*Event, error) {
+	evs := make([]*Event, 0, len(rows))
+	for _, r := range rows {
+		e := &Event{Cursor: r.cursor, Type: r.typ, Recipients: r.recipients}
+		err := l.render(ctx, e, r)
+		if errors.Is(err, errBadEvent) {
+			l.cfg.Logger.Error("skipping an event that cannot be rendered", "cursor", r.cursor.String(), "err", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, e)
+	}
+	return evs, nil
+}
+
 // render fills in e.Data from the columns of an event row.
-func (l *Log) render(ctx context.Context, e *Event, conv pgtype.UUID, user *string, seq *int64, m *Message) error {
+func (l *Log) render(ctx context.Context, e *Event, r eventRow) error {
 	var data any
-	switch e.Type {
+	switch r.typ {
 	case "message", "message_updated", "message_deleted":
-		if m == nil {
-			return fmt.Errorf("event %v: message missing", e.Cursor)
+		if r.message == nil {
+			return fmt.Errorf("%w %v: message missing", errBadEvent, r.cursor)
 		}
-		data = m
+		data = r.message
 	case "read":
-		if user == nil || seq == nil {
-			return fmt.Errorf("event %v: read without user or seq", e.Cursor)
+		if r.user == nil || r.seq == nil {
+			return fmt.Errorf("%w %v: read without user or seq", errBadEvent, r.cursor)
 		}
-		data = Read{ConversationID: UUIDString(conv), UserID: *user, Seq: *seq}
+		data = Read{ConversationID: UUIDString(r.conv), UserID: *r.user, Seq: *r.seq}
 	case "conversation":
-		c, err := l.newConversation(ctx, conv)
+		c, err := l.newConversation(ctx, r.conv)
 		if err != nil {
 			return err
 		}
 		data = c
 	default:
-		return fmt.Errorf("event %v: unknown type %q", e.Cursor, e.Type)
+		return fmt.Errorf("%w %v: unknown type %q", errBadEvent, r.cursor, r.typ)
 	}
 	b, err := json.Marshal(data)
 	e.Data = b
@@ -302,8 +343,11 @@ func (l *Log) render(ctx context.Context, e *Event, conv pgtype.UUID, user *stri
 // when it is created, with nothing sent and nothing read.
 func (l *Log) newConversation(ctx context.Context, id pgtype.UUID) (Conversation, error) {
 	rows, err := l.q.ListParticipants(ctx, []pgtype.UUID{id})
-	if err != nil || len(rows) == 0 {
-		return Conversation{}, fmt.Errorf("conversation %s: participants: %w", UUIDString(id), err)
+	if err != nil {
+		return Conversation{}, err
+	}
+	if len(rows) == 0 {
+		return Conversation{}, fmt.Errorf("%w: conversation %s has no participants", errBadEvent, UUIDString(id))
 	}
 	c, err := l.q.GetConversation(ctx, db.GetConversationParams{ConversationID: id, UserID: rows[0].ID})
 	if err != nil {

@@ -148,3 +148,29 @@ func TestLogDoorbellCrossesInstances(t *testing.T) {
 		t.Fatal("the ephemeral event did not cross")
 	}
 }
+
+// TestLogSkipsAnEventItCannotRender: a malformed row is logged and skipped; the events
+// after it still flow.
+func TestLogSkipsAnEventItCannotRender(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := testPool(t)
+	conv := newConversation(t, pool, "poison-a", "poison-b")
+	log := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: 50 * time.Millisecond})
+	require.NoError(t, log.Start(ctx))
+	sub, _ := log.Hub().Subscribe("poison-a")
+
+	_, err := pool.Exec(ctx, "INSERT INTO events (conversation_id, type) VALUES ($1, 'read')", conv) // no user, no seq
+	require.NoError(t, err)
+	require.NoError(t, db.New(pool).InsertConversationEvent(ctx, conv))
+	log.Written()
+	require.Eventually(t, func() bool {
+		evs, _, _ := sub.Take()
+		for _, e := range evs {
+			if e.Type == "conversation" {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
+}
