@@ -38,6 +38,12 @@ type Config struct {
 	// PingAfter is how long the listener waits idle before it checks that its connection is
 	// alive (TCP keepalive would take minutes to notice). Default 5s.
 	PingAfter time.Duration
+	// DoorbellInterval is the least time between two doorbells: the other instances learn
+	// of new events at most this much later, and a busy instance sends at most one NOTIFY
+	// per interval. Default 2ms.
+	DoorbellInterval time.Duration
+	// ReadInterval is the least time between two reads of the log. Default 1ms.
+	ReadInterval time.Duration
 	// BatchSize is how many events one read of the log takes. Default 1000.
 	BatchSize int
 	// StreamBuffer is how many events a stream may fall behind before the hub cuts it
@@ -75,6 +81,12 @@ func NewLog(cfg Config) *Log {
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
+	}
+	if cfg.ReadInterval <= 0 {
+		cfg.ReadInterval = time.Millisecond
+	}
+	if cfg.DoorbellInterval <= 0 {
+		cfg.DoorbellInterval = 2 * time.Millisecond
 	}
 	if cfg.StreamBuffer <= 0 {
 		cfg.StreamBuffer = 1024
@@ -230,10 +242,13 @@ type ephemeralMsg struct {
 	Except     string          `json:"except,omitempty"`
 }
 
-// readLoop reads the log whenever woken, and on the safety timer.
+// readLoop reads the log whenever woken, and on the safety timer. Reads are at least
+// ReadInterval apart: under load, one read then takes every event of the interval instead
+// of one query per message.
 func (l *Log) readLoop(ctx context.Context) {
 	t := time.NewTicker(l.cfg.SafetyPoll)
 	defer t.Stop()
+	var lastRead time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -241,6 +256,14 @@ func (l *Log) readLoop(ctx context.Context) {
 		case <-l.wake:
 		case <-t.C:
 		}
+		if wait := l.cfg.ReadInterval - time.Since(lastRead); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		lastRead = time.Now()
 		if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
 			l.cfg.Logger.Error("read event log", "err", err)
 		}
@@ -448,15 +471,25 @@ func (l *Log) receiveEphemeral(payload string) {
 }
 
 // sendLoop sends the doorbell and ephemeral events to the other instances. Rings that
-// arrive while one is being sent collapse into the next, so a burst of writes costs one
-// notification, whatever its size.
+// arrive while one is being sent, or within DoorbellInterval after it, collapse into the
+// next, so a burst of writes costs one notification, whatever its size: every NOTIFY is a
+// commit that takes PostgreSQL's cluster-wide notification lock.
 func (l *Log) sendLoop(ctx context.Context) {
+	var lastRing time.Time
 	for {
 		var channel, payload string
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.ring:
+			if wait := l.cfg.DoorbellInterval - time.Since(lastRing); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+			lastRing = time.Now()
 			channel, payload = doorbellChannel, l.instance
 		case p := <-l.ephemeral:
 			channel, payload = ephemeralChannel, string(p)
