@@ -39,6 +39,7 @@ type config struct {
 	PresenceGrace    time.Duration
 	EventRetention   time.Duration
 	ShutdownTimeout  time.Duration
+	DebugAddr        string
 	Dev              bool
 }
 
@@ -81,6 +82,8 @@ func (c *config) settings() []setting {
 		{"CHAT_PRESENCE_GRACE", "5s", "a user stays online this long after the last stream closes", &c.PresenceGrace},
 		{"CHAT_EVENT_RETENTION", "168h", "events older than this are pruned; older cursors get a reset", &c.EventRetention},
 		{"CHAT_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for requests in flight", &c.ShutdownTimeout},
+		// Off by default: profiles reveal internals, so they get their own (private) address.
+		{"CHAT_DEBUG_ADDR", "", "address of the pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060", &c.DebugAddr},
 	}
 }
 

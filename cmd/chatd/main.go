@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -185,6 +186,9 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	// Shutdown waits for handlers to return; ending the streams makes their clients
 	// reconnect to another instance and resume by cursor.
 	httpServer.RegisterOnShutdown(hub.Close)
+	if cfg.DebugAddr != "" {
+		go serveDebug(logger, cfg.DebugAddr)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -221,5 +225,19 @@ func prune(ctx context.Context, logger *slog.Logger, q *db.Queries, retention ti
 		} else if n > 0 {
 			logger.Info("pruned events", "count", n)
 		}
+	}
+}
+
+// serveDebug serves the pprof endpoints on their own address, never on the public one.
+func serveDebug(logger *slog.Logger, addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	logger.Info("pprof listening", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil {
+		logger.Error("pprof server", "err", err)
 	}
 }
