@@ -70,7 +70,6 @@ func (s *Server) stream(c *gin.Context) error {
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
-	h.Set("Connection", "keep-alive")
 	c.Writer.WriteHeader(http.StatusOK)
 	out := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.cfg.WriteTimeout}
 
