@@ -1,0 +1,458 @@
+// Command chatbench is chatd's load tool. It creates users and direct (1:1) conversations
+// through the public API, opens event streams (two per conversation, one per participant),
+// posts messages and checks that every accepted message reaches every recipient stream
+// exactly once: loss is counted, not assumed.
+//
+// Run chatd with the same secret and without the per-user write limit:
+//
+//	CHAT_JWT_SECRET=s CHAT_RATE_LIMIT=0 chatd serve
+//
+// Modes (-mode):
+//
+//	load   open -streams S streams, post at -rate R msgs/s for -duration, open loop: message
+//	       i is sent at start+i/R whatever the earlier replies do, so queueing shows up as
+//	       latency. At most -clients POSTs are in flight; a message due while all are busy is
+//	       not sent and is counted as "client overload". Then waits (up to -drain) until every
+//	       accepted message has reached both participants' streams. Reports POST latency
+//	       (reply time minus scheduled time), POST->delivery latency (arrival minus scheduled
+//	       time), throughput, server RSS per stream and PostgreSQL connections.
+//	idle   open S streams and hold them for -idle-for: server RSS per stream, idle CPU of the
+//	       server, heartbeat gaps against -heartbeat (on time = max gap <= heartbeat + 2s).
+//	storm  open S streams, close them all, post -missed messages into every conversation,
+//	       reconnect all S streams at once with Last-Event-ID and time until every stream has
+//	       received exactly its missed messages.
+//
+// After creating the conversations, chatbench waits until the instances' log readers have
+// fanned out the conversation events (chatd_events_read_total), so the measurements that
+// follow do not include that backlog; the table reports how long it took.
+//
+// -db (chatd's database URL) samples pg_stat_activity every 100 ms: chatd's pool
+// connections (application_name chatd; "busy" = not idle) and listeners (chatd_listener),
+// judged against -pool-cap per instance, and the oldest transaction holding a transaction
+// id anywhere in the cluster, which holds back chatd's delivery fence.
+//
+// -pgbench also runs pgbench (single-row INSERTs of a message-sized row into a scratch
+// table, same client count, -duration long) against -db before the load, and reports the
+// service's accepted msgs/s as a ratio to pgbench's tps.
+//
+// Streams are spread over the -url instances (comma-separated) and, for loopback targets,
+// over the source addresses 127.0.0.2 ... 127.0.0.(1+sources), so that many thousands of
+// streams do not run out of ephemeral ports. Message bodies are "<scheduled unix nanos>
+// <message index>"; user ids are "<run-id>-<i>-a" and "<run-id>-<i>-b".
+//
+// Examples:
+//
+//	chatbench -secret s -streams 200 -rate 500 -duration 10s -db postgres://127.0.0.1/chat -pgbench -plot load.png -json load.json
+//	chatbench -secret s -mode idle -streams 15000 -idle-for 60s -heartbeat 15s
+//	chatbench -secret s -mode storm -streams 5000 -missed 20 -db postgres://127.0.0.1/chat
+//
+// Output: a table on stdout, the same figures as JSON (-json), and a PNG plot (-plot): latency
+// and throughput per second (load), streams caught up over time (storm), heartbeat gaps (idle).
+// Exit status: 0 when nothing was lost or duplicated, 1 when something was (or a stream
+// received a misrouted, out-of-order or reset event, or a storm stream did not catch up),
+// 2 for usage or setup errors.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	urls      []string
+	secret    string
+	mode      string
+	streams   int
+	rate      float64
+	duration  time.Duration
+	clients   int
+	sources   int
+	dbURL     string
+	jsonPath  string
+	plotPath  string
+	missed    int
+	idleFor   time.Duration
+	heartbeat time.Duration
+	drain     time.Duration
+	pgbench   bool
+	runID     string
+	poolCap   int
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
+	urls := fs.String("url", "http://127.0.0.1:8080", "comma-separated base URLs of chatd instances (streams and POSTs are spread over them)")
+	fs.StringVar(&o.secret, "secret", os.Getenv("CHAT_JWT_SECRET"), "HS256 secret the server runs with (default $CHAT_JWT_SECRET)")
+	fs.StringVar(&o.mode, "mode", "load", "load, idle or storm")
+	fs.IntVar(&o.streams, "streams", 200, "event streams to open: two per 1:1 conversation, so streams/2 conversations")
+	fs.Float64Var(&o.rate, "rate", 500, "load: target messages per second (open loop)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "load: how long to post (and pgbench's run time)")
+	fs.IntVar(&o.clients, "clients", 64, "POSTs in flight at most (more are counted as client overload); also pgbench's client count")
+	fs.IntVar(&o.sources, "sources", 8, "loopback source addresses for stream sockets, 127.0.0.2 onwards (0: let the kernel choose)")
+	fs.StringVar(&o.dbURL, "db", "", "PostgreSQL URL of chatd's database, for connection counts and -pgbench (optional)")
+	fs.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&o.plotPath, "plot", "", "write a PNG plot to this file")
+	fs.IntVar(&o.missed, "missed", 20, "storm: messages posted into every conversation while its streams are closed")
+	fs.DurationVar(&o.idleFor, "idle-for", 60*time.Second, "idle: how long to hold the streams open")
+	fs.DurationVar(&o.heartbeat, "heartbeat", 15*time.Second, "the server's heartbeat interval (CHAT_SSE_HEARTBEAT), to judge gaps")
+	fs.DurationVar(&o.drain, "drain", 15*time.Second, "load: how long to wait for deliveries after the last reply (the storm waits up to 60s)")
+	fs.BoolVar(&o.pgbench, "pgbench", false, "also run pgbench single-row INSERTs against -db (load mode) for a throughput ratio")
+	fs.IntVar(&o.poolCap, "pool-cap", 20, "the server's CHAT_DB_MAX_CONNS per instance, to judge -db connection counts")
+	fs.StringVar(&o.runID, "run-id", "", "prefix of user ids (default: random), so runs never collide")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: chatbench [flags]   (see `go doc ./cmd/chatbench` for the modes)")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	for _, u := range strings.Split(*urls, ",") {
+		u = strings.TrimRight(strings.TrimSpace(u), "/")
+		if u == "" {
+			continue
+		}
+		pu, err := url.Parse(u)
+		if err != nil || pu.Scheme != "http" || pu.Host == "" {
+			return o, fmt.Errorf("-url %q: want http://host:port (streams use plain HTTP/1.1)", u)
+		}
+		o.urls = append(o.urls, u)
+	}
+	if o.runID == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		o.runID = "cb" + hex.EncodeToString(b)
+	}
+	switch {
+	case len(o.urls) == 0 || len(o.urls) > 255:
+		return o, errors.New("-url: give 1 to 255 instances")
+	case o.secret == "":
+		return o, errors.New("-secret (or $CHAT_JWT_SECRET) is required: the server's CHAT_JWT_SECRET")
+	case o.mode != "load" && o.mode != "idle" && o.mode != "storm":
+		return o, fmt.Errorf("-mode %q: want load, idle or storm", o.mode)
+	case o.streams < 2 || o.streams%2 != 0:
+		return o, errors.New("-streams must be even and at least 2 (two per conversation)")
+	case o.mode == "load" && (o.rate <= 0 || o.duration <= 0):
+		return o, errors.New("-rate and -duration must be positive")
+	case o.clients < 1:
+		return o, errors.New("-clients must be at least 1")
+	case o.sources < 0 || o.sources > 250:
+		return o, errors.New("-sources must be between 0 and 250")
+	case o.missed < 1 && o.mode == "storm":
+		return o, errors.New("-missed must be at least 1")
+	case o.pgbench && o.dbURL == "":
+		return o, errors.New("-pgbench needs -db")
+	case strings.ContainsAny(o.runID, " \"\\/"):
+		return o, errors.New("-run-id must not contain spaces, quotes or slashes")
+	}
+	return o, nil
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	opt, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	res := &Result{Mode: opt.mode, RunID: opt.runID, Instances: opt.urls, Streams: opt.streams,
+		Clients: opt.clients, Sources: opt.sources, DB: &DBResult{}}
+	res.FileLimit = raiseFileLimit(opt.streams + opt.clients + 256)
+
+	b, err := newBench(ctx, opt, res)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		return 2
+	}
+	defer b.close()
+
+	logf("run %s: %d conversations, %d users on %d instance(s)", opt.runID, opt.streams/2, opt.streams, len(opt.urls))
+	if err := b.setup(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench: setup:", err)
+		return 2
+	}
+	switch opt.mode {
+	case "load":
+		err = b.runLoad(ctx)
+	case "idle":
+		err = b.runIdle(ctx)
+	case "storm":
+		err = b.runStorm(ctx)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench:", err)
+		res.Failures = append(res.Failures, err.Error())
+	}
+	b.summariseDB()
+	res.Server.ToolMaxRSSMiB = selfMaxRSS() / (1 << 20)
+	res.judge(opt)
+	printTable(os.Stdout, res, opt)
+	if opt.jsonPath != "" {
+		if err := writeJSON(opt.jsonPath, res); err != nil {
+			fmt.Fprintln(os.Stderr, "chatbench: json:", err)
+		}
+	}
+	if opt.plotPath != "" {
+		if err := b.plot(opt.plotPath); err != nil {
+			fmt.Fprintln(os.Stderr, "chatbench: plot:", err)
+		} else {
+			logf("plot written to %s", opt.plotPath)
+		}
+	}
+	if len(res.Failures) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// raiseFileLimit raises the soft open-file limit to the hard one (Go 1.19+ already does it
+// for the process; this checks it) and warns when the streams will not fit.
+func raiseFileLimit(need int) uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		logf("open files limit: unknown (%v)", err)
+		return 0
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			logf("raising the open files limit: %v", err)
+		}
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	logf("open files limit: soft %d, hard %d", lim.Cur, lim.Max)
+	if uint64(need) > lim.Cur {
+		logf("WARNING: %d streams and clients need about %d files, more than the limit %d", need-256, need, lim.Cur)
+	}
+	return lim.Cur
+}
+
+// logf prints progress to stderr, so stdout holds only the table.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+// openTimeout is how long opening all streams may take.
+func (b *bench) openTimeout() time.Duration {
+	return 30*time.Second + time.Duration(len(b.streams))*5*time.Millisecond
+}
+
+// startDBWatch samples chatd's database connections in the background; the returned
+// function stops it.
+func (b *bench) startDBWatch(ctx context.Context) func() {
+	if b.db == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.db.watch(ctx, 100*time.Millisecond)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// dbNow samples the database connections once (zero without -db).
+func (b *bench) dbNow(ctx context.Context) dbSample {
+	if b.db == nil {
+		return dbSample{}
+	}
+	s, _ := b.db.sample(ctx)
+	return s
+}
+
+// openAll opens every stream (at most openConcurrency connecting at once) and waits until
+// all are ready; it records the baseline before and the server's state after.
+func (b *bench) openAll(ctx context.Context, t *tracker) (g *streamGroup, base, open serverSample, err error) {
+	base = b.scrape(ctx)
+	b.res.DB.Before = b.dbNow(ctx).pool
+	logf("streams: opening %d", len(b.streams))
+	start := time.Now()
+	g = b.openStreams(ctx, t, false, true)
+	err = b.waitReady(ctx, t, b.openTimeout())
+	b.res.OpenSeconds = time.Since(start).Seconds()
+	b.res.StreamsReady = t.ready.Load()
+	if err != nil {
+		return g, base, open, err
+	}
+	logf("streams: %d ready in %.1fs", len(b.streams), b.res.OpenSeconds)
+	time.Sleep(500 * time.Millisecond) // let the server settle after the burst of opens
+	open = b.scrape(ctx)
+	b.res.DB.WithStreams = b.dbNow(ctx).pool
+	return g, base, open, nil
+}
+
+// runLoad: optional pgbench baseline, open the streams, post open loop, drain, check.
+func (b *bench) runLoad(ctx context.Context) error {
+	opt := b.opt
+	n := int(opt.rate * opt.duration.Seconds())
+	if n < 1 {
+		return fmt.Errorf("-rate × -duration is less than one message")
+	}
+	if opt.pgbench {
+		b.res.Pgbench = b.runPgbench(ctx, bodyLen(n))
+	}
+	defer b.startDBWatch(ctx)()
+	t := newTracker(len(b.convs), n)
+	g, base, open, err := b.openAll(ctx, t)
+	defer g.close()
+	if err != nil {
+		b.summariseStreams(t, g)
+		return err
+	}
+
+	logf("load: %d messages at %.0f/s over %s, at most %d in flight", n, opt.rate, opt.duration, opt.clients)
+	p := newPoster(b, n)
+	self0 := selfCPU()
+	p.openLoop(ctx, opt.rate)
+	replied := time.Now()
+	want := 2 * p.accepted.Load()
+	deadline := replied.Add(opt.drain)
+	for t.delivered.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	drained := time.Since(replied)
+	time.Sleep(200 * time.Millisecond) // late duplicates would show up here
+	end := b.scrape(ctx)
+	self1 := selfCPU()
+	g.close()
+
+	b.summariseStreams(t, g)
+	b.summariseLoad(t, p, drained)
+	b.summariseServer(base, open, end, open, end)
+	b.res.Server.ToolCPUPercent = pct(self1-self0, end.at.Sub(open.at))
+	return nil
+}
+
+// runIdle: open the streams and hold them; RSS per stream, idle CPU, heartbeat gaps.
+func (b *bench) runIdle(ctx context.Context) error {
+	defer b.startDBWatch(ctx)()
+	t := newTracker(len(b.convs), 0)
+	g, base, open, err := b.openAll(ctx, t)
+	defer g.close()
+	if err != nil {
+		b.summariseStreams(t, g)
+		return err
+	}
+	logf("idle: holding %d streams for %s", len(b.streams), b.opt.idleFor)
+	self0 := selfCPU()
+	select {
+	case <-ctx.Done():
+	case <-time.After(b.opt.idleFor):
+	}
+	end := b.scrape(ctx)
+	self1 := selfCPU()
+	b.res.DB.AtEnd = b.dbNow(ctx).pool
+	g.close()
+	b.summariseStreams(t, g)
+	b.summariseServer(base, open, end, open, end)
+	b.res.Server.ToolCPUPercent = pct(self1-self0, end.at.Sub(open.at))
+	b.chart = b.heartbeatChart()
+	return nil
+}
+
+// stormWait bounds the storm's catch-up.
+const stormWait = 60 * time.Second
+
+// runStorm: open, close, post -missed into every conversation, reconnect all at once.
+func (b *bench) runStorm(ctx context.Context) error {
+	opt := b.opt
+	defer b.startDBWatch(ctx)()
+	t1 := newTracker(len(b.convs), 0)
+	g1, base, open, err := b.openAll(ctx, t1)
+	if err != nil {
+		g1.close()
+		b.summariseStreams(t1, g1)
+		return err
+	}
+	g1.close() // every stream keeps its last id
+	logf("storm: %d streams closed; posting %d messages into each of %d conversations", len(b.streams), opt.missed, len(b.convs))
+
+	n := len(b.convs) * opt.missed
+	p := newPoster(b, n)
+	prePost := b.scrape(ctx)
+	postStart := time.Now()
+	p.closedLoop(ctx)
+	postTook := time.Since(postStart)
+	per := p.acceptedPerConv()
+	for _, s := range b.streams {
+		s.expect = per[s.conv]
+	}
+	logf("storm: %d of %d accepted in %.1fs (%.0f/s); reconnecting %d streams at once",
+		p.accepted.Load(), n, postTook.Seconds(), float64(p.accepted.Load())/postTook.Seconds(), len(b.streams))
+
+	t := newTracker(len(b.convs), n)
+	stormBase := b.scrape(ctx)
+	self0 := selfCPU()
+	start := time.Now()
+	t.start = start.UnixNano()
+	g := b.openStreams(ctx, t, true, false)
+	defer g.close()
+	want := int64(len(b.streams))
+	deadline := start.Add(stormWait)
+	last, lastScrape := time.Now(), time.Now()
+	// The server's log reader has fanned out the missed messages when its events-read
+	// counter has grown by as many as were accepted (-1: not seen).
+	readerBehind := float64(p.accepted.Load()) - (stormBase.read - prePost.read)
+	readerDone := -time.Second
+	if readerBehind <= 0 {
+		readerDone = 0
+	}
+	for t.caughtUp.Load()+t.failed.Load() < want && time.Now().Before(deadline) && ctx.Err() == nil {
+		if time.Since(last) > 2*time.Second {
+			logf("storm: %d/%d streams caught up", t.caughtUp.Load(), want)
+			last = time.Now()
+		}
+		if readerDone < 0 && time.Since(lastScrape) > 100*time.Millisecond && stormBase.err == nil {
+			lastScrape = time.Now()
+			if s := b.scrape(ctx); s.err == nil && s.read-prePost.read >= float64(p.accepted.Load()) {
+				readerDone = time.Since(start)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	took := time.Since(start)
+	if readerDone < 0 && stormBase.err == nil {
+		if s := b.scrape(ctx); s.err == nil && s.read-prePost.read >= float64(p.accepted.Load()) {
+			readerDone = time.Since(start)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // late duplicates would show up here
+	end := b.scrape(ctx)
+	self1 := selfCPU()
+	g.close()
+
+	b.summariseStreams(t, g)
+	b.res.StreamsReady = t.ready.Load()
+	b.summariseStorm(t, p, postTook, took)
+	if stormBase.err == nil {
+		b.res.Storm.ReaderBehind = readerBehind
+		b.res.Storm.ReaderDoneS = readerDone.Seconds()
+	}
+	b.summariseServer(base, open, end, stormBase, end)
+	b.res.Server.ToolCPUPercent = pct(self1-self0, end.at.Sub(start))
+	return nil
+}

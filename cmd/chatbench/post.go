@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// poster sends messages and records, per message index, what became of each.
+type poster struct {
+	b     *bench
+	start time.Time // the schedule's origin
+	n     int       // messages scheduled
+
+	sched   []int64 // scheduled send time, unix nanos
+	postLat []int64 // reply time - scheduled time, ns; 0 when not accepted
+	doneAt  []int64 // reply time, unix nanos, accepted messages only
+	ok      []bool  // accepted (201)
+
+	accepted, rejected, errs, overload atomic.Int64
+	byStatus                           sync.Map // status code -> *atomic.Int64
+	rateLimited                        atomic.Bool
+	lagMax                             time.Duration // scheduler: how late a send was launched at worst
+
+	errMu    sync.Mutex
+	firstErr string
+}
+
+func newPoster(b *bench, n int) *poster {
+	return &poster{b: b, n: n, sched: make([]int64, n), postLat: make([]int64, n),
+		doneAt: make([]int64, n), ok: make([]bool, n)}
+}
+
+// target is the conversation and the sender of message i: conversation i % convs, its two
+// participants taking turns.
+func (p *poster) target(i int) (*conversation, *user) {
+	nc := len(p.b.convs)
+	c := &p.b.convs[i%nc]
+	return c, c.users[(i/nc)%2]
+}
+
+// openLoop sends message i at start + i/rate, whatever the earlier replies do; at most
+// -clients are in flight and a message due while all are busy is counted as client
+// overload, not queued.
+func (p *poster) openLoop(ctx context.Context, rate float64) {
+	sem := make(chan struct{}, p.b.opt.clients)
+	var wg sync.WaitGroup
+	period := float64(time.Second) / rate
+	p.start = time.Now().Add(50 * time.Millisecond)
+	sent := 0
+	for i := 0; i < p.n; i++ {
+		at := p.start.Add(time.Duration(float64(i) * period))
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		} else if -d > p.lagMax {
+			p.lagMax = -d
+		}
+		if ctx.Err() != nil {
+			p.n = i
+			break
+		}
+		p.sched[i] = at.UnixNano()
+		select {
+		case sem <- struct{}{}:
+			sent++
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				p.post(ctx, i)
+				<-sem
+			}(i)
+		default:
+			p.overload.Add(1)
+		}
+	}
+	wg.Wait()
+}
+
+// closedLoop sends messages 0..n-1 as fast as -clients concurrent senders allow.
+func (p *poster) closedLoop(ctx context.Context) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	p.start = time.Now()
+	for w := 0; w < p.b.opt.clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && !p.rateLimited.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= p.n {
+					return
+				}
+				p.sched[i] = time.Now().UnixNano()
+				p.post(ctx, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// post sends message i, whose body is "<scheduled unix nanos> <i>".
+func (p *poster) post(ctx context.Context, i int) {
+	c, from := p.target(i)
+	body := make([]byte, 0, 96)
+	body = append(body, `{"body":"`...)
+	body = strconv.AppendInt(body, p.sched[i], 10)
+	body = append(body, ' ')
+	body = strconv.AppendInt(body, int64(i), 10)
+	body = append(body, `","client_id":"`...)
+	body = append(body, p.b.opt.runID...)
+	body = append(body, '-')
+	body = strconv.AppendInt(body, int64(i), 10)
+	body = append(body, `"}`...)
+	u := p.b.opt.urls[i%len(p.b.opt.urls)] + "/v1/conversations/" + c.id + "/messages"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+from.token)
+	resp, err := p.b.client.Do(req)
+	now := time.Now().UnixNano()
+	if err != nil {
+		p.fail(err)
+		return
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusCreated:
+		p.accepted.Add(1)
+		p.ok[i] = true
+		p.postLat[i] = now - p.sched[i]
+		p.doneAt[i] = now
+		return
+	case http.StatusTooManyRequests:
+		if !p.rateLimited.Swap(true) {
+			p.note(errRateLimited.Error())
+		}
+	default:
+		p.note(fmt.Sprintf("HTTP %d: %s", resp.StatusCode, msg))
+	}
+	p.rejected.Add(1)
+	v, _ := p.byStatus.LoadOrStore(resp.StatusCode, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+func (p *poster) fail(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	p.errs.Add(1)
+	p.note(err.Error())
+}
+
+func (p *poster) note(s string) {
+	p.errMu.Lock()
+	if p.firstErr == "" {
+		p.firstErr = s
+	}
+	p.errMu.Unlock()
+}
+
+func (p *poster) statuses() map[string]int64 {
+	out := map[string]int64{}
+	p.byStatus.Range(func(k, v any) bool {
+		out[strconv.Itoa(k.(int))] = v.(*atomic.Int64).Load()
+		return true
+	})
+	return out
+}
+
+// acceptedPerConv counts accepted messages per conversation.
+func (p *poster) acceptedPerConv() []int32 {
+	out := make([]int32, len(p.b.convs))
+	for i := 0; i < p.n; i++ {
+		if p.ok[i] {
+			out[i%len(p.b.convs)]++
+		}
+	}
+	return out
+}
+
+// bodyLen is the length of a posted message body, for pgbench's row.
+func bodyLen(messages int) int {
+	return len(strconv.FormatInt(time.Now().UnixNano(), 10)) + 1 + len(strconv.Itoa(max(messages-1, 0)))
+}
