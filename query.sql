@@ -75,6 +75,10 @@ WHERE m.user_id = @user_id
 ORDER BY c.activity_at DESC, c.id DESC
 LIMIT @row_limit;
 
+-- name: ConversationsByID :many
+-- The shared fields of conversations, for rendering conversation events in one query.
+SELECT id, kind, title, created_at FROM conversations WHERE id = ANY(@ids::uuid[]);
+
 -- name: ListParticipants :many
 SELECT m.conversation_id, u.id, u.name
 FROM members m JOIN users u ON u.id = m.user_id
@@ -229,17 +233,25 @@ LIMIT @row_limit;
 -- name: BackfillEvents :many
 -- One user's events in the cursor range (after, upto], for a stream resuming further back
 -- than the in-memory history reaches. upto is a position the caller already read below
--- the fence, so the range is final.
+-- the fence, so the range is final. The lateral join walks each of the user's
+-- conversations through events_conversation: the planner must not scan the whole window
+-- of everyone's events to find this user's few.
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
     x.deleted_at AS m_deleted_at
 FROM members r
-JOIN events e ON e.conversation_id = r.conversation_id
+CROSS JOIN LATERAL (
+    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
+    FROM events v
+    WHERE v.conversation_id = r.conversation_id
+      AND (v.tx, v.id) > (@after_tx::xid8, @after_id::bigint)
+      AND (v.tx, v.id) <= (@upto_tx::xid8, @upto_id::bigint)
+    ORDER BY v.tx, v.id
+    LIMIT @row_limit
+) e
 LEFT JOIN messages x ON x.id = e.message_id
 WHERE r.user_id = @user_id
-  AND (e.tx, e.id) > (@after_tx::xid8, @after_id::bigint)
-  AND (e.tx, e.id) <= (@upto_tx::xid8, @upto_id::bigint)
 ORDER BY e.tx, e.id
 LIMIT @row_limit;
 
@@ -250,11 +262,15 @@ SELECT e.tx, e.id FROM events e
 WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY e.tx DESC, e.id DESC LIMIT 1;
 
--- name: EventExists :one
-SELECT EXISTS (SELECT 1 FROM events WHERE tx = @tx AND id = @id);
-
 -- name: EventFloor :one
 SELECT tx, id FROM event_floor;
+
+-- name: CursorStatus :one
+-- What a resume needs to know of a cursor, in one round trip: the retention floor, and
+-- whether the cursor names an event that exists.
+SELECT f.tx AS floor_tx, f.id AS floor_id,
+    EXISTS (SELECT 1 FROM events e WHERE e.tx = @tx AND e.id = @id) AS found
+FROM event_floor f;
 
 -- name: PruneEvents :one
 -- Deletes events older than the retention and records the newest deleted position, so a

@@ -88,11 +88,18 @@ func (s *Server) stream(c *gin.Context) error {
 		return nil // the client is gone
 	}
 
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
 	last := st.from
 	if last.Less(head) {
 		err := s.cfg.Log.Backfill(c, me, last, head, func(evs []*events.Event) error {
 			var b []byte
-			b, last = appendEvents(nil, evs, last)
+			select {
+			case <-heartbeat.C: // a long replay still keeps proxies' idle timers at bay
+				b = appendComment(b, "ping")
+			default:
+			}
+			b, last = appendEvents(b, evs, last)
 			return out.send(b)
 		})
 		if err != nil {
@@ -102,8 +109,6 @@ func (s *Server) stream(c *gin.Context) error {
 		last = head
 	}
 
-	heartbeat := time.NewTicker(s.cfg.Heartbeat)
-	defer heartbeat.Stop()
 	expiry := time.NewTimer(tokenExpiry(c).Sub(s.now()))
 	defer expiry.Stop()
 	// Jitter spreads the reconnections of streams opened together (after a deploy).

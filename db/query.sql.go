@@ -33,22 +33,28 @@ SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
     x.deleted_at AS m_deleted_at
 FROM members r
-JOIN events e ON e.conversation_id = r.conversation_id
+CROSS JOIN LATERAL (
+    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
+    FROM events v
+    WHERE v.conversation_id = r.conversation_id
+      AND (v.tx, v.id) > ($1::xid8, $2::bigint)
+      AND (v.tx, v.id) <= ($3::xid8, $4::bigint)
+    ORDER BY v.tx, v.id
+    LIMIT $5
+) e
 LEFT JOIN messages x ON x.id = e.message_id
-WHERE r.user_id = $1
-  AND (e.tx, e.id) > ($2::xid8, $3::bigint)
-  AND (e.tx, e.id) <= ($4::xid8, $5::bigint)
+WHERE r.user_id = $6
 ORDER BY e.tx, e.id
-LIMIT $6
+LIMIT $5
 `
 
 type BackfillEventsParams struct {
-	UserID   string
 	AfterTx  uint64
 	AfterID  int64
 	UptoTx   uint64
 	UptoID   int64
 	RowLimit int32
+	UserID   string
 }
 
 type BackfillEventsRow struct {
@@ -71,15 +77,17 @@ type BackfillEventsRow struct {
 
 // One user's events in the cursor range (after, upto], for a stream resuming further back
 // than the in-memory history reaches. upto is a position the caller already read below
-// the fence, so the range is final.
+// the fence, so the range is final. The lateral join walks each of the user's
+// conversations through events_conversation: the planner must not scan the whole window
+// of everyone's events to find this user's few.
 func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) ([]BackfillEventsRow, error) {
 	rows, err := q.db.Query(ctx, backfillEvents,
-		arg.UserID,
 		arg.AfterTx,
 		arg.AfterID,
 		arg.UptoTx,
 		arg.UptoID,
 		arg.RowLimit,
+		arg.UserID,
 	)
 	if err != nil {
 		return nil, err
@@ -159,6 +167,43 @@ func (q *Queries) Contacts(ctx context.Context, userID string) ([]string, error)
 	return items, nil
 }
 
+const conversationsByID = `-- name: ConversationsByID :many
+SELECT id, kind, title, created_at FROM conversations WHERE id = ANY($1::uuid[])
+`
+
+type ConversationsByIDRow struct {
+	ID        pgtype.UUID
+	Kind      string
+	Title     *string
+	CreatedAt time.Time
+}
+
+// The shared fields of conversations, for rendering conversation events in one query.
+func (q *Queries) ConversationsByID(ctx context.Context, ids []pgtype.UUID) ([]ConversationsByIDRow, error) {
+	rows, err := q.db.Query(ctx, conversationsByID, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ConversationsByIDRow
+	for rows.Next() {
+		var i ConversationsByIDRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Kind,
+			&i.Title,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const createDirectConversation = `-- name: CreateDirectConversation :one
 INSERT INTO conversations (kind, direct_a, direct_b) VALUES ('direct', $1, $2)
 ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' DO NOTHING
@@ -209,6 +254,32 @@ func (q *Queries) CreateTicket(ctx context.Context, arg CreateTicketParams) erro
 		arg.ExpiresAt,
 	)
 	return err
+}
+
+const cursorStatus = `-- name: CursorStatus :one
+SELECT f.tx AS floor_tx, f.id AS floor_id,
+    EXISTS (SELECT 1 FROM events e WHERE e.tx = $1 AND e.id = $2) AS found
+FROM event_floor f
+`
+
+type CursorStatusParams struct {
+	Tx uint64
+	ID int64
+}
+
+type CursorStatusRow struct {
+	FloorTx uint64
+	FloorID int64
+	Found   bool
+}
+
+// What a resume needs to know of a cursor, in one round trip: the retention floor, and
+// whether the cursor names an event that exists.
+func (q *Queries) CursorStatus(ctx context.Context, arg CursorStatusParams) (CursorStatusRow, error) {
+	row := q.db.QueryRow(ctx, cursorStatus, arg.Tx, arg.ID)
+	var i CursorStatusRow
+	err := row.Scan(&i.FloorTx, &i.FloorID, &i.Found)
+	return i, err
 }
 
 const deleteMessage = `-- name: DeleteMessage :one
@@ -367,22 +438,6 @@ INSERT INTO users (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
 func (q *Queries) EnsureUsers(ctx context.Context, ids []string) error {
 	_, err := q.db.Exec(ctx, ensureUsers, ids)
 	return err
-}
-
-const eventExists = `-- name: EventExists :one
-SELECT EXISTS (SELECT 1 FROM events WHERE tx = $1 AND id = $2)
-`
-
-type EventExistsParams struct {
-	Tx uint64
-	ID int64
-}
-
-func (q *Queries) EventExists(ctx context.Context, arg EventExistsParams) (bool, error) {
-	row := q.db.QueryRow(ctx, eventExists, arg.Tx, arg.ID)
-	var exists bool
-	err := row.Scan(&exists)
-	return exists, err
 }
 
 const eventFloor = `-- name: EventFloor :one

@@ -154,20 +154,18 @@ func (l *Log) Head(ctx context.Context) (Cursor, error) {
 // Resumable reports whether a stream may resume after c: c is a position the log handed
 // out and nothing after it has been pruned. reason says why not ("expired", "unknown").
 func (l *Log) Resumable(ctx context.Context, c Cursor) (ok bool, reason string, err error) {
-	f, err := l.q.EventFloor(ctx)
+	st, err := l.q.CursorStatus(ctx, db.CursorStatusParams{Tx: c.Tx, ID: c.ID})
 	if err != nil {
 		return false, "", err
 	}
-	floor := Cursor{Tx: f.Tx, ID: f.ID}
+	floor := Cursor{Tx: st.FloorTx, ID: st.FloorID}
 	switch {
 	case c == floor:
 		return true, "", nil
 	case c.Less(floor):
 		return false, "expired", nil
-	}
-	exists, err := l.q.EventExists(ctx, db.EventExistsParams{Tx: c.Tx, ID: c.ID})
-	if err != nil || !exists {
-		return false, "unknown", err
+	case !st.Found:
+		return false, "unknown", nil
 	}
 	return true, "", nil
 }
@@ -198,6 +196,9 @@ func (l *Log) Backfill(ctx context.Context, user string, from, upto Cursor, fn f
 		}
 		if err := fn(evs); err != nil {
 			return err
+		}
+		if len(rows) < l.cfg.BatchSize {
+			return nil // a short batch is the end of the range
 		}
 	}
 	return nil
@@ -245,16 +246,27 @@ type ephemeralMsg struct {
 // readLoop reads the log whenever woken, and on the safety timer. Reads are at least
 // ReadInterval apart: under load, one read then takes every event of the interval instead
 // of one query per message.
+//
+// After a wake it reads again a few times, 5 ms, 10 ms, 20 ms ... later, until a read
+// finds nothing new: a transaction that rings no doorbell (another application's, or a
+// presence update) may have been holding back the fence over events already committed.
 func (l *Log) readLoop(ctx context.Context) {
-	t := time.NewTicker(l.cfg.SafetyPoll)
-	defer t.Stop()
+	safety := time.NewTicker(l.cfg.SafetyPoll)
+	defer safety.Stop()
+	followUp := time.NewTimer(time.Hour)
+	followUp.Stop()
+	const firstFollowUp = 5 * time.Millisecond
+	delay := time.Duration(0)
 	var lastRead time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.wake:
-		case <-t.C:
+			delay = firstFollowUp
+		case <-followUp.C:
+			delay *= 2
+		case <-safety.C:
 		}
 		if wait := l.cfg.ReadInterval - time.Since(lastRead); wait > 0 {
 			select {
@@ -264,21 +276,32 @@ func (l *Log) readLoop(ctx context.Context) {
 			}
 		}
 		lastRead = time.Now()
-		if err := l.catchUp(ctx); err != nil && ctx.Err() == nil {
+		found, err := l.catchUp(ctx)
+		if err != nil && ctx.Err() == nil {
 			l.cfg.Logger.Error("read event log", "err", err)
+		}
+		if found > 0 && delay > 0 {
+			delay = firstFollowUp
+		}
+		if delay > 0 && delay < l.cfg.SafetyPoll {
+			followUp.Reset(delay)
+		} else {
+			delay = 0
 		}
 	}
 }
 
-// catchUp publishes every final event after the reader's position.
-func (l *Log) catchUp(ctx context.Context) error {
+// catchUp publishes every final event after the reader's position and returns how many
+// rows it read.
+func (l *Log) catchUp(ctx context.Context) (found int, err error) {
 	for {
 		rows, err := l.q.ReadEvents(ctx, db.ReadEventsParams{AfterTx: l.pos.Tx, AfterID: l.pos.ID, RowLimit: int32(l.cfg.BatchSize)})
 		if err != nil {
-			return err
+			return found, err
 		}
+		found += len(rows)
 		if len(rows) == 0 {
-			return nil
+			return found, nil
 		}
 		raw := make([]eventRow, len(rows))
 		for i, r := range rows {
@@ -288,14 +311,14 @@ func (l *Log) catchUp(ctx context.Context) error {
 		}
 		evs, err := l.renderAll(ctx, raw)
 		if err != nil {
-			return err
+			return found, err
 		}
 		l.hub.Publish(evs)
 		l.published.Add(uint64(len(evs)))
 		l.pos = raw[len(raw)-1].cursor
 		l.hub.SetHead(l.pos) // past any skipped row too
 		if len(rows) < l.cfg.BatchSize {
-			return nil
+			return found, nil
 		}
 	}
 }
@@ -316,12 +339,18 @@ type eventRow struct {
 var errBadEvent = errors.New("bad event")
 
 // renderAll renders rows into events, in order, skipping (and logging) malformed ones; it
-// fails only when the database does.
+// fails only when the database does. Conversation events are rendered together, with one
+// query for all of the batch's conversations, so a burst of new conversations does not
+// hold up the messages behind it.
 func (l *Log) renderAll(ctx context.Context, rows []eventRow) ([]*Event, error) {
+	convs, err := l.newConversations(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
 	evs := make([]*Event, 0, len(rows))
 	for _, r := range rows {
 		e := &Event{Cursor: r.cursor, Type: r.typ, Recipients: r.recipients}
-		err := l.render(ctx, e, r)
+		err := render(e, r, convs)
 		if errors.Is(err, errBadEvent) {
 			l.cfg.Logger.Error("skipping an event that cannot be rendered", "cursor", r.cursor.String(), "err", err)
 			continue
@@ -335,7 +364,7 @@ func (l *Log) renderAll(ctx context.Context, rows []eventRow) ([]*Event, error) 
 }
 
 // render fills in e.Data from the columns of an event row.
-func (l *Log) render(ctx context.Context, e *Event, r eventRow) error {
+func render(e *Event, r eventRow, convs map[[16]byte]*Conversation) error {
 	var data any
 	switch r.typ {
 	case "message", "message_updated", "message_deleted":
@@ -349,9 +378,9 @@ func (l *Log) render(ctx context.Context, e *Event, r eventRow) error {
 		}
 		data = Read{ConversationID: UUIDString(r.conv), UserID: *r.user, Seq: *r.seq}
 	case "conversation":
-		c, err := l.newConversation(ctx, r.conv)
-		if err != nil {
-			return err
+		c := convs[r.conv.Bytes]
+		if c == nil || len(c.Participants) == 0 {
+			return fmt.Errorf("%w %v: conversation missing or empty", errBadEvent, r.cursor)
 		}
 		data = c
 	default:
@@ -362,33 +391,43 @@ func (l *Log) render(ctx context.Context, e *Event, r eventRow) error {
 	return err
 }
 
-// newConversation renders a conversation event: the conversation as a participant sees it
-// when it is created, with nothing sent and nothing read.
-func (l *Log) newConversation(ctx context.Context, id pgtype.UUID) (Conversation, error) {
-	rows, err := l.q.ListParticipants(ctx, []pgtype.UUID{id})
+// newConversations loads the conversations of the conversation events among rows, as a
+// participant sees a conversation when it is created: nothing sent, nothing read.
+func (l *Log) newConversations(ctx context.Context, rows []eventRow) (map[[16]byte]*Conversation, error) {
+	var ids []pgtype.UUID
+	for _, r := range rows {
+		if r.typ == "conversation" {
+			ids = append(ids, r.conv)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	meta, err := l.q.ConversationsByID(ctx, ids)
 	if err != nil {
-		return Conversation{}, err
+		return nil, err
 	}
-	if len(rows) == 0 {
-		return Conversation{}, fmt.Errorf("%w: conversation %s has no participants", errBadEvent, UUIDString(id))
-	}
-	c, err := l.q.GetConversation(ctx, db.GetConversationParams{ConversationID: id, UserID: rows[0].ID})
+	parts, err := l.q.ListParticipants(ctx, ids)
 	if err != nil {
-		return Conversation{}, fmt.Errorf("conversation %s: %w", UUIDString(id), err)
+		return nil, err
 	}
-	out := ConversationFrom(db.ListConversationsRow(c))
-	out.LastMessage, out.LastReadSeq, out.UnreadCount = nil, 0, 0
-	out.UpdatedAt = out.CreatedAt
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
+	users := make([]string, len(parts))
+	for i, p := range parts {
+		users[i] = p.ID
 	}
 	var online map[string]bool
 	if l.cfg.Online != nil {
-		online = l.cfg.Online(ctx, ids)
+		online = l.cfg.Online(ctx, users)
 	}
-	for _, r := range rows {
-		out.Participants = append(out.Participants, Participant{ID: r.ID, Name: r.Name, Online: online[r.ID]})
+	out := make(map[[16]byte]*Conversation, len(meta))
+	for _, m := range meta {
+		out[m.ID.Bytes] = &Conversation{ID: UUIDString(m.ID), Kind: m.Kind, Title: m.Title, Participants: []Participant{},
+			CreatedAt: Time(m.CreatedAt), UpdatedAt: Time(m.CreatedAt)}
+	}
+	for _, p := range parts {
+		if c := out[p.ConversationID.Bytes]; c != nil {
+			c.Participants = append(c.Participants, Participant{ID: p.ID, Name: p.Name, Online: online[p.ID]})
+		}
 	}
 	return out, nil
 }

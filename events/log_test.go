@@ -174,3 +174,36 @@ func TestLogSkipsAnEventItCannotRender(t *testing.T) {
 		return false
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// TestLogReReadsAfterAHoldBack: a transaction that rings no doorbell (here: a bare
+// transaction id, as another application would hold) holds back an event that was
+// announced; once it ends, the reader's follow-up reads deliver the event without waiting
+// for the safety poll.
+func TestLogReReadsAfterAHoldBack(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := testPool(t)
+	conv := newConversation(t, pool, "held-a", "held-b")
+	log := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour})
+	require.NoError(t, log.Start(ctx))
+	sub, _ := log.Hub().Subscribe("held-a")
+
+	blocker, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer blocker.Rollback(ctx) //nolint:errcheck // committed below
+	_, err = blocker.Exec(ctx, "SELECT pg_current_xact_id()")
+	require.NoError(t, err)
+	require.NoError(t, db.New(pool).InsertConversationEvent(ctx, conv))
+	log.Written()
+	select {
+	case <-sub.Ready():
+		t.Fatal("delivered past an open older transaction")
+	case <-time.After(50 * time.Millisecond):
+	}
+	require.NoError(t, blocker.Commit(ctx)) // no Written(): nobody rings
+	select {
+	case <-sub.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held-back event was not delivered after the blocker ended")
+	}
+}
