@@ -332,29 +332,32 @@ RETURNING u.id;
 WITH p AS (DELETE FROM presence WHERE instance_id = @id)
 DELETE FROM instances WHERE id = @id;
 
--- name: SetOnline :one
--- Records a user's first stream on an instance; returns whether the user was already
--- online through another instance.
+-- name: SetOnline :many
+-- Records that the users have a stream on this instance; returns those who were not online
+-- through another instance (their first stream anywhere, worth announcing).
 WITH ins AS (
-    INSERT INTO presence (user_id, instance_id) VALUES (@user_id, @instance_id)
+    INSERT INTO presence (user_id, instance_id)
+    SELECT unnest(@user_ids::text[]), @instance_id
     ON CONFLICT DO NOTHING
 )
-SELECT EXISTS (
+SELECT u.id::text FROM unnest(@user_ids::text[]) AS u(id)
+WHERE NOT EXISTS (
     SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
-    WHERE p.user_id = @user_id AND p.instance_id <> @instance_id
+    WHERE p.user_id = u.id AND p.instance_id <> @instance_id
       AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8));
 
--- name: SetOffline :one
--- Records that a user's last stream on an instance closed; returns whether the user is
--- still online through another instance.
+-- name: SetOffline :many
+-- Records that the users' last streams on this instance closed; returns those who are not
+-- online through another instance either (gone everywhere, worth announcing).
 WITH del AS (
-    DELETE FROM presence WHERE user_id = @user_id AND instance_id = @instance_id
+    DELETE FROM presence WHERE instance_id = @instance_id AND user_id = ANY(@user_ids::text[])
 ), seen AS (
-    UPDATE users SET last_seen_at = now() WHERE id = @user_id
+    UPDATE users SET last_seen_at = now() WHERE id = ANY(@user_ids::text[])
 )
-SELECT EXISTS (
+SELECT u.id::text FROM unnest(@user_ids::text[]) AS u(id)
+WHERE NOT EXISTS (
     SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
-    WHERE p.user_id = @user_id AND p.instance_id <> @instance_id
+    WHERE p.user_id = u.id AND p.instance_id <> @instance_id
       AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8));
 
 -- name: PresenceOf :many
@@ -376,6 +379,9 @@ WHERE p.user_id = ANY(@user_ids::text[])
   AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8);
 
 -- name: Contacts :many
--- Everyone who shares a conversation with the user: the audience of its presence events.
-SELECT DISTINCT b.user_id FROM members a JOIN members b ON b.conversation_id = a.conversation_id
-WHERE a.user_id = @user_id AND b.user_id <> @user_id;
+-- Everyone who shares a conversation with each of the users: the audience of their
+-- presence events.
+SELECT DISTINCT a.user_id, b.user_id AS contact
+FROM members a JOIN members b ON b.conversation_id = a.conversation_id
+WHERE a.user_id = ANY(@user_ids::text[]) AND b.user_id <> a.user_id
+ORDER BY a.user_id, contact;

@@ -142,24 +142,32 @@ func (q *Queries) ConsumeTicket(ctx context.Context, hash []byte) (ConsumeTicket
 }
 
 const contacts = `-- name: Contacts :many
-SELECT DISTINCT b.user_id FROM members a JOIN members b ON b.conversation_id = a.conversation_id
-WHERE a.user_id = $1 AND b.user_id <> $1
+SELECT DISTINCT a.user_id, b.user_id AS contact
+FROM members a JOIN members b ON b.conversation_id = a.conversation_id
+WHERE a.user_id = ANY($1::text[]) AND b.user_id <> a.user_id
+ORDER BY a.user_id, contact
 `
 
-// Everyone who shares a conversation with the user: the audience of its presence events.
-func (q *Queries) Contacts(ctx context.Context, userID string) ([]string, error) {
-	rows, err := q.db.Query(ctx, contacts, userID)
+type ContactsRow struct {
+	UserID  string
+	Contact string
+}
+
+// Everyone who shares a conversation with each of the users: the audience of their
+// presence events.
+func (q *Queries) Contacts(ctx context.Context, userIds []string) ([]ContactsRow, error) {
+	rows, err := q.db.Query(ctx, contacts, userIds)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []string
+	var items []ContactsRow
 	for rows.Next() {
-		var user_id string
-		if err := rows.Scan(&user_id); err != nil {
+		var i ContactsRow
+		if err := rows.Scan(&i.UserID, &i.Contact); err != nil {
 			return nil, err
 		}
-		items = append(items, user_id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -1291,57 +1299,86 @@ func (q *Queries) SendMessage(ctx context.Context, arg SendMessageParams) (SendM
 	return i, err
 }
 
-const setOffline = `-- name: SetOffline :one
+const setOffline = `-- name: SetOffline :many
 WITH del AS (
-    DELETE FROM presence WHERE user_id = $1 AND instance_id = $2
+    DELETE FROM presence WHERE instance_id = $2 AND user_id = ANY($1::text[])
 ), seen AS (
-    UPDATE users SET last_seen_at = now() WHERE id = $1
+    UPDATE users SET last_seen_at = now() WHERE id = ANY($1::text[])
 )
-SELECT EXISTS (
+SELECT u.id::text FROM unnest($1::text[]) AS u(id)
+WHERE NOT EXISTS (
     SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
-    WHERE p.user_id = $1 AND p.instance_id <> $2
+    WHERE p.user_id = u.id AND p.instance_id <> $2
       AND i.heartbeat_at > now() - make_interval(secs => $3::float8))
 `
 
 type SetOfflineParams struct {
-	UserID       string
+	UserIds      []string
 	InstanceID   string
 	StaleSeconds float64
 }
 
-// Records that a user's last stream on an instance closed; returns whether the user is
-// still online through another instance.
-func (q *Queries) SetOffline(ctx context.Context, arg SetOfflineParams) (bool, error) {
-	row := q.db.QueryRow(ctx, setOffline, arg.UserID, arg.InstanceID, arg.StaleSeconds)
-	var exists bool
-	err := row.Scan(&exists)
-	return exists, err
+// Records that the users' last streams on this instance closed; returns those who are not
+// online through another instance either (gone everywhere, worth announcing).
+func (q *Queries) SetOffline(ctx context.Context, arg SetOfflineParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, setOffline, arg.UserIds, arg.InstanceID, arg.StaleSeconds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var u_id string
+		if err := rows.Scan(&u_id); err != nil {
+			return nil, err
+		}
+		items = append(items, u_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
-const setOnline = `-- name: SetOnline :one
+const setOnline = `-- name: SetOnline :many
 WITH ins AS (
-    INSERT INTO presence (user_id, instance_id) VALUES ($1, $2)
+    INSERT INTO presence (user_id, instance_id)
+    SELECT unnest($1::text[]), $2
     ON CONFLICT DO NOTHING
 )
-SELECT EXISTS (
+SELECT u.id::text FROM unnest($1::text[]) AS u(id)
+WHERE NOT EXISTS (
     SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
-    WHERE p.user_id = $1 AND p.instance_id <> $2
+    WHERE p.user_id = u.id AND p.instance_id <> $2
       AND i.heartbeat_at > now() - make_interval(secs => $3::float8))
 `
 
 type SetOnlineParams struct {
-	UserID       string
+	UserIds      []string
 	InstanceID   string
 	StaleSeconds float64
 }
 
-// Records a user's first stream on an instance; returns whether the user was already
-// online through another instance.
-func (q *Queries) SetOnline(ctx context.Context, arg SetOnlineParams) (bool, error) {
-	row := q.db.QueryRow(ctx, setOnline, arg.UserID, arg.InstanceID, arg.StaleSeconds)
-	var exists bool
-	err := row.Scan(&exists)
-	return exists, err
+// Records that the users have a stream on this instance; returns those who were not online
+// through another instance (their first stream anywhere, worth announcing).
+func (q *Queries) SetOnline(ctx context.Context, arg SetOnlineParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, setOnline, arg.UserIds, arg.InstanceID, arg.StaleSeconds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var u_id string
+		if err := rows.Scan(&u_id); err != nil {
+			return nil, err
+		}
+		items = append(items, u_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const touchInstance = `-- name: TouchInstance :execrows

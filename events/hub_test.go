@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -93,4 +94,36 @@ func BenchmarkHubFanOut(b *testing.B) {
 		a.Take()
 		bob.Take()
 	}
+}
+
+// TestPackFitsNotifications: queued ephemeral events go out packed into as few
+// notifications as fit under PostgreSQL's payload limit, all of them, in order.
+func TestPackFitsNotifications(t *testing.T) {
+	l := NewLog(Config{})
+	first := []byte(`{"from":"x","type":"typing","data":{"n":0},"recipients":["a"]}`)
+	for i := 1; i < 400; i++ {
+		l.ephemeral <- []byte(fmt.Sprintf(`{"from":"x","type":"typing","data":{"n":%d},"recipients":["a"]}`, i))
+	}
+	var got []int
+	payloads := 0
+	for next := first; next != nil || len(l.ephemeral) > 0; payloads++ {
+		if next == nil {
+			next = <-l.ephemeral
+		}
+		p := l.pack(next)
+		require.LessOrEqual(t, len(p), maxPayload)
+		var msgs []struct {
+			Data struct{ N int } `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(p), &msgs))
+		for _, m := range msgs {
+			got = append(got, m.Data.N)
+		}
+		next, l.carry = l.carry, nil
+	}
+	require.Len(t, got, 400)
+	for i, n := range got {
+		require.Equal(t, i, n)
+	}
+	require.Less(t, payloads, 10, "packed, not one notification each")
 }

@@ -66,6 +66,7 @@ type Log struct {
 	wake      chan struct{} // read the log now
 	ring      chan struct{} // tell the other instances
 	ephemeral chan []byte   // payloads for other instances
+	carry     []byte        // an ephemeral payload that did not fit the last notification
 	listening atomic.Bool
 	published atomic.Uint64
 	pos       Cursor // owned by the reader goroutine
@@ -212,6 +213,29 @@ func (l *Log) Ephemeral(e *Event) {
 	l.notifyEphemeral(e.Type, e.Data, e.Recipients, e.Except)
 }
 
+// pack makes one NOTIFY payload, a JSON array, of first and whatever else is queued and
+// fits: a burst of typing or presence events costs one notification, not one each. What
+// does not fit waits in l.carry for the next payload.
+func (l *Log) pack(first []byte) string {
+	b := append(append(make([]byte, 0, maxPayload), '['), first...)
+	for {
+		next := l.carry
+		if next == nil {
+			select {
+			case next = <-l.ephemeral:
+			default:
+				return string(append(b, ']'))
+			}
+		}
+		if len(b)+1+len(next)+1 > maxPayload {
+			l.carry = next
+			return string(append(b, ']'))
+		}
+		l.carry = nil
+		b = append(append(b, ','), next...)
+	}
+}
+
 // maxPayload keeps NOTIFY payloads under PostgreSQL's 8000-byte limit.
 const maxPayload = 7900
 
@@ -220,7 +244,7 @@ func (l *Log) notifyEphemeral(typ string, data []byte, recipients []string, exce
 	if err != nil {
 		return
 	}
-	if len(payload) > maxPayload && len(recipients) > 1 {
+	if len(payload) > maxPayload-2 && len(recipients) > 1 { // 2: the brackets of pack
 		// A large group: split the recipients until each notification fits.
 		half := len(recipients) / 2
 		l.notifyEphemeral(typ, data, recipients[:half], except)
@@ -501,12 +525,20 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 	}
 }
 
+// receiveEphemeral publishes the ephemeral events of another instance's notification (a
+// JSON array: the sender packs what it has queued into one NOTIFY).
 func (l *Log) receiveEphemeral(payload string) {
-	var m ephemeralMsg
-	if err := json.Unmarshal([]byte(payload), &m); err != nil || m.From == l.instance {
+	var msgs []ephemeralMsg
+	if err := json.Unmarshal([]byte(payload), &msgs); err != nil {
 		return
 	}
-	l.hub.Publish([]*Event{{Type: m.Type, Data: m.Data, Recipients: m.Recipients, Except: m.Except}})
+	evs := make([]*Event, 0, len(msgs))
+	for _, m := range msgs {
+		if m.From != l.instance {
+			evs = append(evs, &Event{Type: m.Type, Data: m.Data, Recipients: m.Recipients, Except: m.Except})
+		}
+	}
+	l.hub.Publish(evs)
 }
 
 // sendLoop sends the doorbell and ephemeral events to the other instances. Rings that
@@ -517,21 +549,26 @@ func (l *Log) sendLoop(ctx context.Context) {
 	var lastRing time.Time
 	for {
 		var channel, payload string
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.ring:
-			if wait := l.cfg.DoorbellInterval - time.Since(lastRing); wait > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
+		if first := l.carry; first != nil {
+			l.carry = nil
+			channel, payload = ephemeralChannel, l.pack(first)
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.ring:
+				if wait := l.cfg.DoorbellInterval - time.Since(lastRing); wait > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(wait):
+					}
 				}
+				lastRing = time.Now()
+				channel, payload = doorbellChannel, l.instance
+			case p := <-l.ephemeral:
+				channel, payload = ephemeralChannel, l.pack(p)
 			}
-			lastRing = time.Now()
-			channel, payload = doorbellChannel, l.instance
-		case p := <-l.ephemeral:
-			channel, payload = ephemeralChannel, string(p)
 		}
 		if err := l.q.Notify(ctx, db.NotifyParams{Channel: channel, Payload: payload}); err != nil && ctx.Err() == nil {
 			l.cfg.Logger.Warn("notify other instances", "channel", channel, "err", err)

@@ -166,27 +166,59 @@ func (p *Presence) run(ctx context.Context) {
 			cancel()
 			return
 		case ch := <-p.work:
-			p.apply(ctx, ch)
+			p.apply(ctx, p.drain(ch))
 		case <-t.C:
 			p.heartbeat(ctx)
 		}
 	}
 }
 
-func (p *Presence) apply(ctx context.Context, ch change) {
-	var elsewhere bool
-	var err error
-	if ch.online {
-		elsewhere, err = p.q.SetOnline(ctx, db.SetOnlineParams{UserID: ch.user, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
-	} else {
-		elsewhere, err = p.q.SetOffline(ctx, db.SetOfflineParams{UserID: ch.user, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+// drain collects the changes queued behind first, keeping only each user's latest, so a
+// storm of reconnections costs a few statements rather than one per stream.
+func (p *Presence) drain(first change) map[string]bool {
+	latest := map[string]bool{first.user: first.online}
+	for len(latest) < 1000 {
+		select {
+		case ch := <-p.work:
+			latest[ch.user] = ch.online
+		default:
+			return latest
+		}
 	}
-	if err != nil {
-		p.log.cfg.Logger.Warn("presence update", "err", err)
-		return
+	return latest
+}
+
+// apply writes a batch of changes and announces the users whose presence changed
+// everywhere, not just here.
+func (p *Presence) apply(ctx context.Context, latest map[string]bool) {
+	var on, off []string
+	for u, online := range latest {
+		if online {
+			on = append(on, u)
+		} else {
+			off = append(off, u)
+		}
 	}
-	if !elsewhere { // the user's first stream anywhere, or its last
-		p.announce(ctx, ch.user, ch.online, p.now())
+	now := p.now()
+	for _, set := range []struct {
+		users  []string
+		online bool
+	}{{on, true}, {off, false}} {
+		if len(set.users) == 0 {
+			continue
+		}
+		var changed []string
+		var err error
+		if set.online {
+			changed, err = p.q.SetOnline(ctx, db.SetOnlineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+		} else {
+			changed, err = p.q.SetOffline(ctx, db.SetOfflineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+		}
+		if err != nil {
+			p.log.cfg.Logger.Warn("presence update", "err", err)
+			continue
+		}
+		p.announce(ctx, changed, set.online, now)
 	}
 }
 
@@ -223,22 +255,31 @@ func (p *Presence) heartbeat(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		for _, u := range offline {
-			p.announce(ctx, u, false, d.HeartbeatAt)
-		}
+		p.announce(ctx, offline, false, d.HeartbeatAt)
 	}
 }
 
-// announce sends a presence event to everyone who shares a conversation with user.
-func (p *Presence) announce(ctx context.Context, user string, online bool, at time.Time) {
-	contacts, err := p.q.Contacts(ctx, user)
-	if err != nil || len(contacts) == 0 {
+// announce sends each user's presence event to everyone who shares a conversation with it.
+func (p *Presence) announce(ctx context.Context, users []string, online bool, at time.Time) {
+	if len(users) == 0 {
+		return
+	}
+	rows, err := p.q.Contacts(ctx, users)
+	if err != nil {
+		p.log.cfg.Logger.Warn("presence contacts", "err", err)
 		return
 	}
 	seen := Time(at)
-	data, err := json.Marshal(UserPresence{UserID: user, Online: online, LastSeenAt: &seen})
-	if err != nil {
-		return
+	for i := 0; i < len(rows); {
+		user := rows[i].UserID
+		var contacts []string
+		for ; i < len(rows) && rows[i].UserID == user; i++ {
+			contacts = append(contacts, rows[i].Contact)
+		}
+		data, err := json.Marshal(UserPresence{UserID: user, Online: online, LastSeenAt: &seen})
+		if err != nil {
+			continue
+		}
+		p.log.Ephemeral(&Event{Type: "presence", Data: data, Recipients: contacts})
 	}
-	p.log.Ephemeral(&Event{Type: "presence", Data: data, Recipients: contacts})
 }
