@@ -332,6 +332,14 @@ RETURNING u.id;
 WITH p AS (DELETE FROM presence WHERE instance_id = @id)
 DELETE FROM instances WHERE id = @id;
 
+-- name: LockPresence :exec
+-- Serialises presence changes of the same users across instances, in a transaction before
+-- SetOnline or SetOffline: each must see the others' committed rows to know whether it is
+-- a user's first stream anywhere, or the last. Callers pass the ids sorted, so concurrent
+-- batches lock in one order.
+SELECT count(pg_advisory_xact_lock(1886545266, hashtext(u.id)))
+FROM unnest(@user_ids::text[]) WITH ORDINALITY AS u(id, n);
+
 -- name: SetOnline :many
 -- Records that the users have a stream on this instance; returns those who were not online
 -- through another instance (their first stream anywhere, worth announcing).

@@ -2,9 +2,12 @@ package api
 
 import (
 	"bytes"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/chatd/chatd/events"
 )
@@ -79,8 +82,56 @@ func appendID(b []byte, id string) []byte {
 	return append(b, "\n\n"...)
 }
 
-// sseOut writes framed bytes to a stream: one write and one flush per batch, each under a
-// write deadline, so a client that stops reading is cut off instead of pinning a goroutine.
+// streamWriter sends framed bytes to a client, each call one write and one flush under a
+// write deadline, so a client that stops reading is cut off instead of pinning memory.
+type streamWriter interface {
+	send(b []byte) error
+	close()
+}
+
+// startResponse sends the stream's status and headers. Over HTTP/1.1 it takes the
+// connection over from net/http (see stream) and returns a channel closed when the client
+// goes away; otherwise gone is nil and the request's context tells.
+func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan struct{}, err error) {
+	hj, ok := c.Writer.(http.Hijacker)
+	if !ok || !c.Request.ProtoAtLeast(1, 1) || c.Request.ProtoAtLeast(2, 0) {
+		c.Writer.WriteHeader(http.StatusOK)
+		w := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.cfg.WriteTimeout}
+		return w, nil, nil
+	}
+	header := c.Writer.Header().Clone()
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	b := []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n")
+	for k, vs := range header {
+		for _, v := range vs {
+			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	b = append(b, "\r\n"...)
+	raw := &hijackedOut{conn: conn, timeout: s.cfg.WriteTimeout}
+	if err := raw.write(b); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	closed := make(chan struct{})
+	go func() {
+		// The client sends nothing more on a stream; a read returns only when the
+		// connection ends, which is how a departed client is noticed.
+		defer close(closed)
+		var buf [64]byte
+		for {
+			if _, err := conn.Read(buf[:]); err != nil {
+				return
+			}
+		}
+	}()
+	return raw, closed, nil
+}
+
+// sseOut writes to a stream that stays in its handler.
 type sseOut struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
@@ -95,4 +146,32 @@ func (o *sseOut) send(b []byte) error {
 		return err
 	}
 	return o.rc.Flush()
+}
+
+func (o *sseOut) close() {} // the response ends when the handler returns
+
+// hijackedOut writes a stream's body as HTTP/1.1 chunks straight to the connection.
+type hijackedOut struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (o *hijackedOut) write(b []byte) error {
+	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+	_, err := o.conn.Write(b)
+	return err
+}
+
+func (o *hijackedOut) send(b []byte) error {
+	chunk := make([]byte, 0, len(b)+16)
+	chunk = strconv.AppendInt(chunk, int64(len(b)), 16)
+	chunk = append(append(append(chunk, "\r\n"...), b...), "\r\n"...)
+	return o.write(chunk)
+}
+
+// close ends the body properly (the last chunk) and the connection: the client sees a
+// clean end of stream and reconnects.
+func (o *hijackedOut) close() {
+	_ = o.write([]byte("0\r\n\r\n"))
+	o.conn.Close()
 }

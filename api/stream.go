@@ -44,22 +44,33 @@ func (s *Server) resumeFrom(c *gin.Context, cursor string, head events.Cursor) (
 // stream is GET /v1/events: subscribe to the hub first, then replay the log from the
 // client's cursor up to the hub's head, then relay live events, skipping anything already
 // sent. That order is what makes delivery exactly-once across the replay/live boundary.
+//
+// Over HTTP/1.1 the connection is taken over (hijacked) once the replay is done and the
+// handler returns: the live stream then costs two small goroutines and no net/http
+// buffers, instead of the request's deep goroutine, its buffered reader and writer and a
+// background reader, which is what lets one instance hold tens of thousands of idle
+// streams. Elsewhere (HTTP/2) the stream stays in the handler.
 func (s *Server) stream(c *gin.Context) error {
 	me := user(c)
 	if !s.streams.acquire(me) {
 		return errorf(http.StatusTooManyRequests, "too_many_streams", "too many open streams for this user")
 	}
-	defer s.streams.release(me)
+	ls := &liveStream{s: s, user: me, requestID: requestID(c)}
+	defer func() {
+		if !ls.detached {
+			ls.end()
+		}
+	}()
 	cursor := c.GetHeader("Last-Event-ID") // EventSource's automatic reconnect
 	if cursor == "" {
 		cursor = c.Query("last_event_id") // a new EventSource resuming from a stored cursor
 	}
 
 	sub, head := s.cfg.Hub.Subscribe(me)
-	defer s.cfg.Hub.Unsubscribe(sub)
+	ls.sub = sub
 	if s.cfg.Presence != nil {
 		s.cfg.Presence.Connect(me)
-		defer s.cfg.Presence.Disconnect(me)
+		ls.presence = true
 	}
 	st, err := s.resumeFrom(c, cursor, head)
 	if err != nil {
@@ -70,8 +81,11 @@ func (s *Server) stream(c *gin.Context) error {
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer this response
-	c.Writer.WriteHeader(http.StatusOK)
-	out := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.cfg.WriteTimeout}
+	out, gone, err := s.startResponse(c)
+	if err != nil {
+		return nil // the client is gone
+	}
+	ls.out = out
 
 	// The first bytes go out at once: proxies and antivirus gateways that wait for a body
 	// before passing anything on see one immediately.
@@ -85,65 +99,113 @@ func (s *Server) stream(c *gin.Context) error {
 		b = appendEvent(b, "", "reset", data)
 	}
 	if err := out.send(b); err != nil {
-		return nil // the client is gone
+		return nil
 	}
 
-	heartbeat := time.NewTicker(s.cfg.Heartbeat)
-	defer heartbeat.Stop()
-	last := st.from
-	if last.Less(head) {
-		err := s.cfg.Log.Backfill(c, me, last, head, func(evs []*events.Event) error {
+	ls.heartbeat = time.NewTicker(s.cfg.Heartbeat)
+	ls.last = st.from
+	if ls.last.Less(head) {
+		err := s.cfg.Log.Backfill(c, me, ls.last, head, func(evs []*events.Event) error {
 			var b []byte
 			select {
-			case <-heartbeat.C: // a long replay still keeps proxies' idle timers at bay
+			case <-ls.heartbeat.C: // a long replay still keeps proxies' idle timers at bay
 				b = appendComment(b, "ping")
 			default:
 			}
-			b, last = appendEvents(b, evs, last)
+			b, ls.last = appendEvents(b, evs, ls.last)
 			return out.send(b)
 		})
 		if err != nil {
-			s.log.Info("stream replay ended", "request_id", requestID(c), "err", err)
+			s.log.Info("stream replay ended", "request_id", ls.requestID, "err", err)
 			return nil
 		}
-		last = head
+		ls.last = head
 	}
 
-	expiry := time.NewTimer(tokenExpiry(c).Sub(s.now()))
-	defer expiry.Stop()
+	ls.expiry = time.NewTimer(tokenExpiry(c).Sub(s.now()))
 	// Jitter spreads the reconnections of streams opened together (after a deploy).
-	lifetime := time.NewTimer(s.cfg.StreamLifetime*9/10 + rand.N(s.cfg.StreamLifetime/5+1))
-	defer lifetime.Stop()
+	ls.lifetime = time.NewTimer(s.cfg.StreamLifetime*9/10 + rand.N(s.cfg.StreamLifetime/5+1))
+	if gone == nil {
+		ls.run(c.Request.Context().Done())
+		return nil
+	}
+	ls.detached = true
+	go func() {
+		defer ls.end()
+		ls.run(gone)
+	}()
+	return nil
+}
+
+// liveStream is a stream past its replay: what it needs to relay live events and to end.
+type liveStream struct {
+	s         *Server
+	user      string
+	requestID string
+	sub       *events.Subscriber
+	presence  bool
+	out       streamWriter
+	last      events.Cursor
+	heartbeat *time.Ticker
+	expiry    *time.Timer
+	lifetime  *time.Timer
+	detached  bool // run by its own goroutine after the handler returned
+}
+
+// run relays live events until the client leaves (gone), the hub ends the subscriber, the
+// token expires or the stream's lifetime is over.
+func (ls *liveStream) run(gone <-chan struct{}) {
 	for {
 		select {
-		case <-c.Request.Context().Done():
-			return nil
-		case <-sub.Ready():
-			evs, done, overflowed := sub.Take()
+		case <-gone:
+			return
+		case <-ls.sub.Ready():
+			evs, done, overflowed := ls.sub.Take()
 			if len(evs) > 0 {
 				var b []byte
-				b, last = appendEvents(nil, evs, last)
-				if err := out.send(b); err != nil {
-					return nil
+				b, ls.last = appendEvents(nil, evs, ls.last)
+				if err := ls.out.send(b); err != nil {
+					return
 				}
 			}
 			if overflowed {
-				s.log.Info("slow stream closed", "request_id", requestID(c), "user", me)
-				s.metrics.slowStreams.Inc()
+				ls.s.log.Info("slow stream closed", "request_id", ls.requestID, "user", ls.user)
+				ls.s.metrics.slowStreams.Inc()
 			}
 			if done {
-				return nil
+				return
 			}
-		case <-heartbeat.C:
-			if err := out.send(appendComment(nil, "ping")); err != nil {
-				return nil
+		case <-ls.heartbeat.C:
+			if err := ls.out.send(appendComment(nil, "ping")); err != nil {
+				return
 			}
-		case <-expiry.C:
-			return nil // the token has expired: the client must come back with a new one
-		case <-lifetime.C:
-			return nil
+		case <-ls.expiry.C:
+			return // the token has expired: the client must come back with a new one
+		case <-ls.lifetime.C:
+			return
 		}
 	}
+}
+
+// end releases everything the stream holds; the client reconnects and resumes.
+func (ls *liveStream) end() {
+	if ls.expiry != nil {
+		ls.expiry.Stop()
+		ls.lifetime.Stop()
+	}
+	if ls.heartbeat != nil {
+		ls.heartbeat.Stop()
+	}
+	if ls.out != nil {
+		ls.out.close()
+	}
+	if ls.sub != nil {
+		ls.s.cfg.Hub.Unsubscribe(ls.sub)
+	}
+	if ls.presence {
+		ls.s.cfg.Presence.Disconnect(ls.user)
+	}
+	ls.s.streams.release(ls.user)
 }
 
 // appendEvents frames evs, skipping durable events at or before last (already sent), and

@@ -968,6 +968,20 @@ func (q *Queries) ListParticipants(ctx context.Context, conversationIds []pgtype
 	return items, nil
 }
 
+const lockPresence = `-- name: LockPresence :exec
+SELECT count(pg_advisory_xact_lock(1886545266, hashtext(u.id)))
+FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
+`
+
+// Serialises presence changes of the same users across instances, in a transaction before
+// SetOnline or SetOffline: each must see the others' committed rows to know whether it is
+// a user's first stream anywhere, or the last. Callers pass the ids sorted, so concurrent
+// batches lock in one order.
+func (q *Queries) LockPresence(ctx context.Context, userIds []string) error {
+	_, err := q.db.Exec(ctx, lockPresence, userIds)
+	return err
+}
+
 const markRead = `-- name: MarkRead :one
 WITH u AS (
     UPDATE members m SET last_read_seq = LEAST($1::bigint, c.last_seq)

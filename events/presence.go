@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -207,13 +208,20 @@ func (p *Presence) apply(ctx context.Context, latest map[string]bool) {
 		if len(set.users) == 0 {
 			continue
 		}
+		slices.Sort(set.users)
 		var changed []string
-		var err error
-		if set.online {
-			changed, err = p.q.SetOnline(ctx, db.SetOnlineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
-		} else {
-			changed, err = p.q.SetOffline(ctx, db.SetOfflineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
-		}
+		err := db.InTx(ctx, p.log.cfg.Pool, func(q *db.Queries) error {
+			if err := q.LockPresence(ctx, set.users); err != nil {
+				return err
+			}
+			var err error
+			if set.online {
+				changed, err = q.SetOnline(ctx, db.SetOnlineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+			} else {
+				changed, err = q.SetOffline(ctx, db.SetOfflineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+			}
+			return err
+		})
 		if err != nil {
 			p.log.cfg.Logger.Warn("presence update", "err", err)
 			continue
