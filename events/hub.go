@@ -23,8 +23,12 @@ func (e *Event) Durable() bool { return !e.Cursor.IsZero() }
 // Hub routes published events to the subscribers of their recipients on this instance.
 // It keeps no history: a subscriber that needs older events reads them from the log.
 type Hub struct {
-	mu     sync.Mutex
-	head   Cursor
+	mu   sync.Mutex
+	head Cursor
+	// claimed is how far the reader has read: events up to it are being published now,
+	// rendered only for the streams subscribed when the reader looked. A subscriber that
+	// arrives later replays up to claimed from the log instead.
+	claimed Cursor
 	users  map[string]map[*Subscriber]struct{}
 	limit  int
 	closed bool
@@ -52,7 +56,8 @@ type Subscriber struct {
 
 // Subscribe registers a stream of user and returns it with the hub's head: every durable
 // event after head will reach the subscriber, so the caller replays (from, head] from the
-// log and then reads the subscriber.
+// log and then reads the subscriber, skipping what it already sent (an event the replay
+// covered may also arrive live).
 func (h *Hub) Subscribe(user string) (*Subscriber, Cursor) {
 	s := &Subscriber{User: user, hub: h, ready: make(chan struct{}, 1)}
 	h.mu.Lock()
@@ -68,7 +73,25 @@ func (h *Hub) Subscribe(user string) (*Subscriber, Cursor) {
 		h.users[user] = set
 	}
 	set[s] = struct{}{}
-	return s, h.head
+	return s, h.upto()
+}
+
+// upto is where a new subscriber's replay ends: after it, the hub delivers everything.
+func (h *Hub) upto() Cursor {
+	if h.head.Less(h.claimed) {
+		return h.claimed
+	}
+	return h.head
+}
+
+// Claim records that the reader has read up to c and is about to publish it, before it
+// decides which events have local recipients (see claimed).
+func (h *Hub) Claim(c Cursor) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.claimed.Less(c) {
+		h.claimed = c
+	}
 }
 
 // Unsubscribe removes s; it is safe to call more than once.
@@ -83,11 +106,11 @@ func (h *Hub) Unsubscribe(s *Subscriber) {
 	}
 }
 
-// Head is the position of the newest durable event published.
+// Head is the position after which the hub delivers every durable event.
 func (h *Hub) Head() Cursor {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.head
+	return h.upto()
 }
 
 // SetHead starts the hub at a position without publishing anything (at startup, the log's
@@ -105,6 +128,19 @@ func (h *Hub) Online(user string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.users[user]) > 0
+}
+
+// Interested reports whether any of users has a stream on this instance: the reader does
+// not render events nobody here will receive.
+func (h *Hub) Interested(users []string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range users {
+		if len(h.users[u]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Streams is the number of subscribers on this instance.

@@ -127,3 +127,18 @@ func TestPackFitsNotifications(t *testing.T) {
 	}
 	require.Less(t, payloads, 10, "packed, not one notification each")
 }
+
+// TestSubscribeAfterClaimReplaysTheClaimedBatch: the reader claims a batch, then decides
+// who gets it; a stream subscribing in between must replay the batch from the log (its
+// head is the claim), since the reader may not render the batch for it.
+func TestSubscribeAfterClaimReplaysTheClaimedBatch(t *testing.T) {
+	h := NewHub(16)
+	h.Publish([]*Event{durable(1, 1, "alice")})
+	h.Claim(Cursor{Tx: 1, ID: 5})
+	_, head := h.Subscribe("late")
+	require.Equal(t, Cursor{Tx: 1, ID: 5}, head)
+	require.Equal(t, Cursor{Tx: 1, ID: 5}, h.Head())
+	h.Publish([]*Event{durable(1, 5, "alice")})
+	_, head = h.Subscribe("later")
+	require.Equal(t, Cursor{Tx: 1, ID: 5}, head)
+}

@@ -327,19 +327,26 @@ func (l *Log) catchUp(ctx context.Context) (found int, err error) {
 		if len(rows) == 0 {
 			return found, nil
 		}
-		raw := make([]eventRow, len(rows))
-		for i, r := range rows {
-			raw[i] = eventRow{cursor: Cursor{Tx: r.Tx, ID: r.ID}, typ: r.Type, conv: r.ConversationID, user: r.UserID, seq: r.Seq,
+		// Only events someone here will receive are rendered; every instance reads the
+		// whole log, but each renders only its own streams' share. The claim comes first,
+		// so a stream that subscribes after the check replays this batch instead.
+		l.hub.Claim(Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID})
+		raw := make([]eventRow, 0, len(rows))
+		for _, r := range rows {
+			if !l.hub.Interested(r.Recipients) {
+				continue
+			}
+			raw = append(raw, eventRow{cursor: Cursor{Tx: r.Tx, ID: r.ID}, typ: r.Type, conv: r.ConversationID, user: r.UserID, seq: r.Seq,
 				recipients: r.Recipients,
-				message:    joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)}
+				message:    joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)})
 		}
 		evs, err := l.renderAll(ctx, raw)
 		if err != nil {
 			return found, err
 		}
 		l.hub.Publish(evs)
-		l.published.Add(uint64(len(evs)))
-		l.pos = raw[len(raw)-1].cursor
+		l.published.Add(uint64(len(rows)))
+		l.pos = Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID}
 		l.hub.SetHead(l.pos) // past any skipped row too
 		if len(rows) < l.cfg.BatchSize {
 			return found, nil
