@@ -29,9 +29,9 @@ type Hub struct {
 	// rendered only for the streams subscribed when the reader looked. A subscriber that
 	// arrives later replays up to claimed from the log instead.
 	claimed Cursor
-	users  map[string]map[*Subscriber]struct{}
-	limit  int
-	closed bool
+	users   map[string]map[*Subscriber]struct{}
+	limit   int
+	closed  bool
 }
 
 // NewHub returns a hub whose subscribers may each fall at most limit events behind before
