@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chatd/chatd/events"
@@ -16,7 +17,7 @@ type metrics struct {
 	slowStreams prometheus.Counter
 }
 
-func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log) *metrics {
+func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool *pgxpool.Pool) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chatd_http_requests_total", Help: "HTTP requests by route and status.",
@@ -34,6 +35,11 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log) *met
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chatd_streams_open", Help: "Event streams and long polls open on this instance.",
 		}, func() float64 { return float64(hub.Streams()) }))
+	}
+	if pool != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chatd_db_connections", Help: "Connections in the pool (the listener's own is not counted).",
+		}, func() float64 { return float64(pool.Stat().TotalConns()) }))
 	}
 	if log != nil {
 		reg.MustRegister(

@@ -80,7 +80,7 @@ func NewServer(cfg Config) *Server {
 		limits:  newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		streams: newStreamCounter(cfg.StreamsPerUser),
 		users:   newUserCache(),
-		metrics: newMetrics(cfg.Registry, cfg.Hub, cfg.Log),
+		metrics: newMetrics(cfg.Registry, cfg.Hub, cfg.Log, cfg.Pool),
 	}
 	s.engine = s.routes()
 	return s
