@@ -45,11 +45,11 @@ func (s *Server) resumeFrom(c *gin.Context, cursor string, head events.Cursor) (
 // client's cursor up to the hub's head, then relay live events, skipping anything already
 // sent. That order is what makes delivery exactly-once across the replay/live boundary.
 //
-// Over HTTP/1.1 the connection is taken over (hijacked) once the replay is done and the
-// handler returns: the live stream then costs two small goroutines and no net/http
-// buffers, instead of the request's deep goroutine, its buffered reader and writer and a
-// background reader, which is what lets one instance hold tens of thousands of idle
-// streams. Elsewhere (HTTP/2) the stream stays in the handler.
+// Over HTTP/1.1 the handler takes the connection over from net/http (hijacks it) before
+// writing, replays, and returns: the live stream then runs on two small goroutines with no
+// net/http buffers, instead of the request's deep goroutine, its buffered reader and
+// writer and a background reader, which is what lets one instance hold tens of thousands
+// of idle streams. Elsewhere (HTTP/2) the stream stays in the handler.
 func (s *Server) stream(c *gin.Context) error {
 	me := user(c)
 	if !s.streams.acquire(me) {
