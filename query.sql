@@ -302,28 +302,27 @@ UPDATE instances SET heartbeat_at = now() WHERE id = @id;
 -- name: InsertInstance :exec
 INSERT INTO instances (id) VALUES (@id) ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
--- name: RegisterPresence :exec
--- Re-records every user with a stream here, after the instance was taken for dead.
-INSERT INTO presence (user_id, instance_id) SELECT unnest(@user_ids::text[]), @instance_id
-ON CONFLICT DO NOTHING;
-
 -- name: ExpireInstances :many
--- Removes instances that stopped beating (they died); their presence rows go next.
-DELETE FROM instances WHERE heartbeat_at < now() - make_interval(secs => @stale_seconds::float8)
-RETURNING id, heartbeat_at;
-
--- name: DropInstancePresence :many
--- Deletes a dead instance's presence rows and returns the users now offline everywhere,
--- recording when they were last seen.
-WITH gone AS (
-    DELETE FROM presence WHERE instance_id = @instance_id RETURNING user_id
+-- Removes the instances that stopped beating (they died) together with their presence
+-- rows, in one statement: an instance that was only slow finds its row gone on its next
+-- beat, and re-registers after this commits. Returns each user who lost a row, with the
+-- dead instance's last beat.
+WITH dead AS (
+    DELETE FROM instances WHERE heartbeat_at < now() - make_interval(secs => @stale_seconds::float8)
+    RETURNING id, heartbeat_at
+), gone AS (
+    DELETE FROM presence p USING dead WHERE p.instance_id = dead.id
+    RETURNING p.user_id, p.instance_id
 )
+SELECT g.user_id, d.heartbeat_at FROM gone g JOIN dead d ON d.id = g.instance_id;
+
+-- name: MarkGone :many
+-- Of the users, those now online nowhere get last_seen_at and are returned (to announce).
 UPDATE users u SET last_seen_at = @seen_at
-FROM gone g
-WHERE u.id = g.user_id
+WHERE u.id = ANY(@user_ids::text[])
   AND NOT EXISTS (
-      SELECT 1 FROM presence o JOIN instances i ON i.id = o.instance_id
-      WHERE o.user_id = g.user_id AND o.instance_id <> @instance_id
+      SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
+      WHERE p.user_id = u.id
         AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8))
 RETURNING u.id;
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -94,4 +95,34 @@ func TestPresenceOfDeadInstanceExpires(t *testing.T) {
 	doomed.Server.CloseClientConnections()
 	doomed.stop()
 	require.Eventually(t, func() bool { return !presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 50*time.Millisecond)
+}
+
+// TestPresenceInstanceTakenForDeadComesBack: when the others expire an instance that was
+// only slow (its rows deleted, its users announced offline), its next beat registers its
+// users again and announces them online.
+func TestPresenceInstanceTakenForDeadComesBack(t *testing.T) {
+	a, b := newInstance(t), newInstance(t)
+	alice, bob := newUser(t, b, "alice"), newUser(t, a, "bob")
+	alice.direct(bob)
+	aliceStream, _ := openReady(t, b.URL+"/v1/events", alice.Token, nil)
+	_, _ = openReady(t, a.URL+"/v1/events", bob.Token, nil)
+	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond)
+	first := decode[events.UserPresence](t, aliceStream.nextOf("presence", wait).Data)
+	require.True(t, first.UserID == bob.ID && first.Online, "bob's first stream is announced")
+
+	// What another instance's expiry does to a stalled one: its row and its users' rows go.
+	_, err := a.Pool.Exec(context.Background(), `WITH i AS (SELECT instance_id FROM presence WHERE user_id = $1),
+		d AS (DELETE FROM instances WHERE id IN (SELECT instance_id FROM i))
+		DELETE FROM presence WHERE instance_id IN (SELECT instance_id FROM i)`, bob.ID)
+	require.NoError(t, err)
+	require.False(t, presenceOf(t, alice, bob.ID)[bob.ID].Online)
+
+	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond,
+		"the instance's next beat brings its users back")
+	for {
+		p := decode[events.UserPresence](t, aliceStream.nextOf("presence", wait).Data)
+		if p.UserID == bob.ID && p.Online {
+			break
+		}
+	}
 }

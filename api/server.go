@@ -126,7 +126,7 @@ func (s *Server) routes() *gin.Engine {
 
 	v1 := r.Group("/v1", s.authenticate)
 	v1.POST("/session", s.handle(s.createSession))
-	v1.POST("/tickets", s.handle(s.createTicket))
+	v1.POST("/tickets", s.limit, s.handle(s.createTicket))
 	v1.GET("/events", s.handle(s.stream))
 	v1.GET("/events/poll", s.handle(s.poll))
 	get(v1, "/unread", s.handle(s.unread))

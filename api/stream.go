@@ -15,6 +15,12 @@ import (
 // maxPollEvents bounds one long-poll answer; the client polls again from its cursor.
 const maxPollEvents = 500
 
+// tooManyStreams is the 429 for a user over its stream cap.
+func (s *Server) tooManyStreams() error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "too_many_streams",
+		Message: "too many open streams for this user", RetryAfter: max(1, int(s.cfg.Retry.Seconds()))}
+}
+
 // start is where a stream or poll begins: after the client's cursor when it may resume
 // from it, else after the head, with the reason for the reset.
 type start struct {
@@ -41,6 +47,19 @@ func (s *Server) resumeFrom(c *gin.Context, cursor string, head events.Cursor) (
 	return start{from: from}, nil
 }
 
+// checkNotPruned catches a replay that retention overtook: if the pruner moved the floor
+// past the cursor while the replay ran, events were skipped, so the client gets a reset
+// (and the head as its last event id) and the stream continues live, as for any expired
+// cursor.
+func (s *Server) checkNotPruned(c *gin.Context, from, head events.Cursor, out streamWriter) error {
+	ok, reason, err := s.cfg.Log.Resumable(c, from)
+	if err != nil || ok {
+		return err
+	}
+	data, _ := json.Marshal(events.Reset{Reason: reason, Cursor: head.String()})
+	return out.send(appendID(appendEvent(nil, "", "reset", data), head.String()))
+}
+
 // stream is GET /v1/events: subscribe to the hub first, then replay the log from the
 // client's cursor up to the hub's head, then relay live events, skipping anything already
 // sent. That order is what makes delivery exactly-once across the replay/live boundary.
@@ -53,7 +72,7 @@ func (s *Server) resumeFrom(c *gin.Context, cursor string, head events.Cursor) (
 func (s *Server) stream(c *gin.Context) error {
 	me := user(c)
 	if !s.streams.acquire(me) {
-		return errorf(http.StatusTooManyRequests, "too_many_streams", "too many open streams for this user")
+		return s.tooManyStreams()
 	}
 	ls := &liveStream{s: s, user: me, requestID: requestID(c)}
 	defer func() {
@@ -117,6 +136,9 @@ func (s *Server) stream(c *gin.Context) error {
 		})
 		if err != nil {
 			s.log.Info("stream replay ended", "request_id", ls.requestID, "err", err)
+			return nil
+		}
+		if err := s.checkNotPruned(c, st.from, head, out); err != nil {
 			return nil
 		}
 		ls.last = head
@@ -245,11 +267,17 @@ func (s *Server) poll(c *gin.Context) error {
 	}
 	me := user(c)
 	if !s.streams.acquire(me) {
-		return errorf(http.StatusTooManyRequests, "too_many_streams", "too many open streams for this user")
+		return s.tooManyStreams()
 	}
 	defer s.streams.release(me)
 	sub, head := s.cfg.Hub.Subscribe(me)
 	defer s.cfg.Hub.Unsubscribe(sub)
+	if s.cfg.Presence != nil {
+		// A user who can only poll is online too; the grace period spans the gap
+		// between two polls.
+		s.cfg.Presence.Connect(me)
+		defer s.cfg.Presence.Disconnect(me)
+	}
 
 	cursor, given := c.GetQuery("cursor")
 	if !given {
@@ -290,6 +318,14 @@ func (s *Server) poll(c *gin.Context) error {
 			last = head // nothing else of ours up to the head
 		case !errors.Is(err, errPollFull):
 			return err
+		}
+		// Retention may have overtaken the replay (see checkNotPruned).
+		if ok, reason, err := s.cfg.Log.Resumable(c, st.from); err != nil {
+			return err
+		} else if !ok {
+			data, _ := json.Marshal(events.Reset{Reason: reason, Cursor: head.String()})
+			c.JSON(http.StatusOK, gin.H{"events": []pollEvent{{Type: "reset", Data: data}}, "cursor": head.String()})
+			return nil
 		}
 	}
 	if len(out) == 0 {

@@ -340,48 +340,6 @@ func (q *Queries) DeleteMessage(ctx context.Context, arg DeleteMessageParams) (D
 	return i, err
 }
 
-const dropInstancePresence = `-- name: DropInstancePresence :many
-WITH gone AS (
-    DELETE FROM presence WHERE instance_id = $2 RETURNING user_id
-)
-UPDATE users u SET last_seen_at = $1
-FROM gone g
-WHERE u.id = g.user_id
-  AND NOT EXISTS (
-      SELECT 1 FROM presence o JOIN instances i ON i.id = o.instance_id
-      WHERE o.user_id = g.user_id AND o.instance_id <> $2
-        AND i.heartbeat_at > now() - make_interval(secs => $3::float8))
-RETURNING u.id
-`
-
-type DropInstancePresenceParams struct {
-	SeenAt       *time.Time
-	InstanceID   string
-	StaleSeconds float64
-}
-
-// Deletes a dead instance's presence rows and returns the users now offline everywhere,
-// recording when they were last seen.
-func (q *Queries) DropInstancePresence(ctx context.Context, arg DropInstancePresenceParams) ([]string, error) {
-	rows, err := q.db.Query(ctx, dropInstancePresence, arg.SeenAt, arg.InstanceID, arg.StaleSeconds)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		items = append(items, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const editMessage = `-- name: EditMessage :one
 WITH u AS (
     UPDATE messages SET body = $1, edited_at = now()
@@ -485,21 +443,35 @@ func (q *Queries) EventHead(ctx context.Context) (EventHeadRow, error) {
 }
 
 const expireInstances = `-- name: ExpireInstances :many
-DELETE FROM instances WHERE heartbeat_at < now() - make_interval(secs => $1::float8)
-RETURNING id, heartbeat_at
+WITH dead AS (
+    DELETE FROM instances WHERE heartbeat_at < now() - make_interval(secs => $1::float8)
+    RETURNING id, heartbeat_at
+), gone AS (
+    DELETE FROM presence p USING dead WHERE p.instance_id = dead.id
+    RETURNING p.user_id, p.instance_id
+)
+SELECT g.user_id, d.heartbeat_at FROM gone g JOIN dead d ON d.id = g.instance_id
 `
 
-// Removes instances that stopped beating (they died); their presence rows go next.
-func (q *Queries) ExpireInstances(ctx context.Context, staleSeconds float64) ([]Instance, error) {
+type ExpireInstancesRow struct {
+	UserID      string
+	HeartbeatAt time.Time
+}
+
+// Removes the instances that stopped beating (they died) together with their presence
+// rows, in one statement: an instance that was only slow finds its row gone on its next
+// beat, and re-registers after this commits. Returns each user who lost a row, with the
+// dead instance's last beat.
+func (q *Queries) ExpireInstances(ctx context.Context, staleSeconds float64) ([]ExpireInstancesRow, error) {
 	rows, err := q.db.Query(ctx, expireInstances, staleSeconds)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []Instance
+	var items []ExpireInstancesRow
 	for rows.Next() {
-		var i Instance
-		if err := rows.Scan(&i.ID, &i.HeartbeatAt); err != nil {
+		var i ExpireInstancesRow
+		if err := rows.Scan(&i.UserID, &i.HeartbeatAt); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -982,6 +954,43 @@ func (q *Queries) LockPresence(ctx context.Context, userIds []string) error {
 	return err
 }
 
+const markGone = `-- name: MarkGone :many
+UPDATE users u SET last_seen_at = $1
+WHERE u.id = ANY($2::text[])
+  AND NOT EXISTS (
+      SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
+      WHERE p.user_id = u.id
+        AND i.heartbeat_at > now() - make_interval(secs => $3::float8))
+RETURNING u.id
+`
+
+type MarkGoneParams struct {
+	SeenAt       *time.Time
+	UserIds      []string
+	StaleSeconds float64
+}
+
+// Of the users, those now online nowhere get last_seen_at and are returned (to announce).
+func (q *Queries) MarkGone(ctx context.Context, arg MarkGoneParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, markGone, arg.SeenAt, arg.UserIds, arg.StaleSeconds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const markRead = `-- name: MarkRead :one
 WITH u AS (
     UPDATE members m SET last_read_seq = LEAST($1::bigint, c.last_seq)
@@ -1216,22 +1225,6 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 		return nil, err
 	}
 	return items, nil
-}
-
-const registerPresence = `-- name: RegisterPresence :exec
-INSERT INTO presence (user_id, instance_id) SELECT unnest($1::text[]), $2
-ON CONFLICT DO NOTHING
-`
-
-type RegisterPresenceParams struct {
-	UserIds    []string
-	InstanceID string
-}
-
-// Re-records every user with a stream here, after the instance was taken for dead.
-func (q *Queries) RegisterPresence(ctx context.Context, arg RegisterPresenceParams) error {
-	_, err := q.db.Exec(ctx, registerPresence, arg.UserIds, arg.InstanceID)
-	return err
 }
 
 const sendMessage = `-- name: SendMessage :one

@@ -13,7 +13,8 @@ import (
 // Presence tracks which users have at least one stream open on any instance. Each instance
 // records its users in the presence table and beats in the instances table; the others
 // expire an instance that stops beating, so the users of a dead instance go offline
-// without its help. Changes are written by one goroutine, in order, off the request path.
+// without its help. Streams only mark a user dirty; one goroutine writes, off the request
+// path, what is true when it writes, and retries what failed at the next beat.
 type Presence struct {
 	log   *Log
 	q     *db.Queries
@@ -25,12 +26,8 @@ type Presence struct {
 	mu      sync.Mutex
 	local   map[string]int         // open streams per user on this instance
 	leaving map[string]*time.Timer // users in their grace period after the last stream closed
-	work    chan change
-}
-
-type change struct {
-	user   string
-	online bool
+	dirty   map[string]bool        // users whose row here may not match the above
+	kick    chan struct{}          // has a value while dirty is worth writing
 }
 
 // PresenceConfig tunes Presence; zero values take the defaults noted on each field.
@@ -60,7 +57,7 @@ func NewPresence(log *Log, cfg PresenceConfig) *Presence {
 	return &Presence{
 		log: log, q: log.q, grace: cfg.Grace, beat: cfg.Beat, stale: cfg.Stale, now: time.Now,
 		local: make(map[string]int), leaving: make(map[string]*time.Timer),
-		work: make(chan change, 4096),
+		dirty: make(map[string]bool), kick: make(chan struct{}, 1),
 	}
 }
 
@@ -74,19 +71,16 @@ func (p *Presence) Start(ctx context.Context) error {
 	return nil
 }
 
-// Connect records that a stream of user opened on this instance.
+// Connect records that a stream of user opened on this instance. It never blocks.
 func (p *Presence) Connect(user string) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.local[user]++
-	first := p.local[user] == 1
 	if t := p.leaving[user]; t != nil {
 		t.Stop() // back within the grace period: still online in the table
 		delete(p.leaving, user)
-		first = false
-	}
-	p.mu.Unlock()
-	if first {
-		p.work <- change{user: user, online: true}
+	} else if p.local[user] == 1 {
+		p.markLocked(user)
 	}
 }
 
@@ -102,16 +96,27 @@ func (p *Presence) Disconnect(user string) {
 	var t *time.Timer
 	t = time.AfterFunc(p.grace, func() {
 		p.mu.Lock()
-		gone := p.leaving[user] == t && p.local[user] == 0
-		if gone {
+		defer p.mu.Unlock()
+		if p.leaving[user] == t {
 			delete(p.leaving, user)
-		}
-		p.mu.Unlock()
-		if gone {
-			p.work <- change{user: user, online: false}
+			p.markLocked(user)
 		}
 	})
 	p.leaving[user] = t
+}
+
+// markLocked queues user for the writer; p.mu is held.
+func (p *Presence) markLocked(user string) {
+	p.dirty[user] = true
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// onlineHereLocked is the truth the writer records: a stream open, or in its grace period.
+func (p *Presence) onlineHereLocked(user string) bool {
+	return p.local[user] > 0 || p.leaving[user] != nil
 }
 
 // Online returns which of users are online anywhere. On a database error it reports
@@ -166,40 +171,30 @@ func (p *Presence) run(ctx context.Context) {
 			_ = p.q.LeaveInstance(cctx, p.log.instance)
 			cancel()
 			return
-		case ch := <-p.work:
-			p.apply(ctx, p.drain(ch))
+		case <-p.kick:
+			p.flush(ctx)
 		case <-t.C:
 			p.heartbeat(ctx)
+			p.flush(ctx) // retries what failed before
 		}
 	}
 }
 
-// drain collects the changes queued behind first, keeping only each user's latest, so a
-// storm of reconnections costs a few statements rather than one per stream.
-func (p *Presence) drain(first change) map[string]bool {
-	latest := map[string]bool{first.user: first.online}
-	for len(latest) < 1000 {
-		select {
-		case ch := <-p.work:
-			latest[ch.user] = ch.online
-		default:
-			return latest
-		}
-	}
-	return latest
-}
-
-// apply writes a batch of changes and announces the users whose presence changed
-// everywhere, not just here.
-func (p *Presence) apply(ctx context.Context, latest map[string]bool) {
+// flush writes the state of the dirty users as it is now, in one statement for those
+// online here and one for those gone, and announces the users whose presence changed
+// everywhere, not just here. What fails stays dirty for the next beat.
+func (p *Presence) flush(ctx context.Context) {
+	p.mu.Lock()
 	var on, off []string
-	for u, online := range latest {
-		if online {
+	for u := range p.dirty {
+		if p.onlineHereLocked(u) {
 			on = append(on, u)
 		} else {
 			off = append(off, u)
 		}
 	}
+	p.dirty = make(map[string]bool)
+	p.mu.Unlock()
 	now := p.now()
 	for _, set := range []struct {
 		users  []string
@@ -223,7 +218,12 @@ func (p *Presence) apply(ctx context.Context, latest map[string]bool) {
 			return err
 		})
 		if err != nil {
-			p.log.cfg.Logger.Warn("presence update", "err", err)
+			p.log.cfg.Logger.Warn("presence update; retrying at the next beat", "users", len(set.users), "err", err)
+			p.mu.Lock()
+			for _, u := range set.users {
+				p.dirty[u] = true
+			}
+			p.mu.Unlock()
 			continue
 		}
 		p.announce(ctx, changed, set.online, now)
@@ -238,33 +238,47 @@ func (p *Presence) heartbeat(ctx context.Context) {
 		return
 	}
 	if n == 0 {
-		// Taken for dead during a long database outage: come back with every local user.
-		p.mu.Lock()
-		users := make([]string, 0, len(p.local)+len(p.leaving))
-		for u := range p.local {
-			users = append(users, u)
-		}
-		for u := range p.leaving {
-			users = append(users, u)
-		}
-		p.mu.Unlock()
+		// Taken for dead during a database outage, its rows deleted and its users
+		// announced offline: come back, and write (and announce) every local user again.
 		if err := p.q.InsertInstance(ctx, p.log.instance); err != nil {
 			return
 		}
-		_ = p.q.RegisterPresence(ctx, db.RegisterPresenceParams{UserIds: users, InstanceID: p.log.instance})
+		p.mu.Lock()
+		for u := range p.local {
+			p.markLocked(u)
+		}
+		for u := range p.leaving {
+			p.markLocked(u)
+		}
+		p.mu.Unlock()
 	}
-	dead, err := p.q.ExpireInstances(ctx, p.stale.Seconds())
-	if err != nil {
+	gone, err := p.q.ExpireInstances(ctx, p.stale.Seconds())
+	if err != nil || len(gone) == 0 {
 		return
 	}
-	for _, d := range dead {
-		offline, err := p.q.DropInstancePresence(ctx, db.DropInstancePresenceParams{
-			InstanceID: d.ID, SeenAt: &d.HeartbeatAt, StaleSeconds: p.stale.Seconds()})
-		if err != nil {
-			return
+	users := make([]string, 0, len(gone))
+	var seen time.Time
+	for _, g := range gone {
+		users = append(users, g.UserID)
+		if g.HeartbeatAt.After(seen) {
+			seen = g.HeartbeatAt
 		}
-		p.announce(ctx, offline, false, d.HeartbeatAt)
 	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	var offline []string
+	err = db.InTx(ctx, p.log.cfg.Pool, func(q *db.Queries) error {
+		if err := q.LockPresence(ctx, users); err != nil {
+			return err
+		}
+		offline, err = q.MarkGone(ctx, db.MarkGoneParams{UserIds: users, SeenAt: &seen, StaleSeconds: p.stale.Seconds()})
+		return err
+	})
+	if err != nil {
+		p.log.cfg.Logger.Warn("presence expiry", "err", err)
+		return
+	}
+	p.announce(ctx, offline, false, seen)
 }
 
 // announce sends each user's presence event to everyone who shares a conversation with it.
