@@ -209,6 +209,12 @@ func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
 // SignHS256 mints an HS256 token for `chatd token` and tests: sub, optional name, iat and
 // exp = now+ttl.
 func SignHS256(secret []byte, sub, name string, ttl time.Duration, now time.Time) (string, error) {
+	return SignHS256For(secret, "", "", sub, name, ttl, now)
+}
+
+// SignHS256For is SignHS256 with iss and aud set when non-empty, for a service configured
+// to require them.
+func SignHS256For(secret []byte, issuer, audience, sub, name string, ttl time.Duration, now time.Time) (string, error) {
 	if len(secret) == 0 {
 		return "", errors.New("jwt: empty secret")
 	}
@@ -221,10 +227,14 @@ func SignHS256(secret []byte, sub, name string, ttl time.Duration, now time.Time
 	c := tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   sub,
+			Issuer:    issuer,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 		Name: name,
+	}
+	if audience != "" {
+		c.Audience = jwt.ClaimStrings{audience}
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
 }

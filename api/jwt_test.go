@@ -524,3 +524,17 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestSignHS256ForCarriesIssuerAndAudience(t *testing.T) {
+	v, err := NewVerifier(context.Background(), KeyConfig{Secret: []byte("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"), Issuer: "acme", Audience: "chat"})
+	require.NoError(t, err)
+	tok, err := SignHS256For([]byte("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"), "acme", "chat", "alice", "Alice", time.Hour, time.Now())
+	require.NoError(t, err)
+	id, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	require.Equal(t, "alice", id.Sub)
+	plain, err := SignHS256([]byte("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"), "alice", "", time.Hour, time.Now())
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), plain)
+	require.Error(t, err, "without iss and aud the configured verifier refuses it")
+}

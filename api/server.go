@@ -44,6 +44,8 @@ type Config struct {
 	MaxPollWait     time.Duration
 	Dev             bool // serve the dev sign-in page that mints tokens
 	DevSecret       []byte
+	DevIssuer       string // iss and aud of dev tokens, when the service requires them
+	DevAudience     string
 	Now             func() time.Time
 	Web             http.FileSystem // the browser client served at /
 }

@@ -32,7 +32,7 @@ func (s *Server) devToken(c *gin.Context) error {
 	if !validUserID(req.Sub) {
 		return errorf(http.StatusUnprocessableEntity, "invalid_sub", "sub must be 1 to 255 bytes of text")
 	}
-	token, err := SignHS256(s.cfg.DevSecret, req.Sub, req.Name, devTokenTTL, s.now())
+	token, err := SignHS256For(s.cfg.DevSecret, s.cfg.DevIssuer, s.cfg.DevAudience, req.Sub, req.Name, devTokenTTL, s.now())
 	if err != nil {
 		return err
 	}

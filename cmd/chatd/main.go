@@ -97,7 +97,9 @@ func token(args []string) error {
 	if secret == "" || *sub == "" {
 		return errors.New("chatd token needs CHAT_JWT_SECRET and --sub")
 	}
-	t, err := api.SignHS256([]byte(secret), *sub, *name, *ttl, time.Now())
+	// A service that requires iss or aud gets tokens that carry them.
+	t, err := api.SignHS256For([]byte(secret), os.Getenv("CHAT_JWT_ISSUER"), os.Getenv("CHAT_JWT_AUDIENCE"),
+		*sub, *name, *ttl, time.Now())
 	if err != nil {
 		return err
 	}
@@ -174,7 +176,8 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		Heartbeat: cfg.Heartbeat, Retry: 2 * time.Second, StreamLifetime: cfg.StreamLifetime, WriteTimeout: 10 * time.Second,
 		StreamsPerUser: cfg.StreamsPerUser, WriteRate: cfg.RateLimit, WriteBurst: cfg.RateBurst,
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
-		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, Web: web.FS(),
+		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, DevIssuer: cfg.JWTIssuer,
+		DevAudience: cfg.JWTAudience, Web: web.FS(),
 	})
 	httpServer := &http.Server{
 		Addr:              cfg.Addr,
