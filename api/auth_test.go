@@ -213,3 +213,26 @@ func TestTicketsAreSingleUseAndOnlyForTheStream(t *testing.T) {
 	restRequireError(t, authOpenStream(t, in.URL+"/v1/events"+q, ""), http.StatusUnauthorized, "")
 	restRequireError(t, authOpenStream(t, other.URL+"/v1/events"+q, ""), http.StatusUnauthorized, "")
 }
+
+func TestCORS(t *testing.T) {
+	in := newInstance(t, func(c *Config, _ *events.Config) { c.AllowedOrigins = []string{"https://app.example"} })
+	wild := newInstance(t, func(c *Config, _ *events.Config) { c.AllowedOrigins = []string{"*"} })
+	preflight := func(url, origin string) http.Header {
+		req, err := http.NewRequest("OPTIONS", url+"/v1/conversations", nil)
+		require.NoError(t, err)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.Header
+	}
+	h := preflight(in.URL, "https://app.example")
+	require.Equal(t, "https://app.example", h.Get("Access-Control-Allow-Origin"))
+	require.Equal(t, "true", h.Get("Access-Control-Allow-Credentials"))
+	require.Contains(t, h.Get("Access-Control-Allow-Headers"), "Authorization")
+	require.Empty(t, preflight(in.URL, "https://evil.example").Get("Access-Control-Allow-Origin"))
+	h = preflight(wild.URL, "https://evil.example")
+	require.Equal(t, "*", h.Get("Access-Control-Allow-Origin"))
+	require.Empty(t, h.Get("Access-Control-Allow-Credentials"), "any origin, but never with the cookie")
+}

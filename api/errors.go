@@ -85,7 +85,7 @@ func (s *Server) renderError(c *gin.Context, err error) {
 // event listener being down).
 var errUnavailable = errors.New("dependency unavailable")
 
-// logAttrs is the one log line per request.
+// logRequest writes the one log line of a request: never its query string (tickets) or headers (tokens).
 func (s *Server) logRequest(c *gin.Context, start int64) {
 	s.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
 		slog.String("request_id", requestID(c)),

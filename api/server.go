@@ -176,28 +176,38 @@ func (s *Server) recover(c *gin.Context) {
 	c.Next()
 }
 
-// cors answers browsers on the configured origins. Credentials are allowed because the
-// session cookie is one way to authenticate; an origin not listed gets no CORS headers.
+// cors answers browsers on the configured origins. A listed origin may send credentials
+// (the session cookie is one way to authenticate); "*" allows any origin, but never with
+// credentials, so a cookie can not be read cross-site. Other origins get no CORS headers.
 func (s *Server) cors(c *gin.Context) {
 	origin := c.GetHeader("Origin")
-	allowed := false
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == origin || o == "*" {
-			allowed = origin != ""
-		}
+	if origin == "" {
+		c.Next()
+		return
 	}
-	if allowed {
-		h := c.Writer.Header()
+	listed, any := false, false
+	for _, o := range s.cfg.AllowedOrigins {
+		listed = listed || o == origin
+		any = any || o == "*"
+	}
+	if !listed && !any {
+		c.Next()
+		return
+	}
+	h := c.Writer.Header()
+	if listed {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
 		h.Add("Vary", "Origin")
-		if c.Request.Method == http.MethodOptions {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
-			h.Set("Access-Control-Max-Age", "600")
-			c.AbortWithStatus(http.StatusNoContent)
-			return
-		}
+	} else {
+		h.Set("Access-Control-Allow-Origin", "*")
+	}
+	if c.Request.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+		h.Set("Access-Control-Max-Age", "600")
+		c.AbortWithStatus(http.StatusNoContent)
+		return
 	}
 	c.Next()
 }
