@@ -104,7 +104,8 @@ func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan st
 	if err != nil {
 		return nil, nil, err
 	}
-	b := []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n")
+	b := []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nDate: ")
+	b = append(time.Now().UTC().AppendFormat(b, http.TimeFormat), "\r\n"...)
 	for k, vs := range header {
 		for _, v := range vs {
 			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
