@@ -93,14 +93,20 @@ type streamWriter interface {
 // connection over from net/http (see stream) and returns a channel closed when the client
 // goes away; otherwise gone is nil and the request's context tells.
 func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan struct{}, err error) {
-	hj, ok := c.Writer.(http.Hijacker)
-	if !ok || !c.Request.ProtoAtLeast(1, 1) || c.Request.ProtoAtLeast(2, 0) {
+	// gin's writer always claims to hijack (and panics when the connection beneath cannot,
+	// as under HTTP/2), so ask the writer beneath it.
+	var beneath http.ResponseWriter = c.Writer
+	if u, ok := beneath.(interface{ Unwrap() http.ResponseWriter }); ok {
+		beneath = u.Unwrap()
+	}
+	_, canHijack := beneath.(http.Hijacker)
+	if !canHijack || !c.Request.ProtoAtLeast(1, 1) || c.Request.ProtoAtLeast(2, 0) {
 		c.Writer.WriteHeader(http.StatusOK)
 		w := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.cfg.WriteTimeout}
 		return w, nil, nil
 	}
 	header := c.Writer.Header().Clone()
-	conn, _, err := hj.Hijack()
+	conn, _, err := c.Writer.Hijack()
 	if err != nil {
 		return nil, nil, err
 	}

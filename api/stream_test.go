@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -442,4 +445,69 @@ func TestLongPoll(t *testing.T) {
 	require.Equal(t, "malformed", decode[events.Reset](t, string(empty.Events[0].Data)).Reason)
 
 	require.Equal(t, 400, bob.do("GET", "/v1/events/poll?timeout=56&cursor="+got.Cursor, nil).Status)
+}
+
+// TestStreamWithoutHijacking covers the path HTTP/2 streams take (no Hijacker): the same
+// opening, replay and live events, written through the ResponseWriter.
+func TestStreamWithoutHijacking(t *testing.T) {
+	in := newInstance(t)
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+	tok, err := SignHS256(testSecret, bob.ID, "", 2*time.Second, time.Now()) // the stream ends at expiry
+	require.NoError(t, err)
+	req := httptest.NewRequest("GET", "/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.Server.Config.Handler.ServeHTTP(rec, req)
+	}()
+	require.Eventually(t, func() bool { return in.Hub.Online(bob.ID) }, wait, 10*time.Millisecond)
+	m := alice.send(conv.ID, "not hijacked")
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("the stream did not end at token expiry")
+	}
+	require.Equal(t, "text/event-stream; charset=utf-8", rec.Header().Get("Content-Type"))
+	evs := (&sseParser{}).parseAll(rec.Body.String())
+	require.Equal(t, "ready", evs[0].Type)
+	var got []string
+	for _, e := range evs {
+		if e.Type == "message" {
+			got = append(got, decode[events.Message](t, e.Data).ID)
+		}
+	}
+	require.Equal(t, []string{m.ID}, got)
+}
+
+// TestStreamOverHTTP2: an HTTP/2 stream cannot be hijacked and stays in its handler.
+func TestStreamOverHTTP2(t *testing.T) {
+	in := newInstance(t)
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+	ts := httptest.NewUnstartedServer(in.Server.Config.Handler)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	defer ts.Close()
+	req, err := http.NewRequest("GET", ts.URL+"/v1/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+bob.Token)
+	res, err := ts.Client().Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, 200, res.StatusCode)
+	require.Equal(t, 2, res.ProtoMajor)
+	r := bufio.NewReader(res.Body)
+	m := alice.send(conv.ID, "over h2")
+	p := &sseParser{}
+	for {
+		line, err := r.ReadString('\n')
+		require.NoError(t, err)
+		if ev := p.line(strings.TrimRight(line, "\r\n")); ev != nil && ev.Type == "message" {
+			require.Equal(t, m.ID, decode[events.Message](t, ev.Data).ID)
+			return
+		}
+	}
 }
