@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,7 +61,10 @@ func (s *Server) renderError(c *gin.Context, err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
-	case db.IsUnavailable(err) || errors.Is(err, errUnavailable):
+	case c.Request.Context().Err() != nil && errors.Is(err, context.Canceled):
+		c.Abort() // the client left; there is no one to answer and nothing went wrong here
+		return
+	case db.IsUnavailable(err):
 		s.log.Warn("database unavailable", "request_id", requestID(c), "err", err)
 		e = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 			Message: "the database is unavailable; try again shortly", RetryAfter: int(db.RetryAfter.Seconds())}
@@ -80,10 +84,6 @@ func (s *Server) renderError(c *gin.Context, err error) {
 	body.Error.Code, body.Error.Message = e.Code, e.Message
 	c.AbortWithStatusJSON(e.Status, body)
 }
-
-// errUnavailable marks failures of dependencies that are not database errors as such (the
-// event listener being down).
-var errUnavailable = errors.New("dependency unavailable")
 
 // logRequest writes the one log line of a request: never its query string (tickets) or headers (tokens).
 func (s *Server) logRequest(c *gin.Context, start int64) {
