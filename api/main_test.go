@@ -33,19 +33,7 @@ var testPresence = events.PresenceConfig{Grace: time.Second, Beat: 250 * time.Mi
 var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
 
 func TestMain(m *testing.M) {
-	base := os.Getenv("CHAT_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	url, drop, err := db.CreateScratchDatabase(context.Background(), base, "chatd_test_api", chatd.Schema)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test database:", err)
-		os.Exit(1)
-	}
-	testDB = url
-	code := m.Run()
-	drop()
-	os.Exit(code)
+	os.Exit(db.RunTests(m, "chatd_test_api", chatd.Schema, &testDB))
 }
 
 // instance is one chatd instance on the test database, served over real HTTP.

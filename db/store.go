@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -202,4 +203,27 @@ func CreateScratchDatabase(ctx context.Context, baseURL, prefix, schema string) 
 		return "", nil, err
 	}
 	return u.String(), drop, nil
+}
+
+// TestServerURL is the PostgreSQL server tests create their databases on:
+// CHAT_TEST_DATABASE_URL, or the local server.
+func TestServerURL() string {
+	if u := os.Getenv("CHAT_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://127.0.0.1:5432/postgres?sslmode=disable"
+}
+
+// RunTests is a test package's TestMain body: it creates the package's own scratch
+// database (migrated with schema), stores its URL in *url, runs the tests, drops the
+// database and returns the exit code.
+func RunTests(m interface{ Run() int }, prefix, schema string, url *string) int {
+	u, drop, err := CreateScratchDatabase(context.Background(), TestServerURL(), prefix, schema)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test database:", err)
+		return 1
+	}
+	defer drop()
+	*url = u
+	return m.Run()
 }

@@ -2,7 +2,6 @@ package db_test
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 
@@ -13,18 +12,11 @@ import (
 	"github.com/chatd/chatd/db"
 )
 
-func baseURL() string {
-	if u := os.Getenv("CHAT_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://127.0.0.1:5432/postgres?sslmode=disable"
-}
-
 // TestMigrateIsIdempotentAndSafeConcurrently starts five "instances" at once on a fresh
 // database: every migration succeeds, and the schema version is recorded once.
 func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 	ctx := context.Background()
-	url, drop, err := db.CreateScratchDatabase(ctx, baseURL(), "chatd_test_db", "")
+	url, drop, err := db.CreateScratchDatabase(ctx, db.TestServerURL(), "chatd_test_db", "")
 	require.NoError(t, err)
 	defer drop()
 	var wg sync.WaitGroup
@@ -68,7 +60,7 @@ func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 
 func TestEnsureDatabaseCreatesItOnce(t *testing.T) {
 	ctx := context.Background()
-	url, drop, err := db.CreateScratchDatabase(ctx, baseURL(), "chatd_test_db", "")
+	url, drop, err := db.CreateScratchDatabase(ctx, db.TestServerURL(), "chatd_test_db", "")
 	require.NoError(t, err)
 	drop() // now the name is free: EnsureDatabase must create it
 	defer drop()

@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -18,19 +17,7 @@ import (
 var testDB string
 
 func TestMain(m *testing.M) {
-	base := os.Getenv("CHAT_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	url, drop, err := db.CreateScratchDatabase(context.Background(), base, "chatd_test_events", chatd.Schema)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test database:", err)
-		os.Exit(1)
-	}
-	testDB = url
-	code := m.Run()
-	drop()
-	os.Exit(code)
+	os.Exit(db.RunTests(m, "chatd_test_events", chatd.Schema, &testDB))
 }
 
 func testPool(t *testing.T) *pgxpool.Pool {
