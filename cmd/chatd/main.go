@@ -207,7 +207,13 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	logger.Info("shutting down: ending streams, finishing requests in flight")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	return httpServer.Shutdown(sctx)
+	err = httpServer.Shutdown(sctx)
+	// Shutdown does not track the streams that took their connections over; they end as
+	// soon as the hub closes, and get a moment to say so to their clients.
+	for hub.Streams() > 0 && sctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
 }
 
 // prune deletes expired tickets and events older than the retention, once a minute.
