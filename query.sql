@@ -231,9 +231,9 @@ ORDER BY e.tx, e.id
 LIMIT @row_limit;
 
 -- name: BackfillEvents :many
--- One user's events in the cursor range (after, upto], for a stream resuming further back
--- than the in-memory history reaches. upto is a position the caller already read below
--- the fence, so the range is final. The lateral join walks each of the user's
+-- One user's events in the cursor range (after, upto], for a stream or poll resuming from
+-- a cursor before the hub's head. upto is a position the reader already read below the
+-- fence, so the range is final. The lateral join walks each of the user's
 -- conversations through events_conversation: the planner must not scan the whole window
 -- of everyone's events to find this user's few.
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,

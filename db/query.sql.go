@@ -75,9 +75,9 @@ type BackfillEventsRow struct {
 	MDeletedAt     *time.Time
 }
 
-// One user's events in the cursor range (after, upto], for a stream resuming further back
-// than the in-memory history reaches. upto is a position the caller already read below
-// the fence, so the range is final. The lateral join walks each of the user's
+// One user's events in the cursor range (after, upto], for a stream or poll resuming from
+// a cursor before the hub's head. upto is a position the reader already read below the
+// fence, so the range is final. The lateral join walks each of the user's
 // conversations through events_conversation: the planner must not scan the whole window
 // of everyone's events to find this user's few.
 func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) ([]BackfillEventsRow, error) {

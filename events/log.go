@@ -72,7 +72,7 @@ type Log struct {
 	pos       Cursor // owned by the reader goroutine
 }
 
-// NewLog returns a Log and the Hub it publishes to. Call Start to run it.
+// NewLog returns a Log with the Hub it publishes to (see Hub). Call Start to run it.
 func NewLog(cfg Config) *Log {
 	if cfg.SafetyPoll <= 0 {
 		cfg.SafetyPoll = time.Second
