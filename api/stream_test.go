@@ -511,3 +511,13 @@ func TestStreamOverHTTP2(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamEndsAfterItsLifetime: streams end after the configured lifetime (with jitter),
+// so that clients reconnect and a load balancer can spread them over new instances.
+func TestStreamEndsAfterItsLifetime(t *testing.T) {
+	in := newInstance(t, func(c *Config, _ *events.Config) { c.StreamLifetime = 500 * time.Millisecond })
+	bob := newUser(t, in, "bob")
+	s, _ := openReady(t, in.URL+"/v1/events", bob.Token, nil)
+	require.True(t, s.ended(wait))
+	require.Eventually(t, func() bool { return !in.Hub.Online(bob.ID) }, wait, 10*time.Millisecond)
+}
