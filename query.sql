@@ -392,3 +392,9 @@ SELECT DISTINCT a.user_id, b.user_id AS contact
 FROM members a JOIN members b ON b.conversation_id = a.conversation_id
 WHERE a.user_id = ANY(@user_ids::text[]) AND b.user_id <> a.user_id
 ORDER BY a.user_id, contact;
+
+-- name: OldestWriteTransaction :one
+-- Age in seconds of the oldest transaction holding a transaction id anywhere in the
+-- cluster: the event-log fence waits for it, so this is how late delivery can be.
+SELECT COALESCE(EXTRACT(epoch FROM max(now() - xact_start)), 0)::float8 AS age
+FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL;

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"context"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/chatd/chatd/db"
 	"github.com/chatd/chatd/events"
 )
 
@@ -37,9 +40,26 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 		}, func() float64 { return float64(hub.Streams()) }))
 	}
 	if pool != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "chatd_db_connections", Help: "Connections in the pool (the listener's own is not counted).",
-		}, func() float64 { return float64(pool.Stat().TotalConns()) }))
+		q := db.New(pool)
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "chatd_db_connections", Help: "Connections in the pool (the listener's own is not counted).",
+			}, func() float64 { return float64(pool.Stat().TotalConns()) }),
+			// The event log's fence waits for the oldest transaction that holds an id,
+			// anywhere in the cluster: this is how late delivery can be right now.
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "chatd_fence_oldest_transaction_seconds",
+				Help: "Age of the oldest transaction holding a transaction id in the cluster (-1: unknown).",
+			}, func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				age, err := q.OldestWriteTransaction(ctx)
+				if err != nil {
+					return -1
+				}
+				return age
+			}),
+		)
 	}
 	if log != nil {
 		reg.MustRegister(

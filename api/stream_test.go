@@ -521,3 +521,16 @@ func TestStreamEndsAfterItsLifetime(t *testing.T) {
 	require.True(t, s.ended(wait))
 	require.Eventually(t, func() bool { return !in.Hub.Online(bob.ID) }, wait, 10*time.Millisecond)
 }
+
+func TestMetricsReportStreamsListenerAndFence(t *testing.T) {
+	in := newInstance(t)
+	bob := newUser(t, in, "bob")
+	_, _ = openReady(t, in.URL+"/v1/events", bob.Token, nil)
+	r := call(t, "GET", in.URL+"/metrics", "", nil)
+	require.Equal(t, 200, r.Status)
+	body := string(r.Body)
+	for _, want := range []string{"chatd_streams_open 1", "chatd_listener_up 1", "chatd_fence_oldest_transaction_seconds ", "chatd_db_connections "} {
+		require.Contains(t, body, want)
+	}
+	require.NotContains(t, body, "chatd_fence_oldest_transaction_seconds -1")
+}

@@ -1038,6 +1038,20 @@ func (q *Queries) Notify(ctx context.Context, arg NotifyParams) error {
 	return err
 }
 
+const oldestWriteTransaction = `-- name: OldestWriteTransaction :one
+SELECT COALESCE(EXTRACT(epoch FROM max(now() - xact_start)), 0)::float8 AS age
+FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL
+`
+
+// Age in seconds of the oldest transaction holding a transaction id anywhere in the
+// cluster: the event-log fence waits for it, so this is how late delivery can be.
+func (q *Queries) OldestWriteTransaction(ctx context.Context) (float64, error) {
+	row := q.db.QueryRow(ctx, oldestWriteTransaction)
+	var age float64
+	err := row.Scan(&age)
+	return age, err
+}
+
 const onlineAmong = `-- name: OnlineAmong :many
 SELECT DISTINCT p.user_id FROM presence p JOIN instances i ON i.id = p.instance_id
 WHERE p.user_id = ANY($1::text[])
