@@ -135,6 +135,22 @@ func (l *Log) Written() {
 	signal(l.ring)
 }
 
+// pace waits until at least interval has passed since last; false when ctx ended first.
+func pace(ctx context.Context, last time.Time, interval time.Duration) bool {
+	wait := interval - time.Since(last)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -292,12 +308,8 @@ func (l *Log) readLoop(ctx context.Context) {
 			delay *= 2
 		case <-safety.C:
 		}
-		if wait := l.cfg.ReadInterval - time.Since(lastRead); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
+		if !pace(ctx, lastRead, l.cfg.ReadInterval) {
+			return
 		}
 		lastRead = time.Now()
 		found, err := l.catchUp(ctx)
@@ -564,12 +576,8 @@ func (l *Log) sendLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-l.ring:
-				if wait := l.cfg.DoorbellInterval - time.Since(lastRing); wait > 0 {
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(wait):
-					}
+				if !pace(ctx, lastRing, l.cfg.DoorbellInterval) {
+					return
 				}
 				lastRing = time.Now()
 				channel, payload = doorbellChannel, l.instance
