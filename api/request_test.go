@@ -2,6 +2,8 @@ package api
 
 import (
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -107,4 +109,21 @@ func BenchmarkAppendEvents(b *testing.B) {
 	for b.Loop() {
 		buf, _ = appendEvents(buf[:0], evs, events.Cursor{})
 	}
+}
+
+// TestHijackedOutIgnoresEmptyWrites: an empty chunk ends a chunked body, so a batch whose
+// events were all sent already (by the replay) must write nothing at all.
+func TestHijackedOutIgnoresEmptyWrites(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	out := &hijackedOut{conn: server, timeout: time.Second}
+	got := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(client)
+		got <- string(b)
+	}()
+	require.NoError(t, out.send(nil))
+	require.NoError(t, out.send([]byte("x")))
+	out.close()
+	require.Equal(t, "1\r\nx\r\n0\r\n\r\n", <-got)
 }

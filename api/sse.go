@@ -170,6 +170,9 @@ func (o *hijackedOut) write(b []byte) error {
 }
 
 func (o *hijackedOut) send(b []byte) error {
+	if len(b) == 0 {
+		return nil // a chunk of length 0 is the end of the body
+	}
 	chunk := make([]byte, 0, len(b)+16)
 	chunk = strconv.AppendInt(chunk, int64(len(b)), 16)
 	chunk = append(append(append(chunk, "\r\n"...), b...), "\r\n"...)

@@ -183,9 +183,9 @@ func (ls *liveStream) run(gone <-chan struct{}) {
 			return
 		case <-ls.sub.Ready():
 			evs, done, overflowed := ls.sub.Take()
-			if len(evs) > 0 {
-				var b []byte
-				b, ls.last = appendEvents(nil, evs, ls.last)
+			// Every event may be one the replay already sent: then there is nothing to write.
+			if b, last := appendEvents(nil, evs, ls.last); len(b) > 0 {
+				ls.last = last
 				if err := ls.out.send(b); err != nil {
 					return
 				}
