@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -42,12 +41,6 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	// read (LIMIT over a large index range) crosses jit_above_cost once the log holds a few
 	// hundred thousand events, and compiling it then took 5 ms of a 22 ms read, measured.
 	cfg.ConnConfig.RuntimeParams["jit"] = "off"
-	// A canceled query (a client that left mid-replay) is stopped with a cancel request
-	// rather than by breaking the connection, so disconnects do not churn the pool: every
-	// new PostgreSQL connection is a process fork.
-	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
-		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, CancelRequestDelay: 0, DeadlineDelay: 2 * time.Second}
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
