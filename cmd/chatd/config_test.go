@@ -50,7 +50,12 @@ func TestConfigFailsFastOnNonsense(t *testing.T) {
 		"CHAT_MAX_MESSAGE_BYTES": "100000",
 		"CHAT_COOKIE_SECURE":     "maybe",
 	} {
-		_, err := load(t, map[string]string{env: value})
-		require.Error(t, err, env)
+		// One subtest per variable: t.Setenv lasts until its test ends, so in a shared test
+		// an earlier bad variable would still be set and make every later case fail for
+		// the wrong reason.
+		t.Run(env, func(t *testing.T) {
+			_, err := load(t, map[string]string{env: value})
+			require.ErrorContains(t, err, env, "the error names the variable at fault")
+		})
 	}
 }
