@@ -43,11 +43,18 @@ func openReady(t testing.TB, url, tok string, header map[string]string) (*stream
 func TestStreamOpensWithRetryCommentReadyAndHeartbeat(t *testing.T) {
 	in := newInstance(t, func(c *Config, _ *events.Config) { c.Heartbeat = 50 * time.Millisecond })
 	alice := newUser(t, in, "alice")
-	s, cursor := openReady(t, in.URL+"/v1/events", alice.Token, nil)
+	// Asking for gzip explicitly turns off Go's transparent decompression, which would
+	// otherwise undo a compressed stream and delete its Content-Encoding before the test
+	// could see it.
+	s := openStream(t, in.URL+"/v1/events", alice.Token, map[string]string{"Accept-Encoding": "gzip, deflate, br"})
+	require.Equal(t, 200, s.Status)
+	require.Empty(t, s.Header.Get("Content-Encoding"), "a stream is never compressed, even for a client that accepts it")
 	require.Equal(t, "text/event-stream; charset=utf-8", s.Header.Get("Content-Type"))
 	require.Equal(t, "no-cache, no-transform", s.Header.Get("Cache-Control"))
 	require.Equal(t, "no", s.Header.Get("X-Accel-Buffering"))
-	require.Empty(t, s.Header.Get("Content-Encoding"))
+	ev := s.next(wait)
+	require.Equal(t, "ready", ev.Type)
+	cursor := decode[map[string]string](t, ev.Data)["cursor"]
 	retry, comments, _ := s.state()
 	require.Equal(t, 1000, retry)
 	require.Equal(t, "chatd stream", comments[0])
