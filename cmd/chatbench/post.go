@@ -38,11 +38,11 @@ func newPoster(b *bench, n int) *poster {
 		doneAt: make([]int64, n), ok: make([]bool, n)}
 }
 
-// target is the conversation and the sender of message i: conversation i % convs, its two
-// participants taking turns.
-func (p *poster) target(i int) (*conversation, *user) {
-	nc := len(p.b.convs)
-	c := &p.b.convs[i%nc]
+// conversationOf is the conversation and the sender of message i: conversation
+// i % len(convs), its two participants taking turns.
+func conversationOf(convs []conversation, i int) (*conversation, *user) {
+	nc := len(convs)
+	c := &convs[i%nc]
 	return c, c.users[(i/nc)%2]
 }
 
@@ -107,17 +107,8 @@ func (p *poster) closedLoop(ctx context.Context) {
 
 // post sends message i, whose body is "<scheduled unix nanos> <i>".
 func (p *poster) post(ctx context.Context, i int) {
-	c, from := p.target(i)
-	body := make([]byte, 0, 96)
-	body = append(body, `{"body":"`...)
-	body = strconv.AppendInt(body, p.sched[i], 10)
-	body = append(body, ' ')
-	body = strconv.AppendInt(body, int64(i), 10)
-	body = append(body, `","client_id":"`...)
-	body = append(body, p.b.opt.runID...)
-	body = append(body, '-')
-	body = strconv.AppendInt(body, int64(i), 10)
-	body = append(body, `"}`...)
+	c, from := conversationOf(p.b.convs, i)
+	body := messageBody(p.sched[i], i, p.b.opt.runID)
 	u := p.b.opt.urls[i%len(p.b.opt.urls)] + "/v1/conversations/" + c.id + "/messages"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
@@ -151,6 +142,21 @@ func (p *poster) post(ctx context.Context, i int) {
 	p.rejected.Add(1)
 	v, _ := p.byStatus.LoadOrStore(resp.StatusCode, new(atomic.Int64))
 	v.(*atomic.Int64).Add(1)
+}
+
+// messageBody is the JSON of message i: body "<sched unix nanos> <i>", client_id "<runID>-<i>".
+func messageBody(sched int64, i int, runID string) []byte {
+	body := make([]byte, 0, 96)
+	body = append(body, `{"body":"`...)
+	body = strconv.AppendInt(body, sched, 10)
+	body = append(body, ' ')
+	body = strconv.AppendInt(body, int64(i), 10)
+	body = append(body, `","client_id":"`...)
+	body = append(body, runID...)
+	body = append(body, '-')
+	body = strconv.AppendInt(body, int64(i), 10)
+	body = append(body, `"}`...)
+	return body
 }
 
 func (p *poster) fail(err error) {

@@ -60,6 +60,10 @@ type tracker struct {
 
 	start int64 // storm: unix nanos of the reconnection
 
+	// record keeps, per stream, the index and arrival time of every message event (-mode
+	// faults checks each recipient's own copy, not only the totals).
+	record bool
+
 	errMu    sync.Mutex
 	firstErr string
 }
@@ -100,6 +104,11 @@ type stream struct {
 	maxGap     int64 // longest heartbeat gap, ns (from ready, and to the end)
 	msgs       int32
 	caughtUpAt int64 // storm: unix nanos of the expected last message
+
+	// With tracker.record, every message event over all connections: its index and
+	// arrival (unix nanos).
+	got   []int32
+	gotAt []int64
 }
 
 // streamGroup is the streams of one phase, all ended by close.
@@ -271,7 +280,7 @@ func readHead(br *bufio.Reader) (io.Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad status line %q", status)
 	}
-	chunked, eventStream, length := false, false, int64(-1)
+	chunked, eventStream, length, retryAfter := false, false, int64(-1), ""
 	for {
 		line, err := br.ReadSlice('\n')
 		for err == bufio.ErrBufferFull { // a header line longer than the buffer: skip it
@@ -294,6 +303,8 @@ func readHead(br *bufio.Reader) (io.Reader, error) {
 			eventStream = bytes.HasPrefix(value, []byte("text/event-stream"))
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			length, _ = strconv.ParseInt(string(value), 10, 64)
+		case bytes.EqualFold(name, []byte("Retry-After")):
+			retryAfter = string(value)
 		}
 	}
 	var body io.Reader = br
@@ -305,13 +316,24 @@ func readHead(br *bufio.Reader) (io.Reader, error) {
 	}
 	if code != 200 || !eventStream {
 		msg, _ := io.ReadAll(io.LimitReader(body, 512))
-		err := fmt.Errorf("GET /v1/events: HTTP %d: %s", code, bytes.TrimSpace(msg))
-		if code == 429 {
-			err = fmt.Errorf("%w (too many streams for one user? CHAT_STREAMS_PER_USER)", err)
-		}
-		return nil, err
+		return nil, &openError{status: code, body: string(bytes.TrimSpace(msg)), retryAfter: retryAfter}
 	}
 	return body, nil
+}
+
+// openError is a refused stream: the server's status and the start of its answer.
+type openError struct {
+	status     int
+	body       string
+	retryAfter string // the Retry-After header, if any
+}
+
+func (e *openError) Error() string {
+	s := fmt.Sprintf("GET /v1/events: HTTP %d: %s", e.status, e.body)
+	if e.status == 429 {
+		s += " (too many streams for one user? CHAT_STREAMS_PER_USER)"
+	}
+	return s
 }
 
 // line handles one SSE line (without its terminator); it reports whether the stream has
@@ -399,6 +421,10 @@ func (s *stream) message(data []byte, t *tracker) {
 	}
 	if idx%t.nconv != s.conv {
 		t.misrouted.Add(1)
+	}
+	if t.record {
+		s.got = append(s.got, int32(idx))
+		s.gotAt = append(s.gotAt, now)
 	}
 	if n := t.deliveries[idx].Add(1); n <= 2 {
 		t.latency[2*idx+int(n)-1] = now - sent
