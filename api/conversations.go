@@ -122,8 +122,8 @@ func (s *Server) createGroup(ctx context.Context, me string, ids []string, title
 		switch {
 		case t == "":
 			title = nil
-		case !validText(t) || utf8.RuneCountInString(t) > maxTitleRunes:
-			return id, errorf(http.StatusUnprocessableEntity, "invalid_title", "title must be at most %d characters of text", maxTitleRunes)
+		case !validLine(t) || utf8.RuneCountInString(t) > maxTitleRunes:
+			return id, errorf(http.StatusUnprocessableEntity, "invalid_title", "title must be at most %d characters of text on one line, without control characters", maxTitleRunes)
 		default:
 			title = &t
 		}

@@ -46,6 +46,10 @@ func decodeBody(body []byte, v any) error {
 	if !utf8.Valid(body) {
 		return errorf(http.StatusBadRequest, "invalid_utf8", "the request body is not valid UTF-8")
 	}
+	if hasLoneSurrogate(body) {
+		// encoding/json would store it as U+FFFD: a silent change of what the client sent.
+		return errorf(http.StatusBadRequest, "invalid_utf8", "the request body has an unpaired surrogate escape (\\uD800-\\uDFFF)")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -63,8 +67,53 @@ func decodeBody(body []byte, v any) error {
 	return nil
 }
 
+// hasLoneSurrogate reports whether a JSON text escapes half of a UTF-16 surrogate pair
+// without the other half ("\ud800"). A backslash can only stand inside a string in valid
+// JSON, so the text is scanned without tracking strings; invalid JSON fails later anyway.
+func hasLoneSurrogate(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] != 'u' {
+			i++ // a two-character escape, such as \\ or \"
+			continue
+		}
+		r, ok := escapedRune(b[i:])
+		switch {
+		case !ok:
+			return false // malformed: the decoder reports it
+		case r >= 0xdc00 && r <= 0xdfff:
+			return true // a low half with no high half before it
+		case r >= 0xd800 && r <= 0xdbff:
+			if low, ok := escapedRune(b[i+6:]); !ok || low < 0xdc00 || low > 0xdfff {
+				return true
+			}
+			i += 11 // the pair
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// escapedRune reads a \uXXXX escape at the start of b.
+func escapedRune(b []byte) (rune, bool) {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[2:6]), 16, 16)
+	return rune(n), err == nil
+}
+
 // validText rejects strings PostgreSQL cannot store (NUL) and that no client means to send.
 func validText(s string) bool { return !strings.ContainsRune(s, 0) }
+
+// validLine is validText for one-line labels (titles): no control characters at all, so a
+// title cannot break a client's layout or a log line.
+func validLine(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) })
+}
 
 // validUserID is what a participant id may be: the same rules as a token's sub.
 func validUserID(s string) bool {
@@ -150,30 +199,44 @@ func (s *Server) limit(c *gin.Context) {
 	c.Next()
 }
 
-// streamCounter caps the concurrent streams (and long polls) of one user on one instance.
+// streamCounter caps the concurrent streams (and long polls) of one user and of the whole
+// instance.
 type streamCounter struct {
 	mu    sync.Mutex
-	max   int
+	max   int // per user
+	total int // per instance
+	all   int
 	users map[string]int
 }
 
-func newStreamCounter(max int) *streamCounter {
-	return &streamCounter{max: max, users: make(map[string]int)}
+func newStreamCounter(perUser, perInstance int) *streamCounter {
+	return &streamCounter{max: perUser, total: perInstance, users: make(map[string]int)}
 }
 
-func (s *streamCounter) acquire(user string) bool {
+// acquire takes a stream slot for user, or says which cap refuses it.
+func (s *streamCounter) acquire(user string, retry time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.total > 0 && s.all >= s.total {
+		// 503, not 429: nothing is wrong with this client, and a load balancer retries a
+		// 503 on another instance.
+		return &Error{Status: http.StatusServiceUnavailable, Code: "instance_full",
+			Message:    "this instance holds as many streams as it may; try again (another instance may answer)",
+			RetryAfter: max(1, int(retry.Seconds()))}
+	}
 	if s.max > 0 && s.users[user] >= s.max {
-		return false
+		return &Error{Status: http.StatusTooManyRequests, Code: "too_many_streams",
+			Message: "too many open streams for this user", RetryAfter: max(1, int(retry.Seconds()))}
 	}
 	s.users[user]++
-	return true
+	s.all++
+	return nil
 }
 
 func (s *streamCounter) release(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.all--
 	if s.users[user]--; s.users[user] <= 0 {
 		delete(s.users, user)
 	}
