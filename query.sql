@@ -205,6 +205,10 @@ ORDER BY m.conversation_id;
 INSERT INTO tickets (hash, user_id, token_expires, expires_at)
 VALUES (@hash, @user_id, @token_expires, @expires_at);
 
+-- name: PeekTicket :one
+-- Whose ticket this is, without using it up: a stream refused for its caps keeps its ticket.
+SELECT user_id FROM tickets WHERE hash = @hash AND expires_at > now();
+
 -- name: ConsumeTicket :one
 -- Single use: the row is gone once read, on whichever instance reads it first.
 DELETE FROM tickets WHERE hash = @hash AND expires_at > now()

@@ -21,6 +21,8 @@ const (
 	ctxUser    = "chatd.user"
 	ctxExpires = "chatd.expires"
 	ctxToken   = "chatd.token" // the bearer token, for POST /v1/session
+	// ctxStreamSlot is set when authentication took the stream's slot (see acceptTicket).
+	ctxStreamSlot = "chatd.stream_slot"
 )
 
 // sessionCookie carries the JWT itself, so it expires with the token.
@@ -84,21 +86,35 @@ func (s *Server) acceptToken(c *gin.Context, token string) error {
 }
 
 // acceptTicket consumes a single-use ticket. The row is deleted as it is read, so a
-// second use fails on every instance.
+// second use fails on every instance. The stream's slot is taken first: a stream refused
+// for its caps (429, 503) leaves the ticket for the retry.
 func (s *Server) acceptTicket(c *gin.Context, ticket string) error {
+	errTicket := errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket is unknown, expired or already used")
 	sum := sha256.Sum256([]byte(ticket))
-	row, err := s.q.ConsumeTicket(c, sum[:])
+	owner, err := s.q.PeekTicket(c, sum[:])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket is unknown, expired or already used")
+		return errTicket
 	}
 	if err != nil {
 		return err
 	}
-	if !row.TokenExpires.After(s.now()) {
-		return errUnauthenticated
+	if err := s.streams.acquire(owner, s.cfg.Retry); err != nil {
+		return err
+	}
+	row, err := s.q.ConsumeTicket(c, sum[:])
+	switch {
+	case errors.Is(err, pgx.ErrNoRows): // used meanwhile, on this instance or another
+		err = errTicket
+	case err == nil && !row.TokenExpires.After(s.now()):
+		err = errUnauthenticated
+	}
+	if err != nil {
+		s.streams.release(owner)
+		return err
 	}
 	c.Set(ctxUser, row.UserID)
 	c.Set(ctxExpires, row.TokenExpires)
+	c.Set(ctxStreamSlot, true)
 	return nil
 }
 

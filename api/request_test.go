@@ -96,19 +96,29 @@ func FuzzConversationCursor(f *testing.F) {
 	})
 }
 
-// BenchmarkAppendEvents frames a batch of 16 message events, as the stream does per wake-up.
-func BenchmarkAppendEvents(b *testing.B) {
+// BenchmarkAppendFrames collects the frames of a batch of 16 message events, as each
+// stream does per wake-up; the events are framed once, by the first stream.
+func BenchmarkAppendFrames(b *testing.B) {
 	data := []byte(`{"id":"0b5e3c3e-4a8e-4f5e-9a3c-2d6f8e7a1b2c","conversation_id":"0b5e3c3e-4a8e-4f5e-9a3c-2d6f8e7a1b2d","seq":42,"sender_id":"alice","body":"hello there, how are you doing today?","client_id":null,"created_at":"2026-11-29T08:00:00.123Z","edited_at":null,"deleted_at":null}`)
 	evs := make([]*events.Event, 16)
 	for i := range evs {
 		evs[i] = &events.Event{Cursor: events.Cursor{Tx: 1000, ID: int64(i + 1)}, Type: "message", Data: data}
 	}
-	buf := make([]byte, 0, 8192)
+	frames := make([][]byte, 0, len(evs))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data) * len(evs)))
 	for b.Loop() {
-		buf, _ = appendEvents(buf[:0], evs, events.Cursor{})
+		frames, _ = appendFrames(frames[:0], evs, events.Cursor{})
 	}
+}
+
+// Streams share the frame of an event: framing it for a thousand streams allocates it once.
+func TestFramesAreSharedBetweenStreams(t *testing.T) {
+	e := &events.Event{Cursor: events.Cursor{Tx: 7, ID: 9}, Type: "message", Data: []byte(`{"body":"hi"}`)}
+	a, _ := appendFrames(nil, []*events.Event{e}, events.Cursor{})
+	b, _ := appendFrames(nil, []*events.Event{e}, events.Cursor{})
+	require.Equal(t, "id: 7_9\nevent: message\ndata: {\"body\":\"hi\"}\n\n", string(a[0]))
+	require.Same(t, &a[0][0], &b[0][0], "the second stream reuses the first one's bytes")
 }
 
 // TestHijackedOutIgnoresEmptyWrites: an empty chunk ends a chunked body, so a batch whose

@@ -35,6 +35,7 @@ type Config struct {
 	Retry           time.Duration // SSE reconnect delay sent to clients
 	StreamLifetime  time.Duration // streams end after this (±10 %) so load balancers rebalance
 	StreamsPerUser  int           // concurrent streams of one user on one instance
+	MaxStreams      int           // concurrent streams of this instance (503 above it); 0: no cap
 	WriteTimeout    time.Duration // a stream write blocked this long ends the stream
 	WriteRate       float64       // writes per second per user (token bucket refill)
 	WriteBurst      int           // writes a user may make at once
@@ -80,7 +81,7 @@ func NewServer(cfg Config) *Server {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		limits:  newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
-		streams: newStreamCounter(cfg.StreamsPerUser),
+		streams: newStreamCounter(cfg.StreamsPerUser, cfg.MaxStreams),
 		users:   newUserCache(),
 		metrics: newMetrics(cfg.Registry, cfg.Hub, cfg.Log, cfg.Pool),
 	}

@@ -83,9 +83,10 @@ func appendID(b []byte, id string) []byte {
 }
 
 // streamWriter sends framed bytes to a client, each call one write and one flush under a
-// write deadline, so a client that stops reading is cut off instead of pinning memory.
+// write deadline, so a client that stops reading is cut off instead of pinning memory. The
+// frames may be shared with other streams: a writer never modifies or keeps them.
 type streamWriter interface {
-	send(b []byte) error
+	send(frames ...[]byte) error
 	close()
 }
 
@@ -145,12 +146,14 @@ type sseOut struct {
 	timeout time.Duration
 }
 
-func (o *sseOut) send(b []byte) error {
+func (o *sseOut) send(frames ...[]byte) error {
 	// Not every ResponseWriter supports deadlines (httptest's recorder does not); the
 	// write itself still fails once the client is gone.
 	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
-	if _, err := o.w.Write(b); err != nil {
-		return err
+	for _, b := range frames {
+		if _, err := o.w.Write(b); err != nil {
+			return err
+		}
 	}
 	return o.rc.Flush()
 }
@@ -169,15 +172,24 @@ func (o *hijackedOut) write(b []byte) error {
 	return err
 }
 
-func (o *hijackedOut) send(b []byte) error {
-	if len(b) == 0 {
+// send writes frames as one chunk with one system call (writev), without copying them.
+func (o *hijackedOut) send(frames ...[]byte) error {
+	n := 0
+	for _, b := range frames {
+		n += len(b)
+	}
+	if n == 0 {
 		return nil // a chunk of length 0 is the end of the body
 	}
-	chunk := make([]byte, 0, len(b)+16)
-	chunk = strconv.AppendInt(chunk, int64(len(b)), 16)
-	chunk = append(append(append(chunk, "\r\n"...), b...), "\r\n"...)
-	return o.write(chunk)
+	size := strconv.AppendInt(make([]byte, 0, 20), int64(n), 16)
+	bufs := make(net.Buffers, 0, len(frames)+2)
+	bufs = append(append(append(bufs, append(size, "\r\n"...)), frames...), crlf)
+	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+	_, err := bufs.WriteTo(o.conn)
+	return err
 }
+
+var crlf = []byte("\r\n")
 
 // close ends the body properly (the last chunk) and the connection: the client sees a
 // clean end of stream and reconnects.

@@ -15,10 +15,13 @@ import (
 // maxPollEvents bounds one long-poll answer; the client polls again from its cursor.
 const maxPollEvents = 500
 
-// tooManyStreams is the 429 for a user over its stream cap.
-func (s *Server) tooManyStreams() error {
-	return &Error{Status: http.StatusTooManyRequests, Code: "too_many_streams",
-		Message: "too many open streams for this user", RetryAfter: max(1, int(s.cfg.Retry.Seconds()))}
+// acquireStream takes the caller's stream slot, unless authenticating by ticket already
+// did (a ticket is only used up once the stream is sure to open).
+func (s *Server) acquireStream(c *gin.Context) error {
+	if c.GetBool(ctxStreamSlot) {
+		return nil
+	}
+	return s.streams.acquire(user(c), s.cfg.Retry)
 }
 
 // start is where a stream or poll begins: after the client's cursor when it may resume
@@ -71,8 +74,8 @@ func (s *Server) checkNotPruned(c *gin.Context, from, head events.Cursor, out st
 // of idle streams. Elsewhere (HTTP/2) the stream stays in the handler.
 func (s *Server) stream(c *gin.Context) error {
 	me := user(c)
-	if !s.streams.acquire(me) {
-		return s.tooManyStreams()
+	if err := s.acquireStream(c); err != nil {
+		return err
 	}
 	ls := &liveStream{s: s, user: me, requestID: requestID(c)}
 	defer func() {
@@ -125,14 +128,14 @@ func (s *Server) stream(c *gin.Context) error {
 	ls.last = st.from
 	if ls.last.Less(head) {
 		err := s.cfg.Log.Backfill(c, me, ls.last, head, func(evs []*events.Event) error {
-			var b []byte
+			var frames [][]byte
 			select {
 			case <-ls.heartbeat.C: // a long replay still keeps proxies' idle timers at bay
-				b = appendComment(b, "ping")
+				frames = append(frames, ping)
 			default:
 			}
-			b, ls.last = appendEvents(b, evs, ls.last)
-			return out.send(b)
+			frames, ls.last = appendFrames(frames, evs, ls.last)
+			return out.send(frames...)
 		})
 		if err != nil {
 			s.log.Info("stream replay ended", "request_id", ls.requestID, "err", err)
@@ -184,9 +187,9 @@ func (ls *liveStream) run(gone <-chan struct{}) {
 		case <-ls.sub.Ready():
 			evs, done, overflowed := ls.sub.Take()
 			// Every event may be one the replay already sent: then there is nothing to write.
-			if b, last := appendEvents(nil, evs, ls.last); len(b) > 0 {
+			if frames, last := appendFrames(nil, evs, ls.last); len(frames) > 0 {
 				ls.last = last
-				if err := ls.out.send(b); err != nil {
+				if err := ls.out.send(frames...); err != nil {
 					return
 				}
 			}
@@ -198,7 +201,7 @@ func (ls *liveStream) run(gone <-chan struct{}) {
 				return
 			}
 		case <-ls.heartbeat.C:
-			if err := ls.out.send(appendComment(nil, "ping")); err != nil {
+			if err := ls.out.send(ping); err != nil {
 				return
 			}
 		case <-ls.expiry.C:
@@ -230,21 +233,32 @@ func (ls *liveStream) end() {
 	ls.s.streams.release(ls.user)
 }
 
-// appendEvents frames evs, skipping durable events at or before last (already sent), and
-// returns the new last position.
-func appendEvents(b []byte, evs []*events.Event, last events.Cursor) ([]byte, events.Cursor) {
+// ping is the heartbeat comment.
+var ping = appendComment(nil, "ping")
+
+// appendFrames appends the frames of evs, skipping durable events at or before last
+// (already sent), and returns the new last position. Frames are the events' own (see
+// events.Event.Frame): streams share them and never copy them.
+func appendFrames(frames [][]byte, evs []*events.Event, last events.Cursor) ([][]byte, events.Cursor) {
 	for _, e := range evs {
-		if !e.Durable() {
-			b = appendEvent(b, "", e.Type, e.Data)
-			continue
+		if e.Durable() {
+			if !last.Less(e.Cursor) {
+				continue
+			}
+			last = e.Cursor
 		}
-		if !last.Less(e.Cursor) {
-			continue
-		}
-		last = e.Cursor
-		b = appendDurable(b, last, e.Type, e.Data)
+		frames = append(frames, e.Frame(frameEvent))
 	}
-	return b, last
+	return frames, last
+}
+
+// frameEvent frames one event for text/event-stream, with its cursor as the id when it is
+// durable.
+func frameEvent(e *events.Event) []byte {
+	if e.Durable() {
+		return appendDurable(nil, e.Cursor, e.Type, e.Data)
+	}
+	return appendEvent(nil, "", e.Type, e.Data)
 }
 
 // pollEvent is one event in a long-poll answer.
@@ -266,8 +280,8 @@ func (s *Server) poll(c *gin.Context) error {
 		return err
 	}
 	me := user(c)
-	if !s.streams.acquire(me) {
-		return s.tooManyStreams()
+	if err := s.acquireStream(c); err != nil {
+		return err
 	}
 	defer s.streams.release(me)
 	sub, head := s.cfg.Hub.Subscribe(me)

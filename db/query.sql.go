@@ -1083,6 +1083,18 @@ func (q *Queries) OnlineAmong(ctx context.Context, arg OnlineAmongParams) ([]str
 	return items, nil
 }
 
+const peekTicket = `-- name: PeekTicket :one
+SELECT user_id FROM tickets WHERE hash = $1 AND expires_at > now()
+`
+
+// Whose ticket this is, without using it up: a stream refused for its caps keeps its ticket.
+func (q *Queries) PeekTicket(ctx context.Context, hash []byte) (string, error) {
+	row := q.db.QueryRow(ctx, peekTicket, hash)
+	var user_id string
+	err := row.Scan(&user_id)
+	return user_id, err
+}
+
 const presenceOf = `-- name: PresenceOf :many
 SELECT u.id, u.last_seen_at,
     EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id

@@ -15,7 +15,21 @@ type Event struct {
 	// Except, when set, is a recipient who does not get the event (the typist of a typing
 	// event).
 	Except string
+
+	frameOnce sync.Once
+	frame     []byte
 }
+
+// Frame returns the event as the stream sends it, made by render the first time it is
+// asked for and shared by every stream after that: a thousand streams behind on the same
+// event hold one copy of it, not a thousand.
+func (e *Event) Frame(render func(*Event) []byte) []byte {
+	e.frameOnce.Do(func() { e.frame = render(e) })
+	return e.frame
+}
+
+// size is what a pending event counts against a subscriber's byte bound.
+func (e *Event) size() int { return len(e.Data) + len(e.Type) + 64 }
 
 // Durable reports whether the event is stored in the log and carries an id.
 func (e *Event) Durable() bool { return !e.Cursor.IsZero() }
@@ -30,13 +44,20 @@ type Hub struct {
 	// arrives later replays up to claimed from the log instead.
 	claimed Cursor
 	users   map[string]map[*Subscriber]struct{}
-	limit   int
+	limit   Limit
 	closed  bool
 }
 
-// NewHub returns a hub whose subscribers may each fall at most limit events behind before
-// they are cut off.
-func NewHub(limit int) *Hub {
+// Limit is how far a subscriber may fall behind before it is cut off: at most Events
+// events and Bytes bytes of event data pending, whichever comes first.
+type Limit struct {
+	Events int
+	Bytes  int
+}
+
+// NewHub returns a hub whose subscribers may each fall at most limit behind before they
+// are cut off.
+func NewHub(limit Limit) *Hub {
 	return &Hub{users: make(map[string]map[*Subscriber]struct{}), limit: limit}
 }
 
@@ -49,6 +70,7 @@ type Subscriber struct {
 	hub        *Hub
 	mu         sync.Mutex
 	pending    []*Event
+	bytes      int           // the size of pending
 	ready      chan struct{} // has a value while pending is non-empty or the subscriber is done
 	overflowed bool
 	done       bool
@@ -191,18 +213,19 @@ func (h *Hub) Close() {
 	h.users = make(map[string]map[*Subscriber]struct{})
 }
 
-func (s *Subscriber) push(e *Event, limit int) {
+func (s *Subscriber) push(e *Event, limit Limit) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
 		return
 	}
-	if len(s.pending) >= limit {
+	if len(s.pending) >= limit.Events || (limit.Bytes > 0 && s.bytes+e.size() > limit.Bytes) {
 		s.overflowed = true
 		s.done = true
-		s.pending = nil
+		s.pending, s.bytes = nil, 0
 	} else {
 		s.pending = append(s.pending, e)
+		s.bytes += e.size()
 	}
 	select {
 	case s.ready <- struct{}{}:
@@ -228,6 +251,6 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 func (s *Subscriber) Take() (evs []*Event, done, overflowed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	evs, s.pending = s.pending, nil
+	evs, s.pending, s.bytes = s.pending, nil, 0
 	return evs, s.done, s.overflowed
 }

@@ -13,7 +13,7 @@ func durable(tx uint64, id int64, to ...string) *Event {
 }
 
 func TestHubRoutesToRecipientsInOrder(t *testing.T) {
-	h := NewHub(100)
+	h := NewHub(Limit{Events: 100})
 	alice, _ := h.Subscribe("alice")
 	alice2, _ := h.Subscribe("alice")
 	bob, _ := h.Subscribe("bob")
@@ -34,7 +34,7 @@ func TestHubRoutesToRecipientsInOrder(t *testing.T) {
 }
 
 func TestHubSkipsWhatItAlreadyPublished(t *testing.T) {
-	h := NewHub(100)
+	h := NewHub(Limit{Events: 100})
 	s, head := h.Subscribe("alice")
 	require.True(t, head.IsZero())
 	h.Publish([]*Event{durable(1, 1, "alice"), durable(1, 2, "alice")})
@@ -44,7 +44,7 @@ func TestHubSkipsWhatItAlreadyPublished(t *testing.T) {
 }
 
 func TestHubCutsOffASubscriberThatFallsBehind(t *testing.T) {
-	h := NewHub(16)
+	h := NewHub(Limit{Events: 16})
 	slow, _ := h.Subscribe("alice")
 	fast, _ := h.Subscribe("alice")
 	for i := int64(1); i <= 1000; i++ {
@@ -64,7 +64,7 @@ func TestHubCutsOffASubscriberThatFallsBehind(t *testing.T) {
 }
 
 func TestHubCloseEndsSubscribers(t *testing.T) {
-	h := NewHub(16)
+	h := NewHub(Limit{Events: 16})
 	s, _ := h.Subscribe("alice")
 	h.Close()
 	<-s.Ready()
@@ -80,7 +80,7 @@ func TestHubCloseEndsSubscribers(t *testing.T) {
 // BenchmarkHubFanOut publishes one event to a user with two streams among 10,000 idle
 // users, the shape of a 1:1 message on a busy instance.
 func BenchmarkHubFanOut(b *testing.B) {
-	h := NewHub(1 << 30)
+	h := NewHub(Limit{Events: 1 << 30})
 	for i := 0; i < 10_000; i++ {
 		h.Subscribe(fmt.Sprintf("user%d", i))
 	}
@@ -132,7 +132,7 @@ func TestPackFitsNotifications(t *testing.T) {
 // who gets it; a stream subscribing in between must replay the batch from the log (its
 // head is the claim), since the reader may not render the batch for it.
 func TestSubscribeAfterClaimReplaysTheClaimedBatch(t *testing.T) {
-	h := NewHub(16)
+	h := NewHub(Limit{Events: 16})
 	h.Publish([]*Event{durable(1, 1, "alice")})
 	h.Claim(Cursor{Tx: 1, ID: 5})
 	_, head := h.Subscribe("late")

@@ -49,6 +49,10 @@ type Config struct {
 	// StreamBuffer is how many events a stream may fall behind before the hub cuts it
 	// off. Default 1024.
 	StreamBuffer int
+	// StreamBufferBytes is how many bytes of event data a stream may fall behind before
+	// the hub cuts it off: a few large events weigh as much as many small ones. Default
+	// 1 MiB.
+	StreamBufferBytes int
 	// Online answers the participants' online flag of conversation events; nil means false.
 	Online func(ctx context.Context, users []string) map[string]bool
 	Logger *slog.Logger
@@ -92,13 +96,16 @@ func NewLog(cfg Config) *Log {
 	if cfg.StreamBuffer <= 0 {
 		cfg.StreamBuffer = 1024
 	}
+	if cfg.StreamBufferBytes <= 0 {
+		cfg.StreamBufferBytes = 1 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	id := make([]byte, 8)
 	_, _ = crand.Read(id) // crypto/rand never fails on supported platforms
 	return &Log{
-		cfg: cfg, q: db.New(cfg.Pool), hub: NewHub(cfg.StreamBuffer), instance: hex.EncodeToString(id),
+		cfg: cfg, q: db.New(cfg.Pool), hub: NewHub(Limit{Events: cfg.StreamBuffer, Bytes: cfg.StreamBufferBytes}), instance: hex.EncodeToString(id),
 		wake: make(chan struct{}, 1), ring: make(chan struct{}, 1), ephemeral: make(chan []byte, 1024),
 	}
 }
