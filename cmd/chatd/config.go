@@ -89,34 +89,69 @@ func (c *config) settings() []setting {
 
 // load fills c from the environment, then from args (flags mirror the variables).
 func (c *config) load(fs *flag.FlagSet, args []string) error {
+	explicit := make(map[string]bool) // settings given by a variable or a flag
 	for _, s := range c.settings() {
 		v, ok := os.LookupEnv(s.env)
 		if !ok {
 			v = s.def
 		}
-		if s.env == "CHAT_JWT_SECRET" {
-			if file := os.Getenv("CHAT_JWT_SECRET_FILE"); file != "" && !ok {
-				b, err := os.ReadFile(file)
-				if err != nil {
-					return fmt.Errorf("CHAT_JWT_SECRET_FILE: %w", err)
-				}
-				v = strings.TrimRight(string(b), "\r\n")
+		if s.env == "CHAT_JWT_SECRET" && !ok {
+			secret, fromFile, err := jwtSecret()
+			if err != nil {
+				return err
 			}
+			v, ok = secret, fromFile
 		}
+		explicit[s.env] = ok
 		if err := set(s.target, v); err != nil {
 			return fmt.Errorf("%s=%q: %w", s.env, v, err)
 		}
 		name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.env, "CHAT_")), "_", "-")
-		fs.Func(name, s.usage+" ($"+s.env+")", func(v string) error { return set(s.target, v) })
+		fs.Func(name, s.usage+" ($"+s.env+")", func(v string) error {
+			explicit[s.env] = true
+			return set(s.target, v)
+		})
 	}
-	fs.BoolVar(&c.Dev, "dev", false, "demo mode: random secret unless one is set, plain-http cookies, a sign-in page that mints tokens for any name; never for production")
+	fs.BoolVar(&c.Dev, "dev", false, "demo mode on loopback: random secret, plain-http cookies, a sign-in page that mints tokens for any name; never for production")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if c.ListenURL == "" {
 		c.ListenURL = c.DatabaseURL
 	}
+	if c.Dev {
+		// Dev mode lets anyone mint a token for anyone: keep it off the network unless an
+		// address is asked for, and never let it mint tokens with a real secret.
+		if !explicit["CHAT_ADDR"] {
+			c.Addr = devAddr
+		}
+		if explicit["CHAT_JWT_SECRET"] {
+			return errors.New("-dev refuses to start with CHAT_JWT_SECRET or CHAT_JWT_SECRET_FILE set: " +
+				"its sign-in page mints tokens for any user with that secret; unset it (dev mode picks a random one)")
+		}
+	}
 	return c.validate()
+}
+
+// devAddr is where -dev listens unless CHAT_ADDR or -addr says otherwise: loopback only.
+const devAddr = "127.0.0.1:8080"
+
+// jwtSecret reads CHAT_JWT_SECRET, or the file CHAT_JWT_SECRET_FILE names without its
+// trailing line break (editors and `echo` add one); given reports whether either was set.
+// `serve` and `token` both read the secret here, so they always agree on it.
+func jwtSecret() (secret string, given bool, err error) {
+	if v, ok := os.LookupEnv("CHAT_JWT_SECRET"); ok {
+		return v, true, nil
+	}
+	file := os.Getenv("CHAT_JWT_SECRET_FILE")
+	if file == "" {
+		return "", false, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", true, fmt.Errorf("CHAT_JWT_SECRET_FILE: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), true, nil
 }
 
 func set(target any, v string) error {

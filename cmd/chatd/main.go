@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,7 +52,7 @@ func main() {
 	case "migrate":
 		err = migrate(ctx, os.Args[2:])
 	case "token":
-		err = token(os.Args[2:])
+		err = token(os.Args[2:], os.Stdout)
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -78,7 +79,7 @@ func migrate(ctx context.Context, args []string) error {
 	return db.Migrate(ctx, pool, chatd.Schema)
 }
 
-func token(args []string) error {
+func token(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	sub := fs.String("sub", "", "the user id (sub claim)")
 	name := fs.String("name", "", "display name (name claim)")
@@ -86,13 +87,9 @@ func token(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	secret := os.Getenv("CHAT_JWT_SECRET")
-	if file := os.Getenv("CHAT_JWT_SECRET_FILE"); secret == "" && file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return err
-		}
-		secret = string(b)
+	secret, _, err := jwtSecret()
+	if err != nil {
+		return err
 	}
 	if secret == "" || *sub == "" {
 		return errors.New("chatd token needs CHAT_JWT_SECRET and --sub")
@@ -103,7 +100,7 @@ func token(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(t)
+	fmt.Fprintln(stdout, t)
 	return nil
 }
 
@@ -118,11 +115,9 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		if !explicit {
 			cfg.CookieSecure = false // the demo runs on plain http
 		}
-		if cfg.JWTSecret == "" {
-			b := make([]byte, 32)
-			_, _ = rand.Read(b)
-			cfg.JWTSecret = hex.EncodeToString(b)
-		}
+		b := make([]byte, 32) // load refused a configured secret
+		_, _ = rand.Read(b)
+		cfg.JWTSecret = hex.EncodeToString(b)
 		devSecret = []byte(cfg.JWTSecret)
 		logger.Warn("DEV MODE: anyone can mint a token for any user at POST /dev/token; never run this in production")
 		if err := db.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
