@@ -21,6 +21,11 @@
 //	storm  open S streams, close them all, post -missed messages into every conversation,
 //	       reconnect all S streams at once with Last-Event-ID and time until every stream has
 //	       received exactly its missed messages.
+//	faults starts its own processes (faults.go; faults.sh builds and runs it, as CI does):
+//	       two chatd instances (-chatd) on loopback ports and a scratch database; posts
+//	       steadily while it kills one instance with SIGKILL and then restarts PostgreSQL
+//	       (-pg-ctl); then checks that every acknowledged message reached each recipient's
+//	       stream and the history exactly once. -url is not used.
 //
 // After creating the conversations, chatbench waits until the instances' log readers have
 // fanned out the conversation events (chatd_events_read_total), so the measurements that
@@ -88,6 +93,15 @@ type options struct {
 	pgbench   bool
 	runID     string
 	poolCap   int
+
+	// -mode faults
+	chatdBin string
+	pgCtl    string
+	pgServer string
+	pgDown   time.Duration
+	workDir  string
+	phases   string
+	timeout  time.Duration
 }
 
 func parseFlags(args []string) (options, error) {
@@ -95,7 +109,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	urls := fs.String("url", "http://127.0.0.1:8080", "comma-separated base URLs of chatd instances (streams and POSTs are spread over them)")
 	fs.StringVar(&o.secret, "secret", os.Getenv("CHAT_JWT_SECRET"), "HS256 secret the server runs with (default $CHAT_JWT_SECRET)")
-	fs.StringVar(&o.mode, "mode", "load", "load, idle or storm")
+	fs.StringVar(&o.mode, "mode", "load", "load, idle, storm or faults")
 	fs.IntVar(&o.streams, "streams", 200, "event streams to open: two per 1:1 conversation, so streams/2 conversations")
 	fs.Float64Var(&o.rate, "rate", 500, "load: target messages per second (open loop)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "load: how long to post (and pgbench's run time)")
@@ -111,6 +125,13 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.pgbench, "pgbench", false, "also run pgbench single-row INSERTs against -db (load mode) for a throughput ratio")
 	fs.IntVar(&o.poolCap, "pool-cap", 20, "the server's CHAT_DB_MAX_CONNS per instance, to judge -db connection counts")
 	fs.StringVar(&o.runID, "run-id", "", "prefix of user ids (default: random), so runs never collide")
+	fs.StringVar(&o.chatdBin, "chatd", "", "faults: the chatd binary to run")
+	fs.StringVar(&o.pgCtl, "pg-ctl", "", `faults: command that stops and starts PostgreSQL when "stop" or "start" is appended, e.g. "pg_ctlcluster --skip-systemctl-redirect 15 main"`)
+	fs.StringVar(&o.pgServer, "pg", "postgres://127.0.0.1:5432/postgres?sslmode=disable", "faults: PostgreSQL server to create the scratch database on (loopback only)")
+	fs.DurationVar(&o.pgDown, "pg-down", 3*time.Second, "faults: how long PostgreSQL stays stopped")
+	fs.StringVar(&o.workDir, "work-dir", "", "faults: directory for chatd logs and the pid file (default: a new temporary one)")
+	fs.StringVar(&o.phases, "phases", "kill,pg", "faults: which faults to inject: kill (SIGKILL of one instance), pg (PostgreSQL restart)")
+	fs.DurationVar(&o.timeout, "timeout", 85*time.Second, "faults: the whole run, cleanup excluded, ends after this")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: chatbench [flags]   (see `go doc ./cmd/chatbench` for the modes)")
 		fs.PrintDefaults()
@@ -134,13 +155,16 @@ func parseFlags(args []string) (options, error) {
 		_, _ = rand.Read(b)
 		o.runID = "cb" + hex.EncodeToString(b)
 	}
+	if o.mode == "faults" {
+		return o, o.checkFaults()
+	}
 	switch {
 	case len(o.urls) == 0 || len(o.urls) > 255:
 		return o, errors.New("-url: give 1 to 255 instances")
 	case o.secret == "":
 		return o, errors.New("-secret (or $CHAT_JWT_SECRET) is required: the server's CHAT_JWT_SECRET")
 	case o.mode != "load" && o.mode != "idle" && o.mode != "storm":
-		return o, fmt.Errorf("-mode %q: want load, idle or storm", o.mode)
+		return o, fmt.Errorf("-mode %q: want load, idle, storm or faults", o.mode)
 	case o.streams < 2 || o.streams%2 != 0:
 		return o, errors.New("-streams must be even and at least 2 (two per conversation)")
 	case o.mode == "load" && (o.rate <= 0 || o.duration <= 0):
@@ -174,6 +198,9 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if opt.mode == "faults" {
+		return runFaults(ctx, opt)
+	}
 
 	res := &Result{Mode: opt.mode, RunID: opt.runID, Instances: opt.urls, Streams: opt.streams,
 		Clients: opt.clients, Sources: opt.sources, DB: &DBResult{}}

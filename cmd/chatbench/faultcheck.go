@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// faultCounts is what the checks after the run found.
+type faultCounts struct {
+	acked, replays                int64
+	streamLost, streamDups        int // acknowledged messages missing from / repeated in a recipient's stream
+	streamShort                   int // streams that got fewer messages than the history holds
+	histMessages                  int
+	histLost, histDups, histGaps  int
+	histMismatch, histUnacked     int // seq or id differing from the acknowledgement; stored but never acknowledged
+	deliveries                    int64
+	killWait, pgWait              time.Duration // longest first attempt -> acknowledgement of a message the fault hit
+	killStreams, pgStreams        time.Duration // until every stream delivered a message again after the fault
+	pgFirstAck                    time.Duration // first acknowledgement after PostgreSQL was back
+	killConnErrMsgs, killReplayed int           // messages hit by a connection error; of those answered 200 (stored before the kill)
+	pg503Msgs                     int           // messages that got at least one 503
+	historyErr                    error
+	logErrors                     map[string]int // chatd's ERROR log lines by message
+	logBugs                       []string       // chatd log lines that mean a bug
+}
+
+// verify runs the checks; every failure goes to r.failures.
+func (r *faultRun) verify(ctx context.Context) {
+	if r.fp == nil || r.fs == nil {
+		return
+	}
+	c := &faultCounts{}
+	r.counts = c
+	p := r.fp
+
+	// The answers the senders got.
+	c.acked, c.replays = p.acked.Load(), p.replays.Load()
+	fs := r.fs
+	r.failNonZero("",
+		tally{p.bad5xx.Load(), "POST answers were a 5xx other than 503 (a 500 is a bug)"},
+		tally{p.s503Bare.Load(), "POST answers were 503 without a valid Retry-After"},
+		tally{p.refused.Load(), "POSTs were refused for good (4xx) or answered unreadably"},
+		tally{p.firstTry200.Load(), "new messages were answered 200 (a replay) on their first attempt"},
+		tally{p.gaveUp.Load(), fmt.Sprintf("messages were never acknowledged within %s of retrying", faultMsgTimeout)},
+		tally{p.connErrsPG.Load(), "POSTs ended in a connection error (no answer) while PostgreSQL was restarting: want 503"},
+		tally{fs.bad5xx.Load(), "stream opens were refused with a 5xx other than 503"},
+		tally{fs.s503Bare.Load(), "stream opens were refused with 503 without a valid Retry-After"},
+		tally{fs.refusals.Load(), "stream opens were refused with a 4xx"})
+	if r.pgr != nil && p.s503.Load() == 0 {
+		r.fail("no POST got 503 while PostgreSQL was down")
+	}
+	if c.acked == 0 {
+		r.fail("no message was acknowledged at all")
+	}
+	if p.full.Load() > 0 {
+		logf("note: the senders used every message slot (%d) and stopped early", len(p.msgs))
+	}
+
+	// Each recipient's stream: every acknowledged message exactly once.
+	t := r.t
+	c.deliveries = t.delivered.Load()
+	nc := len(r.b.convs)
+	counts := make([][]int32, len(r.b.streams)) // per stream, per message index
+	for k, s := range r.b.streams {
+		counts[k] = make([]int32, len(p.msgs))
+		for _, idx := range s.got {
+			counts[k][idx]++
+		}
+	}
+	for k := range r.b.streams {
+		for i, n := range counts[k] {
+			if n > 1 {
+				c.streamDups++
+				if c.streamDups <= 3 {
+					logf("stream of %s: message %d (seq %d) arrived %d times", r.b.streams[k].user.id, i, p.msgs[i].seq, n)
+				}
+			}
+		}
+	}
+	for i := range p.msgs {
+		if p.msgs[i].ackAt == 0 {
+			continue
+		}
+		for side := 0; side < 2; side++ {
+			k := 2*(i%nc) + side
+			if counts[k][i] == 0 {
+				c.streamLost++
+				if c.streamLost <= 3 {
+					logf("stream of %s: acknowledged message %d (seq %d, id %s) never arrived", r.b.streams[k].user.id, i, p.msgs[i].seq, p.msgs[i].id)
+				}
+			}
+		}
+	}
+	if c.streamLost > 0 {
+		r.fail("%d (message, recipient) pairs: an acknowledged message missing from a recipient's stream", c.streamLost)
+	}
+	if c.streamDups > 0 {
+		r.fail("%d (message, recipient) pairs: a message delivered more than once to the same stream", c.streamDups)
+	}
+	r.failNonZero(" (first: "+t.firstErr+")",
+		tally{t.seqErrs.Load(), "message events out of seq order (a gap or a repeat) on a stream"},
+		tally{t.misrouted.Load(), "message events of another conversation"},
+		tally{t.unparsed.Load(), "message events chatbench could not parse"},
+		tally{t.resets.Load(), "`event: reset` on a resume by Last-Event-ID"})
+
+	// The history: every acknowledged message exactly once, seqs 1..n.
+	hist, err := r.history(ctx)
+	if err != nil {
+		c.historyErr = err
+		r.fail("history: %v", err)
+	} else {
+		r.checkHistory(c, hist)
+		for k, s := range r.b.streams {
+			if len(s.got) < len(hist[k/2]) {
+				c.streamShort++
+			}
+		}
+		if c.streamShort > 0 {
+			r.fail("%d streams received fewer messages than their conversation's history holds", c.streamShort)
+		}
+	}
+
+	r.recoveryTimes(c)
+	c.logErrors = map[string]int{}
+	for _, in := range r.inst {
+		c.logBugs = append(c.logBugs, in.logProblems(c.logErrors, 5)...)
+	}
+	if len(c.logBugs) > 0 {
+		r.fail("chatd logged a panic or an internal error (see below)")
+	}
+}
+
+// tally is a count of something that must not happen.
+type tally struct {
+	n    int64
+	what string
+}
+
+// failNonZero records a failure for each tally above zero.
+func (r *faultRun) failNonZero(suffix string, ts ...tally) {
+	for _, t := range ts {
+		if t.n > 0 {
+			r.fail("%d %s%s", t.n, t.what, suffix)
+		}
+	}
+}
+
+// histMsg is one message of the history, as chatbench reads it.
+type histMsg struct {
+	ID       string `json:"id"`
+	Seq      int64  `json:"seq"`
+	Body     string `json:"body"`
+	ClientID string `json:"client_id"`
+}
+
+// history reads every conversation's messages page by page (after_seq, 200 at a time) from
+// instance A.
+func (r *faultRun) history(ctx context.Context) ([][]histMsg, error) {
+	out := make([][]histMsg, len(r.b.convs))
+	for ci := range r.b.convs {
+		conv := &r.b.convs[ci]
+		var after int64
+		for pages := 0; ; pages++ {
+			if pages > 1000 {
+				return nil, fmt.Errorf("conversation %s: more than 1000 pages", conv.id)
+			}
+			var page struct {
+				Messages []histMsg `json:"messages"`
+				HasMore  bool      `json:"has_more"`
+			}
+			u := fmt.Sprintf("%s/v1/conversations/%s/messages?after_seq=%d&limit=200", r.inst[0].url, conv.id, after)
+			var err error
+			for try := 0; try < 5; try++ {
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err = r.b.callJSON(cctx, http.MethodGet, u, conv.users[0].token, nil, &page)
+				cancel()
+				if err == nil {
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("conversation %s after seq %d: %w", conv.id, after, err)
+			}
+			out[ci] = append(out[ci], page.Messages...)
+			if len(page.Messages) > 0 {
+				after = page.Messages[len(page.Messages)-1].Seq
+			}
+			if !page.HasMore || len(page.Messages) == 0 {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// checkHistory compares the history with the acknowledgements.
+func (r *faultRun) checkHistory(c *faultCounts, hist [][]histMsg) {
+	p := r.fp
+	nc := len(r.b.convs)
+	seen := make([]int32, len(p.msgs))
+	for ci, msgs := range hist {
+		c.histMessages += len(msgs)
+		for j, m := range msgs {
+			if m.Seq != int64(j+1) {
+				c.histGaps++
+				if c.histGaps <= 3 {
+					logf("history of %s: seq %d at position %d (want %d)", r.b.convs[ci].id, m.Seq, j+1, j+1)
+				}
+			}
+			idx, ok := historyIndex(m, r.opt.runID)
+			if !ok || idx >= len(p.msgs) || idx%nc != ci {
+				c.histMismatch++
+				logf("history of %s: a message chatbench did not send there: %+v", r.b.convs[ci].id, m)
+				continue
+			}
+			seen[idx]++
+			a := &p.msgs[idx]
+			switch {
+			case a.ackAt == 0:
+				c.histUnacked++
+			case a.seq != m.Seq || a.id != m.ID:
+				c.histMismatch++
+				logf("history of %s: message %d stored as seq %d id %s, acknowledged as seq %d id %s", r.b.convs[ci].id, idx, m.Seq, m.ID, a.seq, a.id)
+			}
+		}
+	}
+	for i := range p.msgs {
+		switch {
+		case seen[i] > 1:
+			c.histDups++
+			if c.histDups <= 3 {
+				logf("history: message %d stored %d times", i, seen[i])
+			}
+		case seen[i] == 0 && p.msgs[i].ackAt != 0:
+			c.histLost++
+			if c.histLost <= 3 {
+				logf("history: acknowledged message %d (seq %d, id %s) is not stored", i, p.msgs[i].seq, p.msgs[i].id)
+			}
+		}
+	}
+	if c.histLost > 0 {
+		r.fail("history: %d acknowledged messages missing", c.histLost)
+	}
+	if c.histDups > 0 {
+		r.fail("history: %d messages stored more than once (one client_id, several messages)", c.histDups)
+	}
+	if c.histGaps > 0 {
+		r.fail("history: %d seqs out of place (a gap or a repeat)", c.histGaps)
+	}
+	if c.histMismatch > 0 {
+		r.fail("history: %d messages differ from their acknowledgement or were never sent", c.histMismatch)
+	}
+}
+
+// historyIndex is the message index in a stored message: its client_id "<runID>-<i>", which
+// must agree with its body "<sched> <i>".
+func historyIndex(m histMsg, runID string) (int, bool) {
+	s, ok := strings.CutPrefix(m.ClientID, runID+"-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(s)
+	if err != nil || i < 0 {
+		return 0, false
+	}
+	_, b, ok := strings.Cut(m.Body, " ")
+	if !ok || b != s {
+		return 0, false
+	}
+	return i, true
+}
+
+// recoveryTimes measures how long the clients took to get going again after each fault.
+func (r *faultRun) recoveryTimes(c *faultCounts) {
+	p := r.fp
+	var killAt, backAt, stopAt int64
+	if r.kill != nil {
+		killAt = r.kill.at.UnixNano()
+	}
+	if r.pgr != nil && !r.pgr.back.IsZero() {
+		stopAt, backAt = r.pgr.stopAt.UnixNano(), r.pgr.back.UnixNano()
+	}
+	firstAck := int64(0)
+	for i := range p.msgs {
+		m := &p.msgs[i]
+		if m.first == 0 || m.ackAt == 0 {
+			continue
+		}
+		wait := time.Duration(m.ackAt - m.first)
+		if m.connErr && killAt != 0 && (stopAt == 0 || m.first < stopAt) {
+			c.killConnErrMsgs++
+			if m.status == http.StatusOK {
+				c.killReplayed++
+			}
+			c.killWait = max(c.killWait, wait)
+		}
+		if m.saw503 {
+			c.pg503Msgs++
+			c.pgWait = max(c.pgWait, wait)
+		}
+		if backAt != 0 && m.ackAt >= backAt && (firstAck == 0 || m.ackAt < firstAck) {
+			firstAck = m.ackAt
+		}
+	}
+	if firstAck != 0 {
+		c.pgFirstAck = time.Duration(firstAck - backAt)
+	}
+	c.killStreams = r.streamsDeliveringAfter(killAt)
+	c.pgStreams = r.streamsDeliveringAfter(backAt)
+}
+
+// streamsDeliveringAfter is how long after at every stream had received a message again
+// (-1 when one never did; 0 when at is 0).
+func (r *faultRun) streamsDeliveringAfter(at int64) time.Duration {
+	if at == 0 {
+		return 0
+	}
+	var worst time.Duration
+	for _, s := range r.b.streams {
+		first := int64(0)
+		for _, ts := range s.gotAt {
+			if ts > at {
+				first = ts
+				break
+			}
+		}
+		if first == 0 {
+			return -1
+		}
+		worst = max(worst, time.Duration(first-at))
+	}
+	return worst
+}
+
+// report prints the summary.
+func (r *faultRun) report(w io.Writer) {
+	c := r.counts
+	p := r.fp
+	sec := func(d time.Duration) string {
+		if d < 0 {
+			return "never"
+		}
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	fmt.Fprintf(w, "\nchatd faults: run %s, 2 instances, %d conversations, %d streams, %.0f msgs/s from %d senders, %.1fs\n",
+		r.opt.runID, len(r.b.convs), len(r.b.streams), r.opt.rate, r.opt.clients, time.Since(r.start).Seconds())
+	if c == nil {
+		fmt.Fprintln(w, "no checks ran")
+		return
+	}
+	fmt.Fprintf(w, "posts:    %d messages acknowledged (%d answered 200 to a retry: stored before its first answer was lost), %d attempts in all\n",
+		c.acked, c.replays, r.attempts())
+	fmt.Fprintf(w, "          connection errors %d (retried on the other instance), 503 %d (without Retry-After %d), other 5xx %d, refused %d, given up %d\n",
+		p.connErrs.Load(), p.s503.Load(), p.s503Bare.Load(), p.bad5xx.Load(), p.refused.Load(), p.gaveUp.Load())
+	if k := r.kill; k != nil {
+		fmt.Fprintf(w, "kill -9:  chatd B (pid %d) killed %.1fs into the run with %d streams on it, %d messages started before\n",
+			k.pid, k.at.Sub(r.start).Seconds(), k.displaced, k.postsBefore)
+		fmt.Fprintf(w, "          all streams on A %s after; every stream delivering again %s after; %d messages hit by the kill, %d of them stored before it (200), longest wait for an acknowledgement %s\n",
+			sec(k.streamsUp), sec(c.killStreams), c.killConnErrMsgs, c.killReplayed, sec(c.killWait))
+	}
+	if g := r.pgr; g != nil {
+		fmt.Fprintf(w, "pg:       stop took %s, down %s, accepting again %s after the stop began; /readyz 200 on both %s later\n",
+			sec(g.stopped.Sub(g.stopAt)), r.opt.pgDown, sec(g.back.Sub(g.stopAt)), sec(g.readyAfter))
+		first, last := p.first503.Load(), p.last503.Load()
+		if first != 0 {
+			fmt.Fprintf(w, "          503s to POST: %d, from %s to %s after the stop began, on %d messages; streams refused with 503: %d\n",
+				p.s503.Load(), sec(time.Duration(first-g.stopAt.UnixNano())), sec(time.Duration(last-g.stopAt.UnixNano())), c.pg503Msgs, r.fs.s503.Load())
+		} else {
+			fmt.Fprintf(w, "          503s to POST: none\n")
+		}
+		fmt.Fprintf(w, "          first acknowledgement %s after PostgreSQL was back; every stream delivering again %s after; longest wait for an acknowledgement %s\n",
+			sec(c.pgFirstAck), sec(c.pgStreams), sec(c.pgWait))
+	}
+	fmt.Fprintf(w, "streams:  %d deliveries, %d connections (%d ended by the server or a fault), lost %d, duplicated %d, out of order %d, resets %d\n",
+		c.deliveries, r.fs.connects.Load(), r.fs.drops.Load(), c.streamLost, c.streamDups, r.t.seqErrs.Load(), r.t.resets.Load())
+	if c.historyErr == nil {
+		fmt.Fprintf(w, "history:  %d messages stored, lost %d, duplicated %d, seq gaps %d, mismatched %d, stored but never acknowledged %d\n",
+			c.histMessages, c.histLost, c.histDups, c.histGaps, c.histMismatch, c.histUnacked)
+	}
+	if len(c.logErrors) > 0 {
+		var parts []string
+		for msg, n := range c.logErrors {
+			parts = append(parts, fmt.Sprintf("%q ×%d", msg, n))
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "chatd log: ERROR lines by message: %s\n", strings.Join(parts, ", "))
+	}
+	for _, l := range c.logBugs {
+		fmt.Fprintf(w, "          %.500s\n", l)
+	}
+	for _, s := range append(append([]string(nil), p.problems...), r.fs.problems...) {
+		fmt.Fprintf(w, "          client saw: %s\n", s)
+	}
+	if len(r.failures) == 0 {
+		fmt.Fprintln(w, "result:   PASS")
+		return
+	}
+	fmt.Fprintf(w, "result:   FAIL (%d)\n", len(r.failures))
+	for _, f := range r.failures {
+		fmt.Fprintf(w, "  - %s\n", f)
+	}
+}
+
+// attempts is the number of POSTs sent.
+func (r *faultRun) attempts() int {
+	n := 0
+	for i := range r.fp.msgs {
+		n += r.fp.msgs[i].tries
+	}
+	return n
+}

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// -mode faults: real processes, real faults. Two chatd instances share a scratch database;
+// clients post steadily (each sender prefers one instance) and every participant holds a
+// stream (one side of each conversation on each instance). Then:
+//
+//  1. kill: instance B gets SIGKILL while messages are being posted to it. A sender whose
+//     POST fails with a connection error retries on the other instance with the same
+//     client_id; a stream that ends resumes on the other instance by Last-Event-ID. B is
+//     started again and its streams and senders go back to it.
+//  2. pg: PostgreSQL is stopped for -pg-down and started again while messages are being
+//     posted. POSTs must get 503 with Retry-After meanwhile (and never another 5xx); the
+//     senders retry after Retry-After; streams must deliver again once it is back.
+//
+// Then every acknowledged message (a 2xx answer) must appear exactly once in each of its two
+// recipients' streams (duplicates are failures: no client-side deduplication) and exactly
+// once in the history, seqs without gaps.
+const (
+	faultSteady     = 2500 * time.Millisecond // posting before each fault
+	faultAfter      = 3 * time.Second         // posting after each fault
+	faultMsgTimeout = 25 * time.Second        // a sender gives up on a message after this
+	faultDrain      = 15 * time.Second        // deliveries after the last acknowledgement
+	faultReady      = 20 * time.Second        // an instance or all streams getting ready
+)
+
+// checkFaults validates the flags of -mode faults.
+func (o *options) checkFaults() error {
+	if o.secret == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		o.secret = hex.EncodeToString(b)
+	}
+	phases := strings.Split(o.phases, ",")
+	for _, p := range phases {
+		if p != "kill" && p != "pg" {
+			return fmt.Errorf("-phases %q: want kill, pg or both", o.phases)
+		}
+	}
+	pu, err := url.Parse(o.pgServer)
+	switch {
+	case o.chatdBin == "":
+		return errors.New("-chatd (the chatd binary) is required")
+	case slices.Contains(phases, "pg") && strings.TrimSpace(o.pgCtl) == "":
+		return errors.New("-pg-ctl is required to restart PostgreSQL (or -phases kill)")
+	case err != nil || !isLoopbackHost(pu.Hostname()):
+		return fmt.Errorf("-pg %q: want a postgres:// URL on a loopback address", o.pgServer)
+	case o.streams < 4 || o.streams%2 != 0:
+		return errors.New("-streams must be even and at least 4")
+	case o.rate <= 0 || o.clients < 1:
+		return errors.New("-rate and -clients must be positive")
+	case o.pgDown <= 0 || o.timeout <= 0:
+		return errors.New("-pg-down and -timeout must be positive")
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// faultRun is one run of -mode faults: its processes, clients and what they saw.
+type faultRun struct {
+	opt    options
+	b      *bench
+	inst   [2]*instance
+	pg     *pgControl
+	dbURL  string
+	dropDB func()
+	t      *tracker
+	fp     *faultPoster
+	fs     *faultStreams
+	start  time.Time
+
+	kill   *killPhase   // nil when not run
+	pgr    *pgPhase     // nil when not run
+	counts *faultCounts // what verify found
+
+	failures []string
+}
+
+// killPhase is what the SIGKILL phase measured.
+type killPhase struct {
+	at          time.Time
+	pid         int
+	displaced   int           // streams that were on the victim
+	streamsUp   time.Duration // until every stream was connected again; -1: never
+	postsBefore int64         // messages started before the kill
+}
+
+// pgPhase is what the PostgreSQL restart measured.
+type pgPhase struct {
+	stopAt, stopped, startAt, back time.Time
+	readyAfter                     time.Duration // both /readyz 200 after back; -1: never
+}
+
+func (r *faultRun) fail(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	r.failures = append(r.failures, s)
+	logf("FAIL: %s", s)
+}
+
+// runFaults runs -mode faults and returns the exit status: 0 when every check passed, 1 on
+// a failed check, 2 when the run could not be set up. Whatever happens, it stops the
+// instances, starts PostgreSQL again if it stopped it, and drops the scratch database.
+func runFaults(parent context.Context, opt options) int {
+	ctx, cancel := context.WithTimeout(parent, opt.timeout)
+	defer cancel()
+	r := &faultRun{opt: opt, start: time.Now()}
+	if r.opt.workDir == "" {
+		d, err := os.MkdirTemp("", "chatd-faults-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chatbench:", err)
+			return 2
+		}
+		defer os.RemoveAll(d)
+		r.opt.workDir = d
+	}
+	r.pg = &pgControl{command: strings.Fields(opt.pgCtl), serverURL: opt.pgServer}
+	err := r.setup(ctx)
+	defer r.cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench: faults setup:", err)
+		return 2
+	}
+	r.exercise(ctx)
+	if ctx.Err() != nil {
+		r.fail("the run did not finish within -timeout %s (or was interrupted)", opt.timeout)
+	}
+	r.verify(context.Background())
+	r.report(os.Stdout)
+	if len(r.failures) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// setup creates and migrates the database, starts both instances, creates the
+// conversations and opens every stream.
+func (r *faultRun) setup(ctx context.Context) error {
+	opt := &r.opt
+	dbURL, drop, err := scratchDatabase(ctx, opt.pgServer, opt.workDir)
+	if err != nil {
+		return fmt.Errorf("scratch database: %w", err)
+	}
+	r.dbURL = dbURL
+	r.dropDB = drop
+	env := map[string]string{
+		"CHAT_DATABASE_URL": dbURL,
+		"CHAT_JWT_SECRET":   opt.secret,
+		"CHAT_RATE_LIMIT":   "0",
+		// Cleanup sends SIGTERM; the streams it ends resume nowhere, so do not wait long.
+		"CHAT_SHUTDOWN_TIMEOUT": "2s",
+	}
+	if err := migrate(ctx, opt.chatdBin, chatdEnv(env)); err != nil {
+		return err
+	}
+	for k, name := range []string{"A", "B"} {
+		in, err := newInstance(name, opt.chatdBin, opt.workDir, env)
+		if err != nil {
+			return err
+		}
+		r.inst[k] = in
+		if err := in.start(ctx, faultReady); err != nil {
+			return err
+		}
+		logf("chatd %s: pid %d on %s", name, in.cmd.Process.Pid, in.addr)
+	}
+	opt.urls = []string{r.inst[0].url, r.inst[1].url}
+	opt.sources = 0 // a few dozen streams need no extra source addresses
+	res := &Result{Mode: opt.mode, RunID: opt.runID, Instances: opt.urls, Streams: opt.streams}
+	r.b, err = newBench(ctx, *opt, res)
+	if err != nil {
+		return err
+	}
+	logf("run %s: %d conversations, %d streams over 2 instances, %.0f msgs/s from %d senders",
+		opt.runID, opt.streams/2, opt.streams, opt.rate, opt.clients)
+	if err := r.b.setup(ctx); err != nil {
+		return err
+	}
+	// Room for the whole run at the target rate, with margin.
+	r.t = newTracker(len(r.b.convs), int(opt.rate*opt.timeout.Seconds())+1000)
+	r.t.record = true
+	r.fs = startFaultStreams(ctx, r.b, r.t)
+	if err := r.fs.waitUp(ctx, faultReady); err != nil {
+		return err
+	}
+	logf("streams: %d ready", len(r.b.streams))
+	return nil
+}
+
+// chatdEnv is this process's environment without any CHAT_* variable, plus env: a stray
+// setting of the caller's must not change what is tested.
+func chatdEnv(env map[string]string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CHAT_") {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// cleanup stops the streams and instances, starts PostgreSQL again if it is still stopped,
+// and drops the database. It runs on every exit path.
+func (r *faultRun) cleanup() {
+	if r.fs != nil {
+		r.fs.close()
+	}
+	if r.b != nil {
+		r.b.close()
+	}
+	for _, in := range r.inst {
+		if in != nil {
+			in.stop(3 * time.Second)
+		}
+	}
+	if err := r.pg.ensureRunning(); err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench: PostgreSQL could not be started again:", err)
+	}
+	if r.dropDB != nil {
+		r.dropDB()
+	}
+}
+
+// exercise posts steadily and injects the faults of -phases, one after the other.
+func (r *faultRun) exercise(ctx context.Context) {
+	r.fp = newFaultPoster(r.b, r.opt, r.t)
+	r.fp.start(ctx)
+	phases := strings.Split(r.opt.phases, ",")
+	if slices.Contains(phases, "kill") && sleepCtx(ctx, faultSteady) {
+		r.killPhase(ctx)
+	}
+	if slices.Contains(phases, "pg") && sleepCtx(ctx, faultSteady) {
+		r.pgPhase(ctx)
+	}
+	sleepCtx(ctx, faultAfter)
+	logf("posting: stopping (senders finish what they have started)")
+	r.fp.stop()
+	r.drain(ctx)
+	r.fs.close()
+}
+
+// killPhase kills instance B, waits for the clients to move to A, then starts B again and
+// sends its streams and senders home.
+func (r *faultRun) killPhase(ctx context.Context) {
+	victim := r.inst[1]
+	k := &killPhase{pid: victim.cmd.Process.Pid, displaced: r.fs.on(1), postsBefore: r.fp.started()}
+	r.kill = k
+	logf("kill: SIGKILL to chatd B (pid %d) with %d streams on it", k.pid, k.displaced)
+	k.at = time.Now()
+	victim.kill()
+	k.streamsUp = r.fs.waitAllOn(ctx, 0, k.at, faultReady)
+	if k.streamsUp < 0 {
+		r.fail("kill: the %d streams of B were not all connected to A within %s", k.displaced, faultReady)
+	} else {
+		logf("kill: every stream connected to A %.2fs after the kill", k.streamsUp.Seconds())
+	}
+	sleepCtx(ctx, faultAfter)
+	logf("kill: starting chatd B again")
+	if err := victim.start(ctx, faultReady); err != nil {
+		r.fail("kill: chatd B did not start again: %v", err)
+		return
+	}
+	r.fp.goHome()
+	r.fs.goHome()
+	if !r.fs.waitHome(ctx, faultReady) {
+		r.fail("kill: streams did not all reconnect to B once it was back")
+	}
+}
+
+// pgPhase stops PostgreSQL for -pg-down and starts it again, and waits until both
+// instances are ready.
+func (r *faultRun) pgPhase(ctx context.Context) {
+	p := &pgPhase{readyAfter: -1}
+	r.pgr = p
+	logf("pg: stopping PostgreSQL")
+	p.stopAt = time.Now()
+	r.fp.pgDown.Store(true)
+	if err := r.pg.stop(ctx); err != nil {
+		r.fail("pg: %v", err)
+	}
+	p.stopped = time.Now()
+	logf("pg: stopped in %.2fs; down for %s", p.stopped.Sub(p.stopAt).Seconds(), r.opt.pgDown)
+	sleepCtx(ctx, r.opt.pgDown)
+	p.startAt = time.Now()
+	// Both instances' /readyz are polled from now on, so their recovery is timed against
+	// the moment PostgreSQL accepted connections again, not against pg_ctlcluster's return.
+	readyAt := make(chan time.Time, 1)
+	go func() {
+		var at time.Time
+		for deadline := time.Now().Add(faultReady + 30*time.Second); ctx.Err() == nil && time.Now().Before(deadline); {
+			if r.b.ready(ctx, r.inst[0].url) && r.b.ready(ctx, r.inst[1].url) {
+				at = time.Now()
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		readyAt <- at
+	}()
+	// Start it even when the run's time is up: PostgreSQL must be running afterwards.
+	back, err := r.pg.start(context.WithoutCancel(ctx))
+	if err != nil {
+		r.fail("pg: %v", err)
+		return
+	}
+	p.back = back
+	r.fp.pgDown.Store(false)
+	logf("pg: accepting connections again %.2fs after the stop began (%s returned %.2fs later)",
+		p.back.Sub(p.stopAt).Seconds(), strings.Join(r.pg.command, " "), time.Since(p.back).Seconds())
+	if at := <-readyAt; !at.IsZero() {
+		p.readyAfter = max(at.Sub(p.back), 0) // both are polled: either may see it first
+		logf("pg: both instances ready %.2fs after PostgreSQL was back", p.readyAfter.Seconds())
+	} else {
+		r.fail("pg: /readyz not 200 on both instances within %s of PostgreSQL being back", faultReady)
+	}
+	for _, in := range r.inst {
+		if !in.alive() {
+			r.fail("pg: chatd %s exited during the PostgreSQL restart (see its log)", in.name)
+		}
+	}
+}
+
+// drain waits until the streams have received every acknowledged message twice (once per
+// participant), or faultDrain, and a little longer for late duplicates.
+func (r *faultRun) drain(ctx context.Context) {
+	want := 2 * r.fp.ackedCount()
+	start := time.Now()
+	for r.t.delivered.Load() < want && time.Since(start) < faultDrain && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	logf("drain: %d of %d deliveries after %.2fs", r.t.delivered.Load(), want, time.Since(start).Seconds())
+	sleepCtx(ctx, 300*time.Millisecond) // late duplicates would show up here
+}
+
+// sleepCtx sleeps for d or until ctx ends; it reports whether it slept the whole time.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// ready reports whether u/readyz answers 200.
+func (b *bench) ready(ctx context.Context, u string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return b.callJSON(ctx, "GET", u+"/readyz", "", nil, nil) == nil
+}
