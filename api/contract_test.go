@@ -429,7 +429,7 @@ func TestContractLongPollAnswersEmptyAfterTimeout(t *testing.T) {
 func contractRequireReset(t *testing.T, u *testUser, cursor, reason string, notBefore events.Cursor) {
 	t.Helper()
 	start := time.Now()
-	r := u.do("GET", "/v1/events/poll?timeout=55&cursor="+url.QueryEscape(cursor), nil)
+	r := u.do("GET", "/v1/events/poll?timeout=20&cursor="+url.QueryEscape(cursor), nil)
 	require.Less(t, time.Since(start), wait, "a reset is answered at once, not after the timeout")
 	require.Equal(t, 200, r.Status, "%s", r.Body)
 	var raw struct {
