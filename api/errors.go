@@ -77,6 +77,7 @@ func (s *Server) renderError(c *gin.Context, err error) {
 	if c.Writer.Written() {
 		return
 	}
+	refuseUnreadBody(c)
 	if e.RetryAfter > 0 {
 		c.Header("Retry-After", strconv.Itoa(e.RetryAfter))
 	}

@@ -1,7 +1,14 @@
 package api
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -94,4 +101,121 @@ func TestHasLoneSurrogate(t *testing.T) {
 	} {
 		require.Equal(t, want, hasLoneSurrogate([]byte(in)), in)
 	}
+}
+
+// rawRequest writes head (a request line and headers, without the blank line) and then
+// body to a new connection to url, and returns the connection.
+func rawRequest(t *testing.T, url, head, body string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	_, err = io.WriteString(conn, head+"\r\nHost: chatd\r\n\r\n"+body)
+	require.NoError(t, err)
+	return conn
+}
+
+// answer reads one response from conn and reports whether the server then closed the
+// connection, waiting at most limit for both.
+func answer(t *testing.T, conn net.Conn, limit time.Duration) (res *http.Response, closed bool) {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(limit)))
+	rd := bufio.NewReader(conn)
+	res, err := http.ReadResponse(rd, nil)
+	require.NoError(t, err, "no answer within %v", limit)
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	_, err = rd.ReadByte()
+	return res, err == io.EOF
+}
+
+// A client that announces a body and never sends it gets its answer and loses its
+// connection at once when the request is refused anyway, and within the body timeout when
+// it is not: it cannot hold a connection (a file) for ever, token or not.
+func TestStalledRequestBodiesDoNotHoldConnections(t *testing.T) {
+	in := newInstance(t, func(c *Config, _ *events.Config) { c.BodyTimeout = 500 * time.Millisecond })
+	alice := newUser(t, in, "alice")
+
+	t.Run("without a token", func(t *testing.T) {
+		conn := rawRequest(t, in.URL, "POST /v1/conversations HTTP/1.1\r\nContent-Length: 1000", "")
+		res, closed := answer(t, conn, 5*time.Second)
+		require.Equal(t, 401, res.StatusCode)
+		require.True(t, closed, "the connection is closed, not kept to drain a body that never comes")
+	})
+	t.Run("with a token, half the body", func(t *testing.T) {
+		start := time.Now()
+		conn := rawRequest(t, in.URL, "POST /v1/conversations HTTP/1.1\r\nAuthorization: Bearer "+alice.Token+
+			"\r\nContent-Type: application/json\r\nContent-Length: 1000", `{"participant_id":`)
+		res, closed := answer(t, conn, 5*time.Second)
+		require.Equal(t, 408, res.StatusCode)
+		require.True(t, closed)
+		require.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "the body had its full timeout")
+	})
+	t.Run("a body in time is served", func(t *testing.T) {
+		bob := uniq("bob")
+		conn := rawRequest(t, in.URL, "POST /v1/conversations HTTP/1.1\r\nAuthorization: Bearer "+alice.Token+
+			"\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(`{"participant_id":"`+bob+`"}`)),
+			`{"participant_id":"`+bob+`"}`)
+		res, closed := answer(t, conn, 100*time.Millisecond+time.Second)
+		require.Equal(t, 201, res.StatusCode)
+		require.False(t, closed, "a served request keeps its connection alive")
+	})
+}
+
+// Over its connection cap an instance answers 503 with Retry-After and closes, without
+// waiting for a request; a freed slot is taken again.
+func TestConnectionCapRefusesWith503(t *testing.T) {
+	in := newInstance(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := NewHTTPServer(in.Server.Config.Handler)
+	go func() { _ = srv.Serve(LimitListener(ln, ConnLimits{Max: 2, RetryAfter: 3 * time.Second})) }()
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String()
+
+	idle1, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	idle2, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer idle2.Close()
+	third, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	res, closed := answer(t, third, 5*time.Second)
+	require.Equal(t, 503, res.StatusCode)
+	require.Equal(t, "3", res.Header.Get("Retry-After"))
+	require.True(t, closed)
+
+	idle1.Close()
+	require.Eventually(t, func() bool {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: chatd\r\nConnection: close\r\n\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		return err == nil && r.StatusCode == 200
+	}, wait, 20*time.Millisecond, "the slot idle1 held is free again: %s", url)
+}
+
+func TestConnectionCapPerAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	go func() { _ = srv.Serve(LimitListener(ln, ConnLimits{Max: 100, PerAddr: 1, RetryAfter: time.Second})) }()
+	t.Cleanup(func() { srv.Close() })
+	held, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer held.Close()
+	second, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	res, _ := answer(t, second, 5*time.Second)
+	require.Equal(t, 503, res.StatusCode, "127.0.0.1 already holds its one connection")
+	other, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, ln.Addr().(*net.TCPAddr))
+	require.NoError(t, err)
+	defer other.Close()
+	_, _ = io.WriteString(other, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	res, _ = answer(t, other, 5*time.Second)
+	require.Equal(t, 200, res.StatusCode, "another address has its own allowance")
 }

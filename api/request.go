@@ -36,7 +36,7 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 			"the request body is larger than %d bytes", s.cfg.MaxRequestBytes)
 	}
 	if err != nil {
-		return errorf(http.StatusBadRequest, "bad_request", "could not read the request body")
+		return bodyReadError(c)
 	}
 	return decodeBody(body, v)
 }

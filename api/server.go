@@ -30,6 +30,7 @@ type Config struct {
 	Registry *prometheus.Registry
 
 	MaxRequestBytes int64         // request body cap (413 above it)
+	BodyTimeout     time.Duration // a request body must arrive within this (408 after it); 0: no limit
 	MaxMessageBytes int           // message body cap (422 above it)
 	Heartbeat       time.Duration // SSE comment interval
 	Retry           time.Duration // SSE reconnect delay sent to clients
@@ -108,7 +109,7 @@ func (s *Server) routes() *gin.Engine {
 	r.NoMethod(s.handle(func(*gin.Context) error {
 		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
 	}))
-	r.Use(s.observe, s.recover, s.cors)
+	r.Use(s.guardBody, s.observe, s.recover, s.cors)
 
 	// get routes GET and HEAD alike (HEAD is a safe method clients and probes use).
 	get := func(g gin.IRoutes, path string, h ...gin.HandlerFunc) {

@@ -33,6 +33,11 @@ type config struct {
 	StreamLifetime   time.Duration
 	StreamsPerUser   int
 	StreamBuffer     int
+	StreamBufferKB   int
+	MaxStreams       int
+	MaxConns         int
+	MaxConnsPerAddr  int
+	BodyTimeout      time.Duration
 	RateLimit        float64
 	RateBurst        int
 	SafetyPoll       time.Duration
@@ -76,6 +81,18 @@ func (c *config) settings() []setting {
 		{"CHAT_STREAMS_PER_USER", "16", "concurrent streams and polls of one user on one instance", &c.StreamsPerUser},
 		// Well beyond any burst a person causes; a stream this far behind is better resumed.
 		{"CHAT_STREAM_BUFFER", "1024", "events a stream may fall behind before it is closed", &c.StreamBuffer},
+		// A thousand ordinary messages, or forty of the largest: what a stream that stopped
+		// reading may cost before it is closed and resumes by cursor.
+		{"CHAT_STREAM_BUFFER_KB", "1024", "KiB of events a stream may fall behind before it is closed", &c.StreamBufferKB},
+		// 0 picks what the process's file limit allows (see limits), so that a flood of
+		// connections is refused with a 503 before the instance runs out of files.
+		{"CHAT_MAX_CONNS", "0", "connections this instance holds at once, 503 above (0: the file limit less 256)", &c.MaxConns},
+		{"CHAT_MAX_STREAMS", "0", "streams and polls this instance holds at once, 503 above (0: 90 % of CHAT_MAX_CONNS)", &c.MaxStreams},
+		// Off by default: behind a load balancer every connection comes from its address.
+		{"CHAT_MAX_CONNS_PER_ADDR", "0", "connections one client address may hold (0: no cap; only where clients connect directly)", &c.MaxConnsPerAddr},
+		// Generous for any real client on a slow phone network, short enough that a client
+		// announcing a body it never sends gives its connection back soon.
+		{"CHAT_BODY_TIMEOUT", "10s", "a request body must arrive within this (408 after it)", &c.BodyTimeout},
 		{"CHAT_RATE_LIMIT", "20", "writes per second per user (0: unlimited)", &c.RateLimit},
 		{"CHAT_RATE_BURST", "40", "writes a user may make at once", &c.RateBurst},
 		{"CHAT_SAFETY_POLL", "1s", "event-log read without a doorbell: the worst delay a lost notification causes", &c.SafetyPoll},
@@ -191,12 +208,26 @@ func (c *config) validate() error {
 	check(c.StreamLifetime >= time.Minute, "CHAT_STREAM_LIFETIME must be at least 1m")
 	check(c.StreamsPerUser >= 1, "CHAT_STREAMS_PER_USER must be at least 1")
 	check(c.StreamBuffer >= 16, "CHAT_STREAM_BUFFER must be at least 16")
+	check(c.StreamBufferKB >= 64, "CHAT_STREAM_BUFFER_KB must be at least 64 (a message is up to CHAT_MAX_MESSAGE_BYTES, escaped)")
+	check(c.MaxConns >= 0 && c.MaxStreams >= 0 && c.MaxConnsPerAddr >= 0, "CHAT_MAX_CONNS, CHAT_MAX_STREAMS and CHAT_MAX_CONNS_PER_ADDR must be 0 or more")
+	check(c.BodyTimeout >= time.Second && c.BodyTimeout <= 5*time.Minute, "CHAT_BODY_TIMEOUT must be between 1s and 5m")
 	check(c.RateLimit >= 0 && c.RateBurst >= 1, "CHAT_RATE_LIMIT must be 0 or more and CHAT_RATE_BURST at least 1")
 	check(c.SafetyPoll >= 10*time.Millisecond && c.SafetyPoll <= time.Minute, "CHAT_SAFETY_POLL must be between 10ms and 1m")
 	check(c.PresenceGrace >= 0 && c.PresenceGrace <= time.Minute, "CHAT_PRESENCE_GRACE must be between 0 and 1m")
 	check(c.EventRetention >= time.Hour, "CHAT_EVENT_RETENTION must be at least 1h")
 	check(c.DatabaseURL != "", "CHAT_DATABASE_URL is required")
 	return errors.Join(errs...)
+}
+
+// limits fills in the connection and stream caps left at 0 from the file limit: a few
+// hundred files stay free for the database pool, the listener and logs.
+func (c *config) limits(fileLimit uint64) {
+	if c.MaxConns == 0 {
+		c.MaxConns = max(64, int(min(fileLimit, 1<<30))-256)
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = max(1, c.MaxConns*9/10) // the rest for REST requests
+	}
 }
 
 // origins splits CHAT_ALLOWED_ORIGINS.

@@ -124,6 +124,9 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 			return err
 		}
 	}
+	var nofile syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) // Go raised the soft limit to the hard one
+	cfg.limits(nofile.Cur)
 	var pem []byte
 	if cfg.JWTPublicKeyFile != "" {
 		var err error
@@ -151,7 +154,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	defer stopBG()
 	var presence *events.Presence
 	log := events.NewLog(events.Config{Pool: pool, ListenURL: cfg.ListenURL, SafetyPoll: cfg.SafetyPoll,
-		StreamBuffer: cfg.StreamBuffer, Logger: logger,
+		StreamBuffer: cfg.StreamBuffer, StreamBufferBytes: cfg.StreamBufferKB << 10, Logger: logger,
 		Online: func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }})
 	hub := log.Hub()
 	presence = events.NewPresence(log, events.PresenceConfig{Grace: cfg.PresenceGrace})
@@ -167,20 +170,15 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	server := api.NewServer(api.Config{
 		Pool: pool, Verifier: verifier, Hub: hub, Log: log, Presence: presence, Logger: logger, Registry: reg,
-		MaxRequestBytes: cfg.MaxRequestBytes, MaxMessageBytes: cfg.MaxMessageBytes,
+		MaxRequestBytes: cfg.MaxRequestBytes, MaxMessageBytes: cfg.MaxMessageBytes, BodyTimeout: cfg.BodyTimeout,
+		MaxStreams: cfg.MaxStreams,
 		Heartbeat: cfg.Heartbeat, Retry: 2 * time.Second, StreamLifetime: cfg.StreamLifetime, WriteTimeout: 10 * time.Second,
 		StreamsPerUser: cfg.StreamsPerUser, WriteRate: cfg.RateLimit, WriteBurst: cfg.RateBurst,
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
 		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, DevIssuer: cfg.JWTIssuer,
 		DevAudience: cfg.JWTAudience, Web: web.FS(),
 	})
-	httpServer := &http.Server{
-		Addr:              cfg.Addr,
-		Handler:           server,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: it would cut every stream; streams set a deadline per write.
-	}
+	httpServer := api.NewHTTPServer(server)
 	// Shutdown waits for handlers to return; ending the streams makes their clients
 	// reconnect to another instance and resume by cursor.
 	httpServer.RegisterOnShutdown(hub.Close)
@@ -191,7 +189,9 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("chatd listening", "addr", ln.Addr().String(), "dev", cfg.Dev)
+	ln = api.LimitListener(ln, api.ConnLimits{Max: cfg.MaxConns, PerAddr: cfg.MaxConnsPerAddr, RetryAfter: 2 * time.Second})
+	logger.Info("chatd listening", "addr", ln.Addr().String(), "dev", cfg.Dev,
+		"max_conns", cfg.MaxConns, "max_streams", cfg.MaxStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(ln) }()
 	select {
