@@ -172,7 +172,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		Pool: pool, Verifier: verifier, Hub: hub, Log: log, Presence: presence, Logger: logger, Registry: reg,
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxMessageBytes: cfg.MaxMessageBytes, BodyTimeout: cfg.BodyTimeout,
 		MaxStreams: cfg.MaxStreams,
-		Heartbeat: cfg.Heartbeat, Retry: 2 * time.Second, StreamLifetime: cfg.StreamLifetime, WriteTimeout: 10 * time.Second,
+		Heartbeat:  cfg.Heartbeat, Retry: 2 * time.Second, StreamLifetime: cfg.StreamLifetime, WriteTimeout: 10 * time.Second,
 		StreamsPerUser: cfg.StreamsPerUser, WriteRate: cfg.RateLimit, WriteBurst: cfg.RateBurst,
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
 		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, DevIssuer: cfg.JWTIssuer,
