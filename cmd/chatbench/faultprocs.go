@@ -242,6 +242,10 @@ func (p *pgControl) ensureRunning() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
+	if conn, err := pgx.Connect(ctx, p.serverURL); err == nil { // a stop that failed
+		p.stopped = false
+		return conn.Close(ctx)
+	}
 	_, err := p.start(ctx)
 	return err
 }
