@@ -159,8 +159,11 @@ type histMsg struct {
 	ClientID string `json:"client_id"`
 }
 
-// history reads every conversation's messages page by page (after_seq, 200 at a time) from
-// instance A.
+// historyPage is the page size of the history read: small, so that every conversation's
+// history takes several pages and the pagination is part of what is checked.
+const historyPage = 50
+
+// history reads every conversation's messages page by page (after_seq) from instance A.
 func (r *faultRun) history(ctx context.Context) ([][]histMsg, error) {
 	out := make([][]histMsg, len(r.b.convs))
 	for ci := range r.b.convs {
@@ -174,7 +177,7 @@ func (r *faultRun) history(ctx context.Context) ([][]histMsg, error) {
 				Messages []histMsg `json:"messages"`
 				HasMore  bool      `json:"has_more"`
 			}
-			u := fmt.Sprintf("%s/v1/conversations/%s/messages?after_seq=%d&limit=200", r.inst[0].url, conv.id, after)
+			u := fmt.Sprintf("%s/v1/conversations/%s/messages?after_seq=%d&limit=%d", r.inst[0].url, conv.id, after, historyPage)
 			var err error
 			for try := 0; try < 5; try++ {
 				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -189,6 +192,7 @@ func (r *faultRun) history(ctx context.Context) ([][]histMsg, error) {
 				return nil, fmt.Errorf("conversation %s after seq %d: %w", conv.id, after, err)
 			}
 			out[ci] = append(out[ci], page.Messages...)
+			r.historyPages++
 			if len(page.Messages) > 0 {
 				after = page.Messages[len(page.Messages)-1].Seq
 			}
@@ -381,8 +385,8 @@ func (r *faultRun) report(w io.Writer) {
 	fmt.Fprintf(w, "streams:  %d deliveries, %d connections (%d ended by the server or a fault), lost %d, duplicated %d, out of order %d, resets %d\n",
 		c.deliveries, r.fs.connects.Load(), r.fs.drops.Load(), c.streamLost, c.streamDups, r.t.seqErrs.Load(), r.t.resets.Load())
 	if c.historyErr == nil {
-		fmt.Fprintf(w, "history:  %d messages stored, lost %d, duplicated %d, seq gaps %d, mismatched %d, stored but never acknowledged %d\n",
-			c.histMessages, c.histLost, c.histDups, c.histGaps, c.histMismatch, c.histUnacked)
+		fmt.Fprintf(w, "history:  %d messages stored (read in %d pages of up to %d), lost %d, duplicated %d, seq gaps %d, mismatched %d, stored but never acknowledged %d\n",
+			c.histMessages, r.historyPages, historyPage, c.histLost, c.histDups, c.histGaps, c.histMismatch, c.histUnacked)
 	}
 	if len(c.logErrors) > 0 {
 		var parts []string

@@ -93,6 +93,8 @@ type faultRun struct {
 	pgr    *pgPhase     // nil when not run
 	counts *faultCounts // what verify found
 
+	historyPages int
+
 	failures []string
 }
 
