@@ -26,8 +26,9 @@ SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = @a AND direct_
 INSERT INTO conversations (kind, title) VALUES ('group', sqlc.narg(title)) RETURNING id;
 
 -- name: AddMembers :exec
-INSERT INTO members (conversation_id, user_id)
-SELECT @conversation_id, unnest(@user_ids::text[]);
+-- The creator has taken part from the start; the others once they send or read.
+INSERT INTO members (conversation_id, user_id, took_part)
+SELECT @conversation_id, u, u = @creator_id::text FROM unnest(@user_ids::text[]) u;
 
 -- name: InsertConversationEvent :exec
 INSERT INTO events (conversation_id, type) VALUES (@conversation_id, 'conversation');
@@ -80,7 +81,7 @@ LIMIT @row_limit;
 SELECT id, kind, title, created_at FROM conversations WHERE id = ANY(@ids::uuid[]);
 
 -- name: ListParticipants :many
-SELECT m.conversation_id, u.id, u.name
+SELECT m.conversation_id, u.id, u.name, m.took_part
 FROM members m JOIN users u ON u.id = m.user_id
 WHERE m.conversation_id = ANY(@conversation_ids::uuid[])
 ORDER BY m.conversation_id, m.joined_at, u.id;
@@ -113,7 +114,7 @@ WITH conv AS (
     SELECT conv.id, conv.last_seq, @sender_id, @body, sqlc.narg(client_id)::text FROM conv
     RETURNING *
 ), rd AS (
-    UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq)
+    UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq), took_part = true
     FROM msg
     WHERE members.conversation_id = msg.conversation_id AND members.user_id = msg.sender_id
 ), ev AS (
@@ -178,7 +179,7 @@ FROM u;
 -- Moves the caller's read position forward (never back, never past the last message) and
 -- logs a read event; no row when nothing moved or the caller is not a participant.
 WITH u AS (
-    UPDATE members m SET last_read_seq = LEAST(@seq::bigint, c.last_seq)
+    UPDATE members m SET last_read_seq = LEAST(@seq::bigint, c.last_seq), took_part = true
     FROM conversations c
     WHERE c.id = m.conversation_id AND m.conversation_id = @conversation_id
       AND m.user_id = @user_id AND m.last_read_seq < LEAST(@seq::bigint, c.last_seq)
@@ -372,7 +373,8 @@ WHERE NOT EXISTS (
       AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8));
 
 -- name: PresenceOf :many
--- Presence of the given users who share a conversation with the caller, and of the caller.
+-- Presence of the caller and of the given users who took part in a conversation with the
+-- caller (see members.took_part).
 SELECT u.id, u.last_seen_at,
     EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
             WHERE p.user_id = u.id
@@ -381,7 +383,7 @@ FROM users u
 WHERE u.id = ANY(@user_ids::text[])
   AND (u.id = @caller_id OR EXISTS (
       SELECT 1 FROM members a JOIN members b ON b.conversation_id = a.conversation_id
-      WHERE a.user_id = @caller_id AND b.user_id = u.id))
+      WHERE a.user_id = @caller_id AND b.user_id = u.id AND b.took_part))
 ORDER BY u.id;
 
 -- name: OnlineAmong :many
@@ -390,11 +392,11 @@ WHERE p.user_id = ANY(@user_ids::text[])
   AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8);
 
 -- name: Contacts :many
--- Everyone who shares a conversation with each of the users: the audience of their
--- presence events.
+-- The audience of each user's presence events: everyone in a conversation the user took
+-- part in.
 SELECT DISTINCT a.user_id, b.user_id AS contact
 FROM members a JOIN members b ON b.conversation_id = a.conversation_id
-WHERE a.user_id = ANY(@user_ids::text[]) AND b.user_id <> a.user_id
+WHERE a.user_id = ANY(@user_ids::text[]) AND a.took_part AND b.user_id <> a.user_id
 ORDER BY a.user_id, contact;
 
 -- name: OldestWriteTransaction :one

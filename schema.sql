@@ -37,14 +37,29 @@ CREATE TABLE IF NOT EXISTS conversations (
 CREATE UNIQUE INDEX IF NOT EXISTS conversations_direct ON conversations (direct_a, direct_b)
     WHERE kind = 'direct';
 
+-- took_part: the member has acted in the conversation (created it, sent a message in it or
+-- marked it read). A user's presence is visible only through conversations it took part in,
+-- so a conversation a stranger opened with it reveals nothing (API.md, Presence visibility).
 CREATE TABLE IF NOT EXISTS members (
     conversation_id uuid        NOT NULL REFERENCES conversations (id),
     user_id         text        NOT NULL REFERENCES users (id),
     last_read_seq   bigint      NOT NULL DEFAULT 0,
     joined_at       timestamptz NOT NULL DEFAULT now(),
+    took_part       boolean     NOT NULL DEFAULT false,
     PRIMARY KEY (conversation_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS members_user ON members (user_id, conversation_id);
+-- Databases from schema version 1 get the column; a member whose read position moved has
+-- sent or read, the creator of an untouched conversation is not known and stays hidden.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'members' AND column_name = 'took_part') THEN
+        ALTER TABLE members ADD COLUMN took_part boolean NOT NULL DEFAULT false;
+        UPDATE members SET took_part = true WHERE last_read_seq > 0;
+    END IF;
+END
+$$;
 
 -- messages and events carry no foreign keys, on purpose: each check is a row lock on the
 -- referenced row (the sender's users row, the conversation), and at thousands of sends per

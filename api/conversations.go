@@ -92,7 +92,7 @@ func (s *Server) createDirect(ctx context.Context, me, other string) (id pgtype.
 			return err
 		}
 		created = true
-		if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: []string{a, b}}); err != nil {
+		if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: []string{a, b}, CreatorID: me}); err != nil {
 			return err
 		}
 		return q.InsertConversationEvent(ctx, id)
@@ -135,7 +135,7 @@ func (s *Server) createGroup(ctx context.Context, me string, ids []string, title
 		if id, err = q.CreateGroupConversation(ctx, title); err != nil {
 			return err
 		}
-		if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: members}); err != nil {
+		if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: members, CreatorID: me}); err != nil {
 			return err
 		}
 		return q.InsertConversationEvent(ctx, id)
@@ -166,7 +166,7 @@ func (s *Server) conversation(ctx context.Context, id pgtype.UUID, me string) (e
 	if err != nil {
 		return events.Conversation{}, err
 	}
-	convs, err := s.withParticipants(ctx, []db.ListConversationsRow{db.ListConversationsRow(row)})
+	convs, err := s.withParticipants(ctx, me, []db.ListConversationsRow{db.ListConversationsRow(row)})
 	if err != nil {
 		return events.Conversation{}, err
 	}
@@ -174,7 +174,7 @@ func (s *Server) conversation(ctx context.Context, id pgtype.UUID, me string) (e
 }
 
 // withParticipants renders rows with their participants, in one query for all of them.
-func (s *Server) withParticipants(ctx context.Context, rows []db.ListConversationsRow) ([]events.Conversation, error) {
+func (s *Server) withParticipants(ctx context.Context, me string, rows []db.ListConversationsRow) ([]events.Conversation, error) {
 	out := make([]events.Conversation, len(rows))
 	ids := make([]pgtype.UUID, len(rows))
 	index := make(map[[16]byte]int, len(rows))
@@ -197,7 +197,9 @@ func (s *Server) withParticipants(ctx context.Context, rows []db.ListConversatio
 	online := s.online(ctx, users)
 	for _, p := range parts {
 		i := index[p.ConversationID.Bytes]
-		out[i].Participants = append(out[i].Participants, events.Participant{ID: p.ID, Name: p.Name, Online: online[p.ID]})
+		// Presence shows through conversations the participant took part in, and to itself.
+		visible := p.TookPart || p.ID == me
+		out[i].Participants = append(out[i].Participants, events.Participant{ID: p.ID, Name: p.Name, Online: visible && online[p.ID]})
 	}
 	return out, nil
 }
@@ -227,7 +229,7 @@ func (s *Server) listConversations(c *gin.Context) error {
 		n := conversationCursor(last.ActivityAt, last.ID)
 		next = &n
 	}
-	convs, err := s.withParticipants(c, rows)
+	convs, err := s.withParticipants(c, user(c), rows)
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func presenceOf(t *testing.T, u *testUser, ids ...string) map[string]events.Pres
 func TestPresenceAcrossInstances(t *testing.T) {
 	a, b := newInstance(t), newInstance(t)
 	alice, bob, stranger := newUser(t, a, "alice"), newUser(t, b, "bob"), newUser(t, a, "stranger")
-	conv := alice.direct(bob)
+	conv := bob.direct(alice) // bob opened it, so his presence shows through it (API.md, Presence visibility)
 	stranger.direct(newUser(t, a, "other")) // the stranger exists, but shares nothing with alice
 
 	aliceStream, _ := openReady(t, a.URL+"/v1/events", alice.Token, nil)
@@ -153,7 +153,7 @@ func requireNoPresenceBefore(t *testing.T, s *stream, conv string, typists ...*t
 func TestPresenceOfDeadInstanceExpires(t *testing.T) {
 	a, doomed := newInstance(t), newInstance(t)
 	alice, bob := newUser(t, a, "alice"), newUser(t, doomed, "bob")
-	alice.direct(bob)
+	bob.direct(alice) // bob took part: alice may see his presence
 	_, _ = openReady(t, doomed.URL+"/v1/events", bob.Token, nil)
 	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond)
 
@@ -170,7 +170,7 @@ func TestPresenceOfDeadInstanceExpires(t *testing.T) {
 func TestPresenceInstanceTakenForDeadComesBack(t *testing.T) {
 	a, b := newInstance(t), newInstance(t)
 	alice, bob := newUser(t, b, "alice"), newUser(t, a, "bob")
-	alice.direct(bob)
+	bob.direct(alice) // bob took part: alice may see his presence
 	aliceStream, _ := openReady(t, b.URL+"/v1/events", alice.Token, nil)
 	_, _ = openReady(t, a.URL+"/v1/events", bob.Token, nil)
 	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond)

@@ -49,6 +49,7 @@ type Member struct {
 	UserID         string
 	LastReadSeq    int64
 	JoinedAt       time.Time
+	TookPart       bool
 }
 
 type Message struct {

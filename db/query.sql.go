@@ -13,17 +13,19 @@ import (
 )
 
 const addMembers = `-- name: AddMembers :exec
-INSERT INTO members (conversation_id, user_id)
-SELECT $1, unnest($2::text[])
+INSERT INTO members (conversation_id, user_id, took_part)
+SELECT $1, u, u = $2::text FROM unnest($3::text[]) u
 `
 
 type AddMembersParams struct {
 	ConversationID pgtype.UUID
+	CreatorID      string
 	UserIds        []string
 }
 
+// The creator has taken part from the start; the others once they send or read.
 func (q *Queries) AddMembers(ctx context.Context, arg AddMembersParams) error {
-	_, err := q.db.Exec(ctx, addMembers, arg.ConversationID, arg.UserIds)
+	_, err := q.db.Exec(ctx, addMembers, arg.ConversationID, arg.CreatorID, arg.UserIds)
 	return err
 }
 
@@ -144,7 +146,7 @@ func (q *Queries) ConsumeTicket(ctx context.Context, hash []byte) (ConsumeTicket
 const contacts = `-- name: Contacts :many
 SELECT DISTINCT a.user_id, b.user_id AS contact
 FROM members a JOIN members b ON b.conversation_id = a.conversation_id
-WHERE a.user_id = ANY($1::text[]) AND b.user_id <> a.user_id
+WHERE a.user_id = ANY($1::text[]) AND a.took_part AND b.user_id <> a.user_id
 ORDER BY a.user_id, contact
 `
 
@@ -153,8 +155,8 @@ type ContactsRow struct {
 	Contact string
 }
 
-// Everyone who shares a conversation with each of the users: the audience of their
-// presence events.
+// The audience of each user's presence events: everyone in a conversation the user took
+// part in.
 func (q *Queries) Contacts(ctx context.Context, userIds []string) ([]ContactsRow, error) {
 	rows, err := q.db.Query(ctx, contacts, userIds)
 	if err != nil {
@@ -908,7 +910,7 @@ func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBefore
 }
 
 const listParticipants = `-- name: ListParticipants :many
-SELECT m.conversation_id, u.id, u.name
+SELECT m.conversation_id, u.id, u.name, m.took_part
 FROM members m JOIN users u ON u.id = m.user_id
 WHERE m.conversation_id = ANY($1::uuid[])
 ORDER BY m.conversation_id, m.joined_at, u.id
@@ -918,6 +920,7 @@ type ListParticipantsRow struct {
 	ConversationID pgtype.UUID
 	ID             string
 	Name           *string
+	TookPart       bool
 }
 
 func (q *Queries) ListParticipants(ctx context.Context, conversationIds []pgtype.UUID) ([]ListParticipantsRow, error) {
@@ -929,7 +932,12 @@ func (q *Queries) ListParticipants(ctx context.Context, conversationIds []pgtype
 	var items []ListParticipantsRow
 	for rows.Next() {
 		var i ListParticipantsRow
-		if err := rows.Scan(&i.ConversationID, &i.ID, &i.Name); err != nil {
+		if err := rows.Scan(
+			&i.ConversationID,
+			&i.ID,
+			&i.Name,
+			&i.TookPart,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -993,7 +1001,7 @@ func (q *Queries) MarkGone(ctx context.Context, arg MarkGoneParams) ([]string, e
 
 const markRead = `-- name: MarkRead :one
 WITH u AS (
-    UPDATE members m SET last_read_seq = LEAST($1::bigint, c.last_seq)
+    UPDATE members m SET last_read_seq = LEAST($1::bigint, c.last_seq), took_part = true
     FROM conversations c
     WHERE c.id = m.conversation_id AND m.conversation_id = $2
       AND m.user_id = $3 AND m.last_read_seq < LEAST($1::bigint, c.last_seq)
@@ -1104,7 +1112,7 @@ FROM users u
 WHERE u.id = ANY($2::text[])
   AND (u.id = $3 OR EXISTS (
       SELECT 1 FROM members a JOIN members b ON b.conversation_id = a.conversation_id
-      WHERE a.user_id = $3 AND b.user_id = u.id))
+      WHERE a.user_id = $3 AND b.user_id = u.id AND b.took_part))
 ORDER BY u.id
 `
 
@@ -1120,7 +1128,8 @@ type PresenceOfRow struct {
 	Online     bool
 }
 
-// Presence of the given users who share a conversation with the caller, and of the caller.
+// Presence of the caller and of the given users who took part in a conversation with the
+// caller (see members.took_part).
 func (q *Queries) PresenceOf(ctx context.Context, arg PresenceOfParams) ([]PresenceOfRow, error) {
 	rows, err := q.db.Query(ctx, presenceOf, arg.StaleSeconds, arg.UserIds, arg.CallerID)
 	if err != nil {
@@ -1271,7 +1280,7 @@ WITH conv AS (
     SELECT conv.id, conv.last_seq, $2, $4, $3::text FROM conv
     RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
 ), rd AS (
-    UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq)
+    UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq), took_part = true
     FROM msg
     WHERE members.conversation_id = msg.conversation_id AND members.user_id = msg.sender_id
 ), ev AS (

@@ -476,7 +476,7 @@ func (l *Log) newConversations(ctx context.Context, rows []eventRow) (map[[16]by
 	}
 	for _, p := range parts {
 		if c := out[p.ConversationID.Bytes]; c != nil {
-			c.Participants = append(c.Participants, Participant{ID: p.ID, Name: p.Name, Online: online[p.ID]})
+			c.Participants = append(c.Participants, Participant{ID: p.ID, Name: p.Name, Online: p.TookPart && online[p.ID]})
 		}
 	}
 	return out, nil
