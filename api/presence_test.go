@@ -38,7 +38,8 @@ func presenceOf(t *testing.T, u *testUser, ids ...string) map[string]events.Pres
 func TestPresenceAcrossInstances(t *testing.T) {
 	a, b := newInstance(t), newInstance(t)
 	alice, bob, stranger := newUser(t, a, "alice"), newUser(t, b, "bob"), newUser(t, a, "stranger")
-	conv := bob.direct(alice) // bob opened it, so his presence shows through it (API.md, Presence visibility)
+	// Bob opens it, so his presence shows through it (API.md, Presence visibility).
+	conv := bob.direct(alice)
 	stranger.direct(newUser(t, a, "other")) // the stranger exists, but shares nothing with alice
 
 	aliceStream, _ := openReady(t, a.URL+"/v1/events", alice.Token, nil)
