@@ -32,6 +32,9 @@ const sessionCookie = "chat_session"
 // safe methods only (so a cross-site form can never act with it); a single-use ticket on
 // the event stream only. A JWT in the URL is never accepted.
 func (s *Server) authenticate(c *gin.Context) {
+	// What an authenticated request answers is one user's: no shared or browser cache
+	// keeps it (streams set their own Cache-Control).
+	c.Header("Cache-Control", "no-store")
 	if err := s.identify(c); err != nil {
 		s.renderError(c, err)
 		c.Abort()

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatd/chatd/events"
+	"github.com/chatd/chatd/web"
 )
 
 // Tests of the limits that keep one hostile or careless client from hurting everyone else
@@ -218,4 +219,45 @@ func TestConnectionCapPerAddress(t *testing.T) {
 	_, _ = io.WriteString(other, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	res, _ = answer(t, other, 5*time.Second)
 	require.Equal(t, 200, res.StatusCode, "another address has its own allowance")
+}
+
+func TestHardeningHeaders(t *testing.T) {
+	in := newInstance(t, func(c *Config, _ *events.Config) {
+		c.Web, c.AllowedOrigins = web.FS(), []string{"https://app.example"}
+	})
+	alice := newUser(t, in, "alice")
+
+	t.Run("authenticated JSON is never cached", func(t *testing.T) {
+		for _, path := range []string{"/v1/conversations", "/v1/unread", "/v1/presence?user_id=x"} {
+			r := alice.do("GET", path, nil)
+			require.Equal(t, 200, r.Status, path)
+			require.Equal(t, "no-store", r.Header.Get("Cache-Control"), path)
+		}
+		require.Equal(t, "no-store", call(t, "GET", in.URL+"/v1/conversations", "", nil).Header.Get("Cache-Control"),
+			"nor is the refusal")
+	})
+	t.Run("the page cannot be framed and runs only its own scripts", func(t *testing.T) {
+		for _, path := range []string{"/", "/web/app.js"} {
+			r := call(t, "GET", in.URL+path, "", nil)
+			require.Equal(t, 200, r.Status, path)
+			require.Equal(t, "DENY", r.Header.Get("X-Frame-Options"), path)
+			csp := r.Header.Get("Content-Security-Policy")
+			require.Contains(t, csp, "frame-ancestors 'none'", path)
+			require.Contains(t, csp, "script-src 'self'", path)
+			require.NotContains(t, csp, "unsafe-inline", path)
+		}
+	})
+	t.Run("CORS answers vary by origin", func(t *testing.T) {
+		for _, origin := range []string{"https://app.example", "https://other.example", ""} {
+			req, err := http.NewRequest("GET", in.URL+"/healthz", nil)
+			require.NoError(t, err)
+			if origin != "" {
+				req.Header.Set("Origin", origin)
+			}
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			res.Body.Close()
+			require.Equal(t, []string{"Origin"}, res.Header.Values("Vary"), "origin %q", origin)
+		}
+	})
 }

@@ -121,8 +121,8 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
 	r.DELETE("/v1/session", s.handle(s.deleteSession))
 	if s.cfg.Web != nil {
-		r.GET("/", s.handle(s.webIndex))
-		r.GET("/web/*file", gin.WrapH(http.StripPrefix("/web", http.FileServer(s.cfg.Web))))
+		r.GET("/", webHeaders, s.handle(s.webIndex))
+		r.GET("/web/*file", webHeaders, gin.WrapH(http.StripPrefix("/web", http.FileServer(s.cfg.Web))))
 	}
 	if s.cfg.Dev {
 		r.POST("/dev/token", s.handle(s.devToken))
@@ -183,6 +183,11 @@ func (s *Server) recover(c *gin.Context) {
 // credentials, so a cookie can not be read cross-site. Other origins get no CORS headers.
 func (s *Server) cors(c *gin.Context) {
 	origin := c.GetHeader("Origin")
+	if len(s.cfg.AllowedOrigins) > 0 {
+		// The answer depends on the Origin header (CORS headers or none), so caches must
+		// key on it, whatever this request's origin.
+		c.Writer.Header().Add("Vary", "Origin")
+	}
 	if origin == "" {
 		c.Next()
 		return
@@ -200,7 +205,6 @@ func (s *Server) cors(c *gin.Context) {
 	if listed {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
-		h.Add("Vary", "Origin")
 	} else {
 		h.Set("Access-Control-Allow-Origin", "*")
 	}

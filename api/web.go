@@ -7,6 +7,22 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
+// webCSP lets the page load its own scripts, styles and images and talk to its own origin,
+// and nothing else: an injected script or a foreign frame has nowhere to go.
+const webCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// webHeaders protects the browser client's files: no framing (clickjacking), a strict CSP,
+// no content sniffing.
+func webHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", webCSP)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	c.Next()
+}
+
 // webIndex serves the browser client's page.
 func (s *Server) webIndex(c *gin.Context) error {
 	c.Header("Cache-Control", "no-cache")
