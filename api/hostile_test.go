@@ -261,3 +261,23 @@ func TestHardeningHeaders(t *testing.T) {
 		}
 	})
 }
+
+// Reads have a budget of their own: one account cannot make the database count unread
+// messages without limit, and running out of reads does not stop its writes.
+func TestReadsAreRateLimitedApartFromWrites(t *testing.T) {
+	in := newInstance(t, func(c *Config, _ *events.Config) { c.ReadRate, c.ReadBurst = 0.1, 3 })
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+	for _, path := range []string{"/v1/unread", "/v1/conversations", "/v1/conversations/" + conv.ID} {
+		require.Equal(t, 200, alice.do("GET", path, nil).Status, path)
+	}
+	for _, path := range []string{"/v1/conversations/" + conv.ID + "/messages", "/v1/events/poll?timeout=0", "/v1/presence"} {
+		r := alice.do("GET", path, nil)
+		require.Equal(t, 429, r.Status, path)
+		require.Equal(t, "rate_limited", r.ErrorCode())
+		require.NotEmpty(t, r.Header.Get("Retry-After"))
+	}
+	require.Equal(t, 429, openStream(t, in.URL+"/v1/events", alice.Token, nil).Status, "opening a stream is a read")
+	alice.send(conv.ID, "writes have their own budget")
+	require.Equal(t, 200, bob.do("GET", "/v1/unread", nil).Status, "and so does every other user")
+}

@@ -151,7 +151,7 @@ func queryInt(c *gin.Context, name string, def, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
-// rateLimiter is a token bucket per user for writes.
+// rateLimiter is a token bucket per user.
 type rateLimiter struct {
 	mu    sync.Mutex
 	rate  rate.Limit
@@ -187,8 +187,13 @@ func (l *rateLimiter) allow(user string, now time.Time) (bool, time.Duration) {
 }
 
 // limit is the middleware that applies the write rate limit: 429 with Retry-After.
-func (s *Server) limit(c *gin.Context) {
-	ok, wait := s.limits.allow(user(c), s.now())
+func (s *Server) limit(c *gin.Context) { s.rateLimit(c, s.limits) }
+
+// limitReads applies the read rate limit, a separate and larger budget.
+func (s *Server) limitReads(c *gin.Context) { s.rateLimit(c, s.reads) }
+
+func (s *Server) rateLimit(c *gin.Context, l *rateLimiter) {
+	ok, wait := l.allow(user(c), s.now())
 	if !ok {
 		secs := max(1, int(math.Ceil(wait.Seconds())))
 		s.renderError(c, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",

@@ -40,6 +40,8 @@ type Config struct {
 	WriteTimeout    time.Duration // a stream write blocked this long ends the stream
 	WriteRate       float64       // writes per second per user (token bucket refill)
 	WriteBurst      int           // writes a user may make at once
+	ReadRate        float64       // reads per second per user, streams and polls included (0: unlimited)
+	ReadBurst       int           // reads a user may make at once
 	CookieSecure    bool
 	AllowedOrigins  []string
 	TicketTTL       time.Duration
@@ -59,7 +61,8 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	engine  *gin.Engine
-	limits  *rateLimiter
+	limits  *rateLimiter // writes
+	reads   *rateLimiter
 	streams *streamCounter
 	users   *userCache
 	metrics *metrics
@@ -82,6 +85,7 @@ func NewServer(cfg Config) *Server {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		limits:  newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
+		reads:   newRateLimiter(cfg.ReadRate, cfg.ReadBurst),
 		streams: newStreamCounter(cfg.StreamsPerUser, cfg.MaxStreams),
 		users:   newUserCache(),
 		metrics: newMetrics(cfg.Registry, cfg.Hub, cfg.Log, cfg.Pool),
@@ -128,18 +132,20 @@ func (s *Server) routes() *gin.Engine {
 		r.POST("/dev/token", s.handle(s.devToken))
 	}
 
+	// Writes and reads have separate budgets per user: reads are cheaper and more frequent,
+	// but each still costs the database (unread counts, history), so neither is unlimited.
 	v1 := r.Group("/v1", s.authenticate)
 	v1.POST("/session", s.handle(s.createSession))
 	v1.POST("/tickets", s.limit, s.handle(s.createTicket))
-	v1.GET("/events", s.handle(s.stream))
-	v1.GET("/events/poll", s.handle(s.poll))
-	get(v1, "/unread", s.handle(s.unread))
-	get(v1, "/presence", s.handle(s.presence))
+	v1.GET("/events", s.limitReads, s.handle(s.stream))
+	v1.GET("/events/poll", s.limitReads, s.handle(s.poll))
+	get(v1, "/unread", s.limitReads, s.handle(s.unread))
+	get(v1, "/presence", s.limitReads, s.handle(s.presence))
 	v1.POST("/conversations", s.limit, s.handle(s.createConversation))
-	get(v1, "/conversations", s.handle(s.listConversations))
-	get(v1, "/conversations/:id", s.handle(s.getConversation))
+	get(v1, "/conversations", s.limitReads, s.handle(s.listConversations))
+	get(v1, "/conversations/:id", s.limitReads, s.handle(s.getConversation))
 	v1.POST("/conversations/:id/messages", s.limit, s.handle(s.sendMessage))
-	get(v1, "/conversations/:id/messages", s.handle(s.listMessages))
+	get(v1, "/conversations/:id/messages", s.limitReads, s.handle(s.listMessages))
 	v1.PATCH("/conversations/:id/messages/:message_id", s.limit, s.handle(s.editMessage))
 	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.handle(s.deleteMessage))
 	v1.POST("/conversations/:id/read", s.limit, s.handle(s.markRead))

@@ -40,6 +40,8 @@ type config struct {
 	BodyTimeout      time.Duration
 	RateLimit        float64
 	RateBurst        int
+	ReadRateLimit    float64
+	ReadRateBurst    int
 	SafetyPoll       time.Duration
 	PresenceGrace    time.Duration
 	EventRetention   time.Duration
@@ -95,6 +97,10 @@ func (c *config) settings() []setting {
 		{"CHAT_BODY_TIMEOUT", "10s", "a request body must arrive within this (408 after it)", &c.BodyTimeout},
 		{"CHAT_RATE_LIMIT", "20", "writes per second per user (0: unlimited)", &c.RateLimit},
 		{"CHAT_RATE_BURST", "40", "writes a user may make at once", &c.RateBurst},
+		// A busy client reads its conversations, a page of history and unread counts a
+		// few times a second; a script that counts unread messages in a loop stops here.
+		{"CHAT_READ_RATE_LIMIT", "50", "reads (GETs, stream opens, polls) per second per user (0: unlimited)", &c.ReadRateLimit},
+		{"CHAT_READ_RATE_BURST", "100", "reads a user may make at once", &c.ReadRateBurst},
 		{"CHAT_SAFETY_POLL", "1s", "event-log read without a doorbell: the worst delay a lost notification causes", &c.SafetyPoll},
 		{"CHAT_PRESENCE_GRACE", "5s", "a user stays online this long after the last stream closes", &c.PresenceGrace},
 		{"CHAT_EVENT_RETENTION", "168h", "events older than this are pruned; older cursors get a reset", &c.EventRetention},
@@ -212,6 +218,7 @@ func (c *config) validate() error {
 	check(c.MaxConns >= 0 && c.MaxStreams >= 0 && c.MaxConnsPerAddr >= 0, "CHAT_MAX_CONNS, CHAT_MAX_STREAMS and CHAT_MAX_CONNS_PER_ADDR must be 0 or more")
 	check(c.BodyTimeout >= time.Second && c.BodyTimeout <= 5*time.Minute, "CHAT_BODY_TIMEOUT must be between 1s and 5m")
 	check(c.RateLimit >= 0 && c.RateBurst >= 1, "CHAT_RATE_LIMIT must be 0 or more and CHAT_RATE_BURST at least 1")
+	check(c.ReadRateLimit >= 0 && c.ReadRateBurst >= 1, "CHAT_READ_RATE_LIMIT must be 0 or more and CHAT_READ_RATE_BURST at least 1")
 	check(c.SafetyPoll >= 10*time.Millisecond && c.SafetyPoll <= time.Minute, "CHAT_SAFETY_POLL must be between 10ms and 1m")
 	check(c.PresenceGrace >= 0 && c.PresenceGrace <= time.Minute, "CHAT_PRESENCE_GRACE must be between 0 and 1m")
 	check(c.EventRetention >= time.Hour, "CHAT_EVENT_RETENTION must be at least 1h")

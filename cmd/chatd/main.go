@@ -174,6 +174,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		MaxStreams: cfg.MaxStreams,
 		Heartbeat:  cfg.Heartbeat, Retry: 2 * time.Second, StreamLifetime: cfg.StreamLifetime, WriteTimeout: 10 * time.Second,
 		StreamsPerUser: cfg.StreamsPerUser, WriteRate: cfg.RateLimit, WriteBurst: cfg.RateBurst,
+		ReadRate: cfg.ReadRateLimit, ReadBurst: cfg.ReadRateBurst,
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
 		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, DevIssuer: cfg.JWTIssuer,
 		DevAudience: cfg.JWTAudience, Web: web.FS(),
