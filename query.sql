@@ -36,6 +36,10 @@ INSERT INTO events (conversation_id, type) VALUES (@conversation_id, 'conversati
 -- name: IsMember :one
 SELECT EXISTS (SELECT 1 FROM members WHERE conversation_id = @conversation_id AND user_id = @user_id);
 
+-- name: ConversationMembers :many
+-- Who receives a conversation's ephemeral events (typing) on another instance.
+SELECT user_id FROM members WHERE conversation_id = @conversation_id ORDER BY user_id;
+
 -- name: ListMembers :many
 -- The members of a conversation, or nothing at all when the caller is not one of them.
 SELECT m.user_id FROM members m

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatd/chatd/events"
@@ -280,4 +282,62 @@ func TestReadsAreRateLimitedApartFromWrites(t *testing.T) {
 	require.Equal(t, 429, openStream(t, in.URL+"/v1/events", alice.Token, nil).Status, "opening a stream is a read")
 	alice.send(conv.ID, "writes have their own budget")
 	require.Equal(t, 200, bob.do("GET", "/v1/unread", nil).Status, "and so does every other user")
+}
+
+// Typing in a large group is one small notification, not one per 8 KB of recipients: each
+// NOTIFY takes the cluster-wide notify lock. The other instance still delivers it to the
+// members with streams there, and not to the typist.
+func TestTypingInALargeGroupIsOneNotification(t *testing.T) {
+	a, b := newInstance(t), newInstance(t)
+	alice := newUser(t, a, "alice")
+	bob := newUser(t, b, "bob")
+	ids := []string{bob.ID}
+	for len(ids) < maxGroupParticipants-1 {
+		ids = append(ids, uniq(strings.Repeat("member-with-a-long-id-", 9))) // ≈210 bytes each
+	}
+	r := alice.do("POST", "/v1/conversations", map[string]any{"participant_ids": ids, "title": "everyone"})
+	require.Equal(t, 201, r.Status, "%s", r.Body)
+	var group events.Conversation
+	r.JSON(t, &group)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testDB)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "LISTEN chatd_ephemeral")
+	require.NoError(t, err)
+
+	bobStream, _ := openReady(t, b.URL+"/v1/events", bob.Token, nil)
+	aliceStream, _ := openReady(t, b.URL+"/v1/events", alice.Token, nil) // the typist, on the other instance
+	require.Equal(t, 204, alice.do("POST", "/v1/conversations/"+group.ID+"/typing", map[string]any{"typing": true}).Status)
+
+	ev := bobStream.nextOf("typing", wait)
+	typing := decode[events.Typing](t, ev.Data)
+	require.Equal(t, events.Typing{ConversationID: group.ID, UserID: alice.ID, Typing: true}, typing)
+
+	var notes []string
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			break // quiet for 300 ms after bob had the event: every notification is in
+		}
+		if strings.Contains(n.Payload, group.ID) {
+			notes = append(notes, n.Payload)
+		}
+	}
+	require.Len(t, notes, 1, "one notification for the whole group")
+	require.Less(t, len(notes[0]), 1024, "it names the conversation, not its 255 members: %s", notes[0])
+
+	// The typist's own stream on the other instance never shows her typing: a message sent
+	// after it arrives first.
+	alice.send(group.ID, "sentinel")
+	for {
+		ev := aliceStream.next(wait)
+		if ev.Type == "message" {
+			break
+		}
+		require.NotEqual(t, "typing", ev.Type, "the typist was told of her own typing")
+	}
 }

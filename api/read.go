@@ -93,7 +93,7 @@ func (s *Server) typing(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	s.cfg.Log.Ephemeral(&events.Event{Type: "typing", Data: data, Recipients: members, Except: me})
+	s.cfg.Log.EphemeralIn(conv, members, &events.Event{Type: "typing", Data: data, Except: me})
 	c.Status(http.StatusNoContent)
 	return nil
 }

@@ -177,6 +177,31 @@ func (q *Queries) Contacts(ctx context.Context, userIds []string) ([]ContactsRow
 	return items, nil
 }
 
+const conversationMembers = `-- name: ConversationMembers :many
+SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id
+`
+
+// Who receives a conversation's ephemeral events (typing) on another instance.
+func (q *Queries) ConversationMembers(ctx context.Context, conversationID pgtype.UUID) ([]string, error) {
+	rows, err := q.db.Query(ctx, conversationMembers, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var user_id string
+		if err := rows.Scan(&user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const conversationsByID = `-- name: ConversationsByID :many
 SELECT id, kind, title, created_at FROM conversations WHERE id = ANY($1::uuid[])
 `

@@ -71,6 +71,8 @@ type Log struct {
 	ring      chan struct{} // tell the other instances
 	ephemeral chan []byte   // payloads for other instances
 	carry     []byte        // an ephemeral payload that did not fit the last notification
+	members   *memberCache  // recipients of conversation-addressed ephemeral events
+	resolve   chan ephemeralMsg
 	listening atomic.Bool
 	published atomic.Uint64
 	pos       Cursor // owned by the reader goroutine
@@ -107,6 +109,7 @@ func NewLog(cfg Config) *Log {
 	return &Log{
 		cfg: cfg, q: db.New(cfg.Pool), hub: NewHub(Limit{Events: cfg.StreamBuffer, Bytes: cfg.StreamBufferBytes}), instance: hex.EncodeToString(id),
 		wake: make(chan struct{}, 1), ring: make(chan struct{}, 1), ephemeral: make(chan []byte, 1024),
+		members: newMemberCache(), resolve: make(chan ephemeralMsg, 1024),
 	}
 }
 
@@ -122,6 +125,7 @@ func (l *Log) Start(ctx context.Context) error {
 	go l.readLoop(ctx)
 	go l.listenLoop(ctx)
 	go l.sendLoop(ctx)
+	go l.resolveLoop(ctx)
 	return nil
 }
 
@@ -281,13 +285,15 @@ func (l *Log) notifyEphemeral(typ string, data []byte, recipients []string, exce
 	}
 }
 
-// ephemeralMsg is the NOTIFY payload of an ephemeral event.
+// ephemeralMsg is the NOTIFY payload of an ephemeral event: addressed to recipients, or to
+// the members of a conversation, whom each instance looks up itself.
 type ephemeralMsg struct {
-	From       string          `json:"from"`
-	Type       string          `json:"type"`
-	Data       json.RawMessage `json:"data"`
-	Recipients []string        `json:"recipients"`
-	Except     string          `json:"except,omitempty"`
+	From         string          `json:"from"`
+	Type         string          `json:"type"`
+	Data         json.RawMessage `json:"data"`
+	Recipients   []string        `json:"recipients,omitempty"`
+	Conversation string          `json:"conversation,omitempty"`
+	Except       string          `json:"except,omitempty"`
 }
 
 // readLoop reads the log whenever woken, and on the safety timer. Reads are at least
@@ -560,7 +566,11 @@ func (l *Log) receiveEphemeral(payload string) {
 	}
 	evs := make([]*Event, 0, len(msgs))
 	for _, m := range msgs {
-		if m.From != l.instance {
+		switch {
+		case m.From == l.instance:
+		case m.Conversation != "":
+			l.queueResolve(m)
+		default:
 			evs = append(evs, &Event{Type: m.Type, Data: m.Data, Recipients: m.Recipients, Except: m.Except})
 		}
 	}
