@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -40,7 +41,15 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 		}, func() float64 { return float64(hub.Streams()) }))
 	}
 	if pool != nil {
-		q := db.New(pool)
+		fence := &cachedGauge{ttl: fenceCacheTTL, now: time.Now, read: func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			age, err := db.New(pool).OldestWriteTransaction(ctx)
+			if err != nil {
+				return -1
+			}
+			return age
+		}}
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "chatd_db_connections", Help: "Connections in the pool (the listener's own is not counted).",
@@ -49,16 +58,8 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 			// anywhere in the cluster: this is how late delivery can be right now.
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "chatd_fence_oldest_transaction_seconds",
-				Help: "Age of the oldest transaction holding a transaction id in the cluster (-1: unknown).",
-			}, func() float64 {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				defer cancel()
-				age, err := q.OldestWriteTransaction(ctx)
-				if err != nil {
-					return -1
-				}
-				return age
-			}),
+				Help: "Age of the oldest transaction holding a transaction id in the cluster (-1: unknown), at most 5 s old.",
+			}, fence.get),
 		)
 	}
 	if log != nil {
@@ -77,6 +78,31 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 		)
 	}
 	return m
+}
+
+// fenceCacheTTL is how long a scan of pg_stat_activity answers scrapes: however often
+// /metrics is asked, the cluster-wide scan runs at most once per interval.
+const fenceCacheTTL = 5 * time.Second
+
+// cachedGauge is a gauge whose reading is expensive: read at most once per ttl, and by one
+// scrape at a time.
+type cachedGauge struct {
+	ttl  time.Duration
+	now  func() time.Time
+	read func() float64
+
+	mu    sync.Mutex
+	at    time.Time
+	value float64
+}
+
+func (g *cachedGauge) get() float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now := g.now(); g.at.IsZero() || now.Sub(g.at) >= g.ttl {
+		g.value, g.at = g.read(), now
+	}
+	return g.value
 }
 
 func (m *metrics) observe(c *gin.Context, startNanos, endNanos int64) {
