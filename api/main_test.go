@@ -129,6 +129,14 @@ func (r response) JSON(t testing.TB, v any) {
 	require.NoError(t, json.Unmarshal(r.Body, v), "body: %s", r.Body)
 }
 
+// OK requires a 200 answer and decodes its body into v: an error body decoded into a
+// success type would leave zero values that many checks accept.
+func (r response) OK(t testing.TB, v any) {
+	t.Helper()
+	require.Equal(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	r.JSON(t, v)
+}
+
 // ErrorCode is the code of a JSON error body ("" when there is none).
 func (r response) ErrorCode() string {
 	var e errorBody
@@ -140,6 +148,14 @@ func (r response) ErrorCode() string {
 // when body is nil; a []byte or string is sent as is) and returns the answer.
 func call(t testing.TB, method, url, tok string, body any) response {
 	t.Helper()
+	r, err := tryCall(method, url, tok, body)
+	require.NoError(t, err)
+	return r
+}
+
+// tryCall is call for goroutines other than the test's own, which must not use require:
+// it returns what went wrong instead of failing the test.
+func tryCall(method, url, tok string, body any) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -149,11 +165,15 @@ func call(t testing.TB, method, url, tok string, body any) response {
 		rd = bytes.NewReader([]byte(b))
 	default:
 		j, err := json.Marshal(b)
-		require.NoError(t, err)
+		if err != nil {
+			return response{}, err
+		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, url, rd)
-	require.NoError(t, err)
+	if err != nil {
+		return response{}, err
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -161,11 +181,15 @@ func call(t testing.TB, method, url, tok string, body any) response {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return response{}, err
+	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return response{Status: res.StatusCode, Header: res.Header, Body: b}
+	if err != nil {
+		return response{}, err
+	}
+	return response{Status: res.StatusCode, Header: res.Header, Body: b}, nil
 }
 
 // user is a test user talking to one instance.
@@ -206,9 +230,24 @@ func (u *testUser) direct(other *testUser) events.Conversation {
 // send posts a message and returns it.
 func (u *testUser) send(conv, body string) events.Message {
 	u.t.Helper()
-	r := u.do("POST", "/v1/conversations/"+conv+"/messages", map[string]any{"body": body})
-	require.Equal(u.t, 201, r.Status, "%s", r.Body)
-	var m events.Message
-	r.JSON(u.t, &m)
+	m, err := u.trySend(conv, body)
+	require.NoError(u.t, err)
 	return m
+}
+
+// trySend is send for goroutines other than the test's own: it returns what went wrong
+// instead of failing the test.
+func (u *testUser) trySend(conv, body string) (events.Message, error) {
+	var m events.Message
+	r, err := tryCall("POST", u.URL+"/v1/conversations/"+conv+"/messages", u.Token, map[string]any{"body": body})
+	if err != nil {
+		return m, err
+	}
+	if r.Status != http.StatusCreated {
+		return m, fmt.Errorf("send to %s: status %d: %s", conv, r.Status, r.Body)
+	}
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		return m, fmt.Errorf("send to %s: %w; body: %s", conv, err, r.Body)
+	}
+	return m, nil
 }

@@ -235,10 +235,10 @@ func TestOutsiderGets404EverywhereAndChangesNothing(t *testing.T) {
 
 	// Nothing of it shows anywhere mallory looks.
 	var u restUnread
-	mallory.do("GET", "/v1/unread", nil).JSON(t, &u)
+	mallory.do("GET", "/v1/unread", nil).OK(t, &u)
 	require.Zero(t, u.Total)
 	var list restConvPage
-	mallory.do("GET", "/v1/conversations?limit=100", nil).JSON(t, &list)
+	mallory.do("GET", "/v1/conversations?limit=100", nil).OK(t, &list)
 	require.Len(t, list.Conversations, 1)
 	require.Equal(t, own.ID, list.Conversations[0].ID)
 
@@ -465,7 +465,7 @@ func TestConcurrentSendsSameClientIDCreateOneMessage(t *testing.T) {
 	st := restSnapshot(t, in.Pool, conv.ID)
 	require.EqualValues(t, 1, st.LastSeq, "retried sends must not burn seqs")
 	var page restMsgPage
-	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages", nil).JSON(t, &page)
+	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages", nil).OK(t, &page)
 	require.Len(t, page.Messages, 1)
 
 	// The key is per sender: bob may use the same client_id for a message of his own.
@@ -520,20 +520,20 @@ func TestConcurrentSendsGetGapFreeSeq(t *testing.T) {
 
 	// History agrees, whoever reads it and however it is paged.
 	var all restMsgPage
-	alice.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=200", nil).JSON(t, &all)
+	alice.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=200", nil).OK(t, &all)
 	require.False(t, all.HasMore)
 	require.Equal(t, restRange(1, n), restSeqs(all.Messages))
 	for _, m := range all.Messages {
 		require.Equal(t, sent[m.ID], m, "history shows the message as its send returned it")
 	}
 	var fromBob restMsgPage
-	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=200", nil).JSON(t, &fromBob)
+	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=200", nil).OK(t, &fromBob)
 	require.Equal(t, all, fromBob)
 
 	var forward []events.Message
 	for after, more := int64(0), true; more; {
 		var p restMsgPage
-		alice.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=37&after_seq=%d", conv.ID, after), nil).JSON(t, &p)
+		alice.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=37&after_seq=%d", conv.ID, after), nil).OK(t, &p)
 		forward = append(forward, p.Messages...)
 		more = p.HasMore
 		if len(p.Messages) > 0 {
@@ -544,7 +544,7 @@ func TestConcurrentSendsGetGapFreeSeq(t *testing.T) {
 	var backward []events.Message
 	for before, more := int64(n+1), true; more; {
 		var p restMsgPage
-		bob.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=64&before_seq=%d", conv.ID, before), nil).JSON(t, &p)
+		bob.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=64&before_seq=%d", conv.ID, before), nil).OK(t, &p)
 		backward = append(p.Messages, backward...)
 		more = p.HasMore
 		before = p.Messages[0].Seq
@@ -559,7 +559,7 @@ func TestConcurrentSendsGetGapFreeSeq(t *testing.T) {
 		}
 	}
 	var u restUnread
-	alice.do("GET", "/v1/unread", nil).JSON(t, &u)
+	alice.do("GET", "/v1/unread", nil).OK(t, &u)
 	require.Equal(t, want, u.Total)
 }
 
@@ -596,7 +596,7 @@ func restRequireUnread(t testing.TB, u *testUser, unread, lastRead map[string]in
 	require.Equal(t, wantTotal, got.Total)
 
 	var list restConvPage
-	u.do("GET", "/v1/conversations?limit=100", nil).JSON(t, &list)
+	u.do("GET", "/v1/conversations?limit=100", nil).OK(t, &list)
 	listed := map[string]events.Conversation{}
 	for _, c := range list.Conversations {
 		listed[c.ID] = c
@@ -1200,7 +1200,7 @@ func TestEditDeleteSenderOnlyAndIdempotent(t *testing.T) {
 
 	// The message keeps its place in history, empty and marked deleted.
 	var p restMsgPage
-	bob.do("GET", "/v1/conversations/"+conv+"/messages", nil).JSON(t, &p)
+	bob.do("GET", "/v1/conversations/"+conv+"/messages", nil).OK(t, &p)
 	require.Equal(t, []events.Message{deleted, theirs}, p.Messages)
 }
 
