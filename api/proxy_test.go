@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -135,19 +136,25 @@ func TestLongPollThroughCompressingProxy(t *testing.T) {
 	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
 	conv := alice.direct(bob)
 	var head pollAnswer
-	call(t, "GET", gzipped+"/v1/events/poll", bob.Token, nil).JSON(t, &head)
+	call(t, "GET", gzipped+"/v1/events/poll", bob.Token, nil).OK(t, &head)
 
 	done := make(chan pollAnswer, 1)
+	failed := make(chan error, 1)
 	go func() {
 		cursor := head.Cursor
 		for {
 			var got pollAnswer
-			r := call(t, "GET", gzipped+"/v1/events/poll?timeout=20&cursor="+cursor, bob.Token, nil)
-			if r.Status != 200 {
-				done <- got
+			r, err := tryCall("GET", gzipped+"/v1/events/poll?timeout=20&cursor="+cursor, bob.Token, nil)
+			if err == nil && r.Status != 200 {
+				err = fmt.Errorf("poll: status %d: %s", r.Status, r.Body)
+			}
+			if err == nil {
+				err = json.Unmarshal(r.Body, &got)
+			}
+			if err != nil {
+				failed <- err
 				return
 			}
-			r.JSON(t, &got)
 			for _, e := range got.Events {
 				if e.Type == "message" {
 					done <- got
@@ -157,9 +164,11 @@ func TestLongPollThroughCompressingProxy(t *testing.T) {
 			cursor = got.Cursor
 		}
 	}()
-	require.Eventually(t, func() bool { return in.Hub.Online(bob.ID) }, wait, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return in.Hub.Online(bob.ID) || len(failed) > 0 }, wait, 10*time.Millisecond)
 	m := alice.send(conv.ID, "through gzip")
 	select {
+	case err := <-failed:
+		require.NoError(t, err)
 	case got := <-done:
 		require.NotEmpty(t, got.Events)
 		last := got.Events[len(got.Events)-1]

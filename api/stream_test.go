@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,9 +87,10 @@ func TestMessageOnOneInstanceReachesStreamsOnEvery(t *testing.T) {
 
 	bobStream, _ := openReady(t, b.URL+"/v1/events", bob.Token, nil)
 	aliceOther, _ := openReady(t, a.URL+"/v1/events", alice.Token, nil)
+	aliceOnB, _ := openReady(t, b.URL+"/v1/events", alice.Token, nil)
 	m := alice.send(conv.ID, "hello from A")
 
-	for _, s := range []*stream{bobStream, aliceOther} {
+	for _, s := range []*stream{bobStream, aliceOther, aliceOnB} {
 		ev := s.nextOf("message", wait)
 		require.True(t, ev.HasID)
 		got := decode[events.Message](t, ev.Data)
@@ -94,18 +98,23 @@ func TestMessageOnOneInstanceReachesStreamsOnEvery(t *testing.T) {
 		require.Equal(t, "hello from A", got.Body)
 	}
 
-	// Typing is ephemeral: it crosses instances too, carries no id and skips the typist.
+	// Typing is ephemeral: it crosses instances too, carries no id and skips the typist,
+	// both on the typist's instance and on the others (where the notification names the
+	// typist to skip). Bob's stream on B has the typing event, so B has published it; the
+	// message after it reaches every stream later than the typing event would have.
 	r := alice.do("POST", "/v1/conversations/"+conv.ID+"/typing", map[string]any{"typing": true})
 	require.Equal(t, 204, r.Status, "%s", r.Body)
 	ev := bobStream.nextOf("typing", wait)
 	require.False(t, ev.HasID)
 	require.Equal(t, events.Typing{ConversationID: conv.ID, UserID: alice.ID, Typing: true}, decode[events.Typing](t, ev.Data))
 	alice.send(conv.ID, "after typing")
-	for {
-		ev := aliceOther.next(wait)
-		require.NotEqual(t, "typing", ev.Type, "the typist's own streams do not get its typing event")
-		if ev.Type == "message" {
-			break
+	for _, s := range []*stream{aliceOther, aliceOnB} {
+		for {
+			ev := s.next(wait)
+			require.NotEqual(t, "typing", ev.Type, "the typist's own streams do not get its typing event")
+			if ev.Type == "message" {
+				break
+			}
 		}
 	}
 }
@@ -214,7 +223,9 @@ func TestTicketIsSingleUse(t *testing.T) {
 // open for a second. A client that keeps disconnecting and resuming must still receive
 // every message exactly once, in each conversation's seq order.
 func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.T) {
-	a, b := newInstance(t), newInstance(t)
+	// Quick heartbeats tell when a stream has finished its replay and relays live events.
+	quick := func(c *Config, _ *events.Config) { c.Heartbeat = 50 * time.Millisecond }
+	a, b := newInstance(t, quick), newInstance(t, quick)
 	reader := newUser(t, a, "reader")
 	const convs, writers, perWriter = 4, 8, 25
 	ids := make([]string, convs)
@@ -234,30 +245,71 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 	}
 	_, cursor := openReady(t, a.URL+"/v1/events", reader.Token, nil)
 
-	// The held transaction takes its event id before most of the others, then commits last.
-	held := make(chan struct{})
+	// The held transaction takes its event id before most of the others, then commits
+	// last: it stays open until every other writer has committed messages behind it, in
+	// conversations other than its own (whose sends wait for its lock).
+	held, hold := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	defer release() // a failure below must not leave the transaction (and its connection) open
 	heldDone := make(chan error, 1)
 	go func() {
 		heldDone <- db.InTx(context.Background(), a.Pool, func(q *db.Queries) error {
 			conv, _ := events.ParseUUID(ids[1])
 			_, err := q.SendMessage(context.Background(), db.SendMessageParams{ConversationID: conv, SenderID: ws[1].ID, Body: "held"})
 			close(held)
-			time.Sleep(time.Second) // the scenario: a writer that stays open for a second
+			<-hold
 			return err
 		})
 		a.Log.Written()
 	}()
 	<-held
 	var wg sync.WaitGroup
+	sendErrs := make(chan error, writers)
+	committed := make([]chan struct{}, writers) // closed at each writer's first message
 	for i, w := range ws {
 		wg.Add(1)
+		committed[i] = make(chan struct{})
 		go func() {
 			defer wg.Done()
 			for n := 0; n < perWriter; n++ {
-				w.send(ids[i%convs], fmt.Sprintf("%s #%d", w.ID, n))
+				if _, err := w.trySend(ids[i%convs], fmt.Sprintf("%s #%d", w.ID, n)); err != nil {
+					sendErrs <- err
+					return
+				}
+				if n == 0 {
+					close(committed[i])
+				}
 			}
 		}()
 	}
+	for i := range ws {
+		if i%convs == 1 {
+			continue // conversation 1 waits for the held transaction's lock
+		}
+		select {
+		case <-committed[i]:
+		case err := <-sendErrs:
+			require.NoError(t, err)
+		case <-time.After(wait):
+			t.Fatalf("writer %d committed nothing while the transaction was held", i)
+		}
+	}
+	// The others' messages are committed, yet behind the fence (a transaction older than
+	// theirs, the held one, is open): the race the fence exists for. The held one ends last.
+	var behind int
+	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT count(*) FROM events
+		WHERE conversation_id = ANY($1::uuid[]) AND type = 'message' AND tx >= pg_snapshot_xmin(pg_current_snapshot())`,
+		ids).Scan(&behind))
+	require.GreaterOrEqual(t, behind, writers-writers/convs, "committed messages behind the held transaction")
+	// The first stream replays and goes live (its first heartbeat) while the transaction
+	// is still held: without the fence it would read past the held event now.
+	first, _ := openReady(t, a.URL+"/v1/events", reader.Token, map[string]string{"Last-Event-ID": cursor})
+	select {
+	case <-first.pinged:
+	case <-time.After(wait):
+		t.Fatal("no heartbeat on the first stream")
+	}
+	release()
 
 	total := writers*perWriter + 1
 	seen := map[string]bool{}
@@ -265,7 +317,15 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 	instances := []*instance{a, b}
 	for round := 0; len(seen) < total; round++ {
 		require.Less(t, round, 500, "never caught up: %d of %d", len(seen), total)
-		s, _ := openReady(t, instances[round%2].URL+"/v1/events", reader.Token, map[string]string{"Last-Event-ID": cursor})
+		select {
+		case err := <-sendErrs:
+			require.NoError(t, err)
+		default:
+		}
+		s := first
+		if round > 0 {
+			s, _ = openReady(t, instances[round%2].URL+"/v1/events", reader.Token, map[string]string{"Last-Event-ID": cursor})
+		}
 		// Read a few events, then drop the connection mid-stream.
 		for n := 0; n < 1+round%7 && len(seen) < total; n++ {
 			ev := s.nextOf("message", wait)
@@ -279,6 +339,10 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 		s.close()
 	}
 	wg.Wait()
+	close(sendErrs)
+	for err := range sendErrs {
+		require.NoError(t, err)
+	}
 	require.NoError(t, <-heldDone)
 	require.Len(t, seen, total)
 }
@@ -290,37 +354,59 @@ func TestListenerReconnectsAfterTermination(t *testing.T) {
 	s, _ := openReady(t, b.URL+"/v1/events", bob.Token, nil)
 
 	const n = 60
-	sent := make(chan struct{})
+	sent := make(chan error, 1)
 	go func() {
-		defer close(sent)
-		for i := 1; i <= n; i++ {
-			alice.send(conv.ID, fmt.Sprintf("m%d", i))
-			if i == n/3 || i == 2*n/3 {
-				// Kill every listener mid-traffic: notifications sent meanwhile are lost.
-				_, err := a.Pool.Exec(context.Background(),
-					"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'chatd_listener' AND datname = current_database()")
-				require.NoError(t, err)
+		sent <- func() error {
+			for i := 1; i <= n; i++ {
+				if _, err := alice.trySend(conv.ID, fmt.Sprintf("m%d", i)); err != nil {
+					return err
+				}
+				if i == n/3 || i == 2*n/3 {
+					// Kill every listener mid-traffic: notifications sent meanwhile are lost.
+					if _, err := a.Pool.Exec(context.Background(),
+						"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'chatd_listener' AND datname = current_database()"); err != nil {
+						return err
+					}
+				}
 			}
-		}
+			return nil
+		}()
 	}()
 	for i := 1; i <= n; i++ {
+		select {
+		case err := <-sent:
+			require.NoError(t, err)
+			sent <- nil // put it back for the final receive below
+		default:
+		}
 		m := decode[events.Message](t, s.nextOf("message", wait).Data)
 		require.Equal(t, int64(i), m.Seq)
 	}
-	<-sent
+	require.NoError(t, <-sent)
 	require.Eventually(t, func() bool { return a.Log.Listening() && b.Log.Listening() }, wait, 10*time.Millisecond)
 	r := call(t, "GET", b.URL+"/readyz", "", nil)
 	require.Equal(t, 200, r.Status)
 }
 
 func TestReadyzIsUnavailableWithoutListener(t *testing.T) {
-	in := newInstance(t)
+	// The listener connects through a gate the test can shut, so that after the kill it
+	// stays down (instead of reconnecting within the backoff) until the test says so.
+	g := newGate(t, testDB)
+	in := newInstance(t, func(_ *Config, e *events.Config) { e.ListenURL = g.URL })
+	require.Equal(t, 200, call(t, "GET", in.URL+"/readyz", "", nil).Status)
+	g.shut()
 	_, err := in.Pool.Exec(context.Background(),
 		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'chatd_listener' AND datname = current_database()")
 	require.NoError(t, err)
-	// Right after the kill the listener is down until it reconnects; either way readyz
-	// must tell the truth, and end up ready again.
-	require.Eventually(t, func() bool { return call(t, "GET", in.URL+"/readyz", "", nil).Status == 200 }, wait, 20*time.Millisecond)
+	readyz := func(status int, code string) func() bool {
+		return func() bool {
+			r, err := tryCall("GET", in.URL+"/readyz", "", nil)
+			return err == nil && r.Status == status && r.ErrorCode() == code
+		}
+	}
+	require.Eventually(t, readyz(503, "listener_down"), wait, 20*time.Millisecond, "readyz must tell that the listener is down")
+	g.open()
+	require.Eventually(t, readyz(200, ""), wait, 20*time.Millisecond, "ready again once the listener reconnects")
 
 	broken := newInstanceNoWait(t, func(_ *Config, e *events.Config) {
 		e.ListenURL = "postgres://127.0.0.1:1/nowhere?sslmode=disable&connect_timeout=1"
@@ -353,26 +439,47 @@ func TestSlowStreamIsClosed(t *testing.T) {
 	// stream's buffer overflows, and either way the server ends the stream.
 	body := strings.Repeat("x", 4000)
 	var wg sync.WaitGroup
+	sendErrs := make(chan error, 4)
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 2000 && in.Hub.Online(bob.ID); i++ {
-				alice.send(conv.ID, body)
+				if _, err := alice.trySend(conv.ID, body); err != nil {
+					sendErrs <- err
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	close(sendErrs)
+	for err := range sendErrs {
+		require.NoError(t, err)
+	}
 	require.Eventually(t, func() bool { return !in.Hub.Online(bob.ID) }, wait, 10*time.Millisecond,
 		"the server must close a stream that does not read")
 }
 
+// tokenUntil returns a token for sub that lives longer than life but at most a second
+// more, and its expiry. A token's exp is in whole seconds, so one signed for a duration from now
+// would live up to a second less than asked: too little, under -race, for a test that
+// must open a stream and deliver an event before the token expires.
+func tokenUntil(t testing.TB, sub string, life time.Duration) (string, time.Time) {
+	t.Helper()
+	now := time.Now()
+	exp := now.Truncate(time.Second).Add(life + time.Second)
+	tok, err := SignHS256(testSecret, sub, "", exp.Sub(now), now)
+	require.NoError(t, err)
+	return tok, exp
+}
+
 func TestStreamEndsWhenTokenExpires(t *testing.T) {
 	in := newInstance(t)
-	tok, err := SignHS256(testSecret, uniq("brief"), "", 2*time.Second, time.Now())
-	require.NoError(t, err)
+	tok, exp := tokenUntil(t, uniq("brief"), time.Second)
 	s, _ := openReady(t, in.URL+"/v1/events", tok, nil)
 	require.True(t, s.ended(wait))
+	require.False(t, time.Now().Before(exp), "the stream ended before its token expired")
 }
 
 func TestShutdownEndsStreams(t *testing.T) {
@@ -381,6 +488,78 @@ func TestShutdownEndsStreams(t *testing.T) {
 	s, _ := openReady(t, in.URL+"/v1/events", bob.Token, nil)
 	in.Hub.Close()
 	require.True(t, s.ended(wait))
+}
+
+// gate forwards TCP connections to a PostgreSQL server while open; shut, it hangs up on
+// new connections at once, as a server that is down would.
+type gate struct {
+	URL    string // the database URL through the gate
+	ln     net.Listener
+	target string
+	closed atomic.Bool
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+}
+
+// newGate opens a gate to the database of dbURL; it closes, with every connection through
+// it, when the test ends.
+func newGate(t *testing.T, dbURL string) *gate {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	g := &gate{ln: ln, target: u.Host, conns: map[net.Conn]bool{}}
+	u.Host = ln.Addr().String()
+	g.URL = u.String()
+	g.wg.Add(1)
+	go g.accept()
+	t.Cleanup(func() {
+		ln.Close()
+		g.mu.Lock()
+		for c := range g.conns {
+			c.Close()
+		}
+		g.mu.Unlock()
+		g.wg.Wait()
+	})
+	return g
+}
+
+func (g *gate) shut() { g.closed.Store(true) }
+func (g *gate) open() { g.closed.Store(false) }
+
+func (g *gate) accept() {
+	defer g.wg.Done()
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			return
+		}
+		if g.closed.Load() {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", g.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		g.mu.Lock()
+		g.conns[c], g.conns[up] = true, true
+		g.mu.Unlock()
+		// Each direction closes both ends when it ends, so that the other ends too.
+		for _, p := range [][2]net.Conn{{c, up}, {up, c}} {
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				_, _ = io.Copy(p[0], p[1])
+				p[0].Close()
+				p[1].Close()
+			}()
+		}
+	}
 }
 
 type pollAnswer struct {
@@ -398,8 +577,11 @@ func TestLongPoll(t *testing.T) {
 	conv := alice.direct(bob)
 
 	var head pollAnswer
-	bob.do("GET", "/v1/events/poll", nil).JSON(t, &head)
-	require.Empty(t, head.Events)
+	r := bob.do("GET", "/v1/events/poll", nil)
+	r.OK(t, &head)
+	var raw map[string]json.RawMessage
+	r.JSON(t, &raw)
+	require.JSONEq(t, `[]`, string(raw["events"]), "an empty answer has an empty list, not null")
 	require.NotEmpty(t, head.Cursor)
 
 	for i := 1; i <= 3; i++ {
@@ -425,16 +607,24 @@ func TestLongPoll(t *testing.T) {
 	require.Equal(t, got.Events[len(got.Events)-1].ID, got.Cursor)
 
 	// Nothing new: the poll waits, and answers when a message arrives on the other instance.
-	done := make(chan pollAnswer)
+	done := make(chan response, 1)
+	failed := make(chan error, 1)
 	go func() {
-		var next pollAnswer
-		call(t, "GET", b.URL+"/v1/events/poll?timeout=30&cursor="+got.Cursor, bob.Token, nil).JSON(t, &next)
-		done <- next
+		r, err := tryCall("GET", b.URL+"/v1/events/poll?timeout=30&cursor="+got.Cursor, bob.Token, nil)
+		if err != nil {
+			failed <- err
+			return
+		}
+		done <- r
 	}()
-	require.Eventually(t, func() bool { return b.Hub.Streams() > 0 }, wait, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.Hub.Streams() > 0 || len(failed) > 0 }, wait, 10*time.Millisecond)
 	m := alice.send(conv.ID, "wakes the poll")
 	select {
-	case next := <-done:
+	case err := <-failed:
+		require.NoError(t, err)
+	case r := <-done:
+		var next pollAnswer
+		r.OK(t, &next)
 		require.Len(t, next.Events, 1)
 		require.Equal(t, m.ID, decode[events.Message](t, string(next.Events[0].Data)).ID)
 		// Poll cursors and stream ids are one cursor space.
@@ -446,7 +636,7 @@ func TestLongPoll(t *testing.T) {
 	}
 
 	var empty pollAnswer
-	bob.do("GET", "/v1/events/poll?timeout=0&cursor="+got.Cursor+"x", nil).JSON(t, &empty)
+	bob.do("GET", "/v1/events/poll?timeout=0&cursor="+got.Cursor+"x", nil).OK(t, &empty)
 	require.Len(t, empty.Events, 1)
 	require.Equal(t, "reset", empty.Events[0].Type)
 	require.Equal(t, "malformed", decode[events.Reset](t, string(empty.Events[0].Data)).Reason)
@@ -460,8 +650,7 @@ func TestStreamWithoutHijacking(t *testing.T) {
 	in := newInstance(t)
 	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
 	conv := alice.direct(bob)
-	tok, err := SignHS256(testSecret, bob.ID, "", 2*time.Second, time.Now()) // the stream ends at expiry
-	require.NoError(t, err)
+	tok, exp := tokenUntil(t, bob.ID, 5*time.Second) // the stream ends at expiry
 	req := httptest.NewRequest("GET", "/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	rec := httptest.NewRecorder()
@@ -477,6 +666,7 @@ func TestStreamWithoutHijacking(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the stream did not end at token expiry")
 	}
+	require.False(t, time.Now().Before(exp), "the stream ended before its token expired")
 	require.Equal(t, "text/event-stream; charset=utf-8", rec.Header().Get("Content-Type"))
 	evs := (&sseParser{}).parseAll(rec.Body.String())
 	require.Equal(t, "ready", evs[0].Type)
