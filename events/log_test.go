@@ -3,9 +3,12 @@ package events
 import (
 	"context"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -162,6 +165,29 @@ func TestLogSkipsAnEventItCannotRender(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond)
 }
 
+// readCounter counts the event-log reads (ReadEvents queries) started on a pool.
+type readCounter struct{ n atomic.Int64 }
+
+func (c *readCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.HasPrefix(d.SQL, "-- name: ReadEvents ") {
+		c.n.Add(1)
+	}
+	return ctx
+}
+
+func (c *readCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// tracedPool is a pool on the test database whose queries tracer sees.
+func tracedPool(t *testing.T, tracer pgx.QueryTracer) *pgxpool.Pool {
+	cfg, err := pgxpool.ParseConfig(testDB)
+	require.NoError(t, err)
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // TestLogReReadsAfterAHoldBack: a transaction that rings no doorbell (here: a bare
 // transaction id, as another application would hold) holds back an event that was
 // announced; once it ends, the reader's follow-up reads deliver the event without waiting
@@ -171,7 +197,8 @@ func TestLogReReadsAfterAHoldBack(t *testing.T) {
 	defer cancel()
 	pool := testPool(t)
 	conv := newConversation(t, pool, "held-a", "held-b")
-	log := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour})
+	reads := &readCounter{}
+	log := NewLog(Config{Pool: tracedPool(t, reads), ListenURL: testDB, SafetyPoll: time.Hour})
 	require.NoError(t, log.Start(ctx))
 	sub, _ := log.Hub().Subscribe("held-a")
 
@@ -181,11 +208,17 @@ func TestLogReReadsAfterAHoldBack(t *testing.T) {
 	_, err = blocker.Exec(ctx, "SELECT pg_current_xact_id()")
 	require.NoError(t, err)
 	require.NoError(t, db.New(pool).InsertConversationEvent(ctx, conv))
+	before := reads.n.Load()
 	log.Written()
+	// Not a time window but the reader's own work: it reads the log after the wake and
+	// again in its follow-ups, each read starting after the one before has published what
+	// it found. Three reads after the commit, and still nothing: the event is held back.
+	require.Eventually(t, func() bool { return reads.n.Load() >= before+3 }, 10*time.Second, time.Millisecond,
+		"the reader did not read the log after the wake")
 	select {
 	case <-sub.Ready():
 		t.Fatal("delivered past an open older transaction")
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	require.NoError(t, blocker.Commit(ctx)) // no Written(): nobody rings
 	select {
