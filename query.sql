@@ -245,10 +245,12 @@ LIMIT @row_limit;
 -- fence, so the range is final. The lateral join walks each of the user's
 -- conversations through events_conversation: the planner must not scan the whole window
 -- of everyone's events to find this user's few.
+-- Its columns are ReadEvents' (recipients empty: the stream's user is the recipient), so
+-- both render through one builder.
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at
+    x.deleted_at AS m_deleted_at, '{}'::text[] AS recipients
 FROM members r
 CROSS JOIN LATERAL (
     SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id

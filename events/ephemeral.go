@@ -9,7 +9,11 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// Conversation-addressed ephemeral events. A typing event in a group of 256 would name 256
+// Ephemeral events (typing, presence) are never stored: they reach this instance's streams
+// at once and the other instances' through NOTIFY payloads, packed several to a
+// notification.
+//
+// Conversation-addressed ephemeral events: a typing event in a group of 256 would name 256
 // recipients, many NOTIFYs' worth, each taking the cluster-wide notify lock; instead the
 // notification names the conversation, and each instance looks up its members (cached),
 // so one typing event is one small notification whatever the group's size.
@@ -109,4 +113,88 @@ func (c *memberCache) put(conv string, members []string) {
 		c.entries = make(map[string]memberEntry)
 	}
 	c.entries[conv] = memberEntry{members: members, at: time.Now()}
+}
+
+// Ephemeral publishes an event that is not stored (typing, presence) to the recipients'
+// streams on this instance at once and on every other instance through NOTIFY. Delivery is
+// best effort, as befits a typing indicator.
+func (l *Log) Ephemeral(e *Event) {
+	l.hub.Publish([]*Event{e})
+	l.notifyEphemeral(e.Type, e.Data, e.Recipients, e.Except)
+}
+
+// pack makes one NOTIFY payload, a JSON array, of first and whatever else is queued and
+// fits: a burst of typing or presence events costs one notification, not one each. What
+// does not fit waits in l.carry for the next payload.
+func (l *Log) pack(first []byte) string {
+	b := append(append(make([]byte, 0, maxPayload), '['), first...)
+	for {
+		next := l.carry
+		if next == nil {
+			select {
+			case next = <-l.ephemeral:
+			default:
+				return string(append(b, ']'))
+			}
+		}
+		if len(b)+1+len(next)+1 > maxPayload {
+			l.carry = next
+			return string(append(b, ']'))
+		}
+		l.carry = nil
+		b = append(append(b, ','), next...)
+	}
+}
+
+// maxPayload keeps NOTIFY payloads under PostgreSQL's 8000-byte limit.
+const maxPayload = 7900
+
+func (l *Log) notifyEphemeral(typ string, data []byte, recipients []string, except string) {
+	payload, err := json.Marshal(ephemeralMsg{From: l.instance, Type: typ, Data: data, Recipients: recipients, Except: except})
+	if err != nil {
+		return
+	}
+	if len(payload) > maxPayload-2 && len(recipients) > 1 { // 2: the brackets of pack
+		// A large group: split the recipients until each notification fits.
+		half := len(recipients) / 2
+		l.notifyEphemeral(typ, data, recipients[:half], except)
+		l.notifyEphemeral(typ, data, recipients[half:], except)
+		return
+	}
+	select {
+	case l.ephemeral <- payload:
+	default:
+		l.cfg.Logger.Warn("ephemeral event dropped: notification queue full")
+	}
+}
+
+// ephemeralMsg is the NOTIFY payload of an ephemeral event: addressed to recipients, or to
+// the members of a conversation, whom each instance looks up itself.
+type ephemeralMsg struct {
+	From         string          `json:"from"`
+	Type         string          `json:"type"`
+	Data         json.RawMessage `json:"data"`
+	Recipients   []string        `json:"recipients,omitempty"`
+	Conversation string          `json:"conversation,omitempty"`
+	Except       string          `json:"except,omitempty"`
+}
+
+// receiveEphemeral publishes the ephemeral events of another instance's notification (a
+// JSON array: the sender packs what it has queued into one NOTIFY).
+func (l *Log) receiveEphemeral(payload string) {
+	var msgs []ephemeralMsg
+	if err := json.Unmarshal([]byte(payload), &msgs); err != nil {
+		return
+	}
+	evs := make([]*Event, 0, len(msgs))
+	for _, m := range msgs {
+		switch {
+		case m.From == l.instance:
+		case m.Conversation != "":
+			l.queueResolve(m)
+		default:
+			evs = append(evs, &Event{Type: m.Type, Data: m.Data, Recipients: m.Recipients, Except: m.Except})
+		}
+	}
+	l.hub.Publish(evs)
 }
