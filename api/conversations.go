@@ -97,7 +97,6 @@ func (s *Server) createDirect(ctx context.Context, me, other string) (id pgtype.
 		}
 		return q.InsertConversationEvent(ctx, id)
 	})
-	s.cfg.Log.Written()
 	return id, created, err
 }
 
@@ -140,7 +139,6 @@ func (s *Server) createGroup(ctx context.Context, me string, ids []string, title
 		}
 		return q.InsertConversationEvent(ctx, id)
 	})
-	s.cfg.Log.Written()
 	return id, err
 }
 

@@ -64,7 +64,6 @@ func (s *Server) sendMessage(c *gin.Context) error {
 	}
 	me := user(c)
 	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID, Body: *req.Body})
-	s.cfg.Log.Written()
 	switch {
 	case err == nil:
 		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
@@ -180,7 +179,6 @@ func (s *Server) editMessage(c *gin.Context) error {
 		return err
 	}
 	row, err := s.q.EditMessage(c, db.EditMessageParams{ConversationID: conv, ID: id, SenderID: user(c), Body: *req.Body})
-	s.cfg.Log.Written()
 	if errors.Is(err, pgx.ErrNoRows) {
 		_, err = s.whyUnchanged(c, conv, id)
 		if err == nil {
@@ -202,7 +200,6 @@ func (s *Server) deleteMessage(c *gin.Context) error {
 		return err
 	}
 	row, err := s.q.DeleteMessage(c, db.DeleteMessageParams{ConversationID: conv, ID: id, SenderID: user(c)})
-	s.cfg.Log.Written()
 	if errors.Is(err, pgx.ErrNoRows) {
 		m, err := s.whyUnchanged(c, conv, id)
 		if err != nil {

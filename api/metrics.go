@@ -75,6 +75,9 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "chatd_events_read_total", Help: "Durable events read from the log and fanned out.",
 			}, func() float64 { return float64(log.Published()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatd_doorbell_rings_total", Help: "Writes that woke the log readers of every instance.",
+			}, func() float64 { return float64(log.Rings()) }),
 		)
 	}
 	return m

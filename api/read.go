@@ -31,7 +31,6 @@ func (s *Server) markRead(c *gin.Context) error {
 		return errorf(http.StatusUnprocessableEntity, "invalid_seq", "seq must be a message seq (an integer of 0 or more)")
 	}
 	_, err = s.q.MarkRead(c, db.MarkReadParams{ConversationID: conv, UserID: user(c), Seq: *req.Seq})
-	s.cfg.Log.Written()
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = s.requireMember(c, conv) // nothing moved: fine, unless the caller is an outsider
 	}

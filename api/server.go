@@ -132,6 +132,8 @@ func (s *Server) routes() *gin.Engine {
 		r.POST("/dev/token", s.handle(s.devToken))
 	}
 
+	// Routes that write the event log ring the doorbell when they end (s.ring), whatever
+	// the handler did: a forgotten ring would delay delivery to the safety poll unseen.
 	// Writes and reads have separate budgets per user: reads are cheaper and more frequent,
 	// but each still costs the database (unread counts, history), so neither is unlimited.
 	v1 := r.Group("/v1", s.authenticate)
@@ -141,16 +143,23 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/events/poll", s.limitReads, s.handle(s.poll))
 	get(v1, "/unread", s.limitReads, s.handle(s.unread))
 	get(v1, "/presence", s.limitReads, s.handle(s.presence))
-	v1.POST("/conversations", s.limit, s.handle(s.createConversation))
+	v1.POST("/conversations", s.limit, s.ring, s.handle(s.createConversation))
 	get(v1, "/conversations", s.limitReads, s.handle(s.listConversations))
 	get(v1, "/conversations/:id", s.limitReads, s.handle(s.getConversation))
-	v1.POST("/conversations/:id/messages", s.limit, s.handle(s.sendMessage))
+	v1.POST("/conversations/:id/messages", s.limit, s.ring, s.handle(s.sendMessage))
 	get(v1, "/conversations/:id/messages", s.limitReads, s.handle(s.listMessages))
-	v1.PATCH("/conversations/:id/messages/:message_id", s.limit, s.handle(s.editMessage))
-	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.handle(s.deleteMessage))
-	v1.POST("/conversations/:id/read", s.limit, s.handle(s.markRead))
+	v1.PATCH("/conversations/:id/messages/:message_id", s.limit, s.ring, s.handle(s.editMessage))
+	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.ring, s.handle(s.deleteMessage))
+	v1.POST("/conversations/:id/read", s.limit, s.ring, s.handle(s.markRead))
 	v1.POST("/conversations/:id/typing", s.limit, s.handle(s.typing))
 	return r
+}
+
+// ring wakes this instance's log reader and the other instances' once the request's
+// transaction has ended, committed or not (see events.Log.Written).
+func (s *Server) ring(c *gin.Context) {
+	c.Next()
+	s.cfg.Log.Written()
 }
 
 const ctxRequestID = "chatd.request_id"

@@ -71,6 +71,7 @@ type Log struct {
 	resolve   chan ephemeralMsg
 	listening atomic.Bool
 	published atomic.Uint64
+	rings     atomic.Uint64
 	pos       Cursor // owned by the reader goroutine
 }
 
@@ -138,9 +139,13 @@ func (l *Log) Listening() bool { return l.listening.Load() }
 // instance's reader and rings the other instances' doorbell. A rolled-back transaction
 // rings too, because it may have been holding back the fence over others' commits.
 func (l *Log) Written() {
+	l.rings.Add(1)
 	signal(l.wake)
 	signal(l.ring)
 }
+
+// Rings is how many times Written was called.
+func (l *Log) Rings() uint64 { return l.rings.Load() }
 
 // pace waits until at least interval has passed since last; false when ctx ended first.
 func pace(ctx context.Context, last time.Time, interval time.Duration) bool {
