@@ -1,17 +1,19 @@
-// chatd web client: one dependency-free ES module. REST for commands and history, one native
-// EventSource for everything live. All user-supplied text reaches the page through textContent
-// (see h()), never through innerHTML, so nobody can inject markup into someone else's page.
+// chatd web client: the page around chatd.js, which does everything the protocol needs
+// (transport, resume, tabs, the outbox); this file keeps the state shown and renders it. All
+// user-supplied text reaches the page through textContent (see h()), never through innerHTML,
+// so nobody can inject markup into someone else's page.
+
+import { ApiError, ChatClient } from './chatd.js';
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
 // sessionStorage, not localStorage: each tab (or private window) can be a different user, and a
 // token does not outlive the browsing session.
 const store = sessionStorage;
-const KEY = { token: 'chatd.token', me: 'chatd.me', cursor: 'chatd.cursor' };
-const DURABLE = ['message', 'message_updated', 'message_deleted', 'read', 'conversation'];
+const KEY = { token: 'chatd.token', me: 'chatd.me' };
 
-// me is {id, name, dev}; es is the EventSource; backoff counts failed reconnects.
-const state = { token: null, me: null, es: null, backoff: 0, reconnectTimer: 0, everLive: false, ...emptyData() };
+// me is {id, name, dev}; client is the ChatClient of the signed-in user.
+const state = { token: null, me: null, client: null, ...emptyData() };
 
 // emptyData is everything that belongs to one signed-in user and is dropped on sign-out.
 function emptyData() {
@@ -19,7 +21,6 @@ function emptyData() {
     convs: new Map(), // conversation id → conversation object
     names: new Map(), // user id → display name (from participants)
     history: new Map(), // conversation id → {byId: Map(id → message), oldest, hasMore, loading}
-    pending: new Map(), // client_id → {client_id, conversation_id, body, retrying}
     reads: new Map(), // conversation id → Map(user id → seq), from other users' read events
     typing: new Map(), // conversation id → Map(user id → timer)
     queue: [], // events that arrived while a full reload was running
@@ -29,7 +30,6 @@ function emptyData() {
 
 const myId = () => state.me?.id;
 const displayName = (id) => (id === myId() ? state.me.name : state.names.get(id) || id);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // h builds an element. `text` sets textContent; string children become text nodes.
 function h(tag, attrs = {}, ...children) {
@@ -45,26 +45,12 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-// uid prefers crypto.randomUUID, which only exists in secure contexts; a dev server reached over
-// plain http on a LAN address is not one, so fall back to getRandomValues (available everywhere).
-function uid() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-}
-
 // ---- HTTP ------------------------------------------------------------------------------------
 
-class ApiError extends Error {
-  constructor(status, code, message, retryAfter) {
-    super(message);
-    Object.assign(this, { status, code, retryAfter });
-  }
-}
-
-// api sends the Bearer token on every request: the cookie alone is only good for GETs, and the
-// header works for everything.
+// api goes through the client once signed in (Bearer, one fresh token after a 401); before
+// that only the dev sign-in is called.
 async function api(method, path, body) {
+  if (state.client) return state.client.request(method, path, body);
   const headers = { Accept: 'application/json' };
   if (state.token) headers.Authorization = 'Bearer ' + state.token;
   if (method !== 'GET') headers['Content-Type'] = 'application/json';
@@ -148,34 +134,72 @@ async function signIn(ev) {
   }
 }
 
-// enterApp (re)creates the session cookie that EventSource needs, then opens the stream. On a
-// page reload this also refreshes a cookie the browser may have dropped.
+// getToken hands the client the token; asked for a fresh one after a 401, the dev mode mints
+// one, and otherwise the same token goes back (refused again, the client reports it).
+async function getToken({ fresh }) {
+  if (fresh && state.me?.dev) {
+    const r = await fetch('/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ sub: state.me.id, name: state.me.name }) }).catch(() => null);
+    if (r?.ok) {
+      state.token = (await r.json()).token;
+      store.setItem(KEY.token, state.token);
+    }
+  }
+  return state.token;
+}
+
+// enterApp starts the client: it sets the session cookie the stream needs (proving the token
+// on a fresh sign-in), connects or joins the tab that holds the connection, and sends what
+// the outbox kept.
 async function enterApp(fresh) {
+  const client = new ChatClient({ user: state.me.id, getToken });
+  state.client = client;
   try {
-    await api('POST', '/v1/session');
+    await client.createSession();
   } catch (e) {
     // A fresh sign-in must prove the token works; after a reload, only a 401 is final, other
-    // failures (a deploy in progress) are left to the stream's reconnect loop.
-    if (fresh || e.status === 401) throw e;
-    report(e);
+    // failures (a deploy in progress, offline) are left to the client's reconnect loop.
+    if (fresh || e.status === 401) {
+      state.client = null;
+      throw e;
+    }
   }
   store.setItem(KEY.token, state.token);
   store.setItem(KEY.me, JSON.stringify(state.me));
+  client.on('status', renderStatus);
+  client.on('connected', () => loadAll()); // subscribed first, then loaded: nothing falls between
+  client.on('reset', () => {
+    // Our cursor was unknown or too old: the connection continues from the head; reload by REST.
+    state.history.clear();
+    loadAll();
+  });
+  client.on('event', (e) => dispatch(e.type, e.data));
+  client.on('outbox', () => {
+    renderOutbox();
+    if (state.openId) renderMessages();
+  });
+  client.on('sent', ({ message }) => message && onMessage('message', message));
+  client.on('unauthorized', () => {
+    if (!state.token) return;
+    signOut();
+    toast('Your session has expired. Please sign in again.');
+  });
   showApp(true);
-  connect();
+  client.start();
+  renderStatus();
   $('new-chat-input').focus();
 }
 
 function signOut() {
   stopTyping();
   api('DELETE', '/v1/session').catch(() => {}); // best effort: the cookie is useless without a token anyway
-  state.es?.close();
-  state.es = null;
-  clearTimeout(state.reconnectTimer);
+  // The outbox stays: what this user wrote goes out when they sign in again.
+  state.client?.stop();
+  state.client = null;
   for (const k of Object.values(KEY)) store.removeItem(k);
   for (const m of state.typing.values()) for (const t of m.values()) clearTimeout(t);
-  Object.assign(state, { token: null, me: null, backoff: 0, everLive: false }, emptyData());
-  setStatus('offline');
+  Object.assign(state, { token: null, me: null }, emptyData());
+  renderStatus();
   showApp(false);
   $('conversation-list').replaceChildren();
   $('messages').replaceChildren();
@@ -191,67 +215,36 @@ function showApp(on) {
   $('my-id').textContent = on ? state.me.id : '';
 }
 
-// ---- Event stream ------------------------------------------------------------------------------
+// ---- Connection status -------------------------------------------------------------------------
 
-function setStatus(s) {
-  $('status').dataset.state = s;
-  $('status').textContent = s;
+const TRANSPORT = { sse: 'stream', poll: 'polling' };
+
+// renderStatus shows the client's status and transport. Up but not yet loaded by REST on the
+// first connect is still "connecting": "live" means up to date.
+function renderStatus() {
+  const c = state.client;
+  let st = c ? c.status : 'offline';
+  if ((st === 'live' || st === 'fallback') && !state.loaded) st = 'connecting';
+  const el = $('status');
+  el.dataset.state = st;
+  el.dataset.transport = c?.transport || '';
+  el.dataset.role = c?.role || '';
+  const how = c?.transport && st !== 'offline' ? ` · ${TRANSPORT[c.transport]}` : '';
+  el.textContent = (st === 'fallback' ? 'fallback' : st) + how;
+  el.title = c?.role === 'follower' ? 'Shares the connection of another tab' : '';
+  renderOutbox();
+  if (state.openId) renderMessages(); // "sending…" or "waiting for connection…"
 }
 
-const saveCursor = (c) => c && store.setItem(KEY.cursor, c);
-
-function connect() {
-  clearTimeout(state.reconnectTimer);
-  state.es?.close();
-  // A new EventSource starts without Last-Event-ID, so the stored cursor goes in the URL.
-  const cursor = store.getItem(KEY.cursor);
-  const es = new EventSource('/v1/events' + (cursor ? '?last_event_id=' + enc(cursor) : ''));
-  state.es = es;
-  setStatus(state.everLive ? 'reconnecting' : 'connecting');
-
-  es.addEventListener('ready', (e) => {
-    Object.assign(state, { backoff: 0, everLive: true });
-    saveCursor(JSON.parse(e.data).cursor);
-    // Subscribe first, then load by REST: nothing can fall between the snapshot and the stream.
-    // "live" means up to date, so on the first connect it waits for that load.
-    if (state.loaded) setStatus('live');
-    else loadAll();
-  });
-  es.addEventListener('reset', (e) => {
-    // Our cursor was unknown or too old: the stream continues from the head; reload by REST.
-    saveCursor(JSON.parse(e.data).cursor);
-    state.history.clear();
-    loadAll();
-  });
-  for (const type of DURABLE) {
-    es.addEventListener(type, (e) => {
-      saveCursor(e.lastEventId); // the resume point for a new EventSource after a reload
-      dispatch(type, JSON.parse(e.data));
-    });
-  }
-  for (const type of ['typing', 'presence']) es.addEventListener(type, (e) => dispatch(type, JSON.parse(e.data)));
-  es.onerror = () => {
-    if (es !== state.es) return;
-    if (es.readyState === EventSource.CONNECTING) setStatus('reconnecting'); // the browser retries
-    else if (es.readyState === EventSource.CLOSED) reconnectLater();
-  };
-}
-
-// reconnectLater handles a stream the browser gave up on (any non-200 answer closes an
-// EventSource for good, e.g. 401 after expiry or 503 during a deploy).
-async function reconnectLater() {
-  state.es?.close();
-  state.es = null;
-  setStatus('reconnecting');
-  try {
-    await api('GET', '/v1/unread'); // tells an expired token (401) from a server hiccup
-  } catch (e) {
-    if (e.status === 401) return report(e);
-  }
-  if (!state.token) return;
-  const base = Math.min(30000, 1000 * 2 ** state.backoff++);
-  const delay = base / 2 + (Math.random() * base) / 2; // jitter: clients do not return in lockstep
-  state.reconnectTimer = setTimeout(connect, delay);
+// renderOutbox counts the messages not yet accepted, in every conversation: after a reload
+// while chatd is unreachable, no conversation can be shown, but what waits to be sent can.
+function renderOutbox() {
+  const items = state.client?.outbox() || [];
+  const failed = items.filter((i) => i.state === 'failed').length;
+  const el = $('outbox');
+  el.hidden = !items.length;
+  el.dataset.count = String(items.length);
+  el.textContent = items.length ? `${items.length} unsent` + (failed ? ` (${failed} failed)` : '') : '';
 }
 
 // dispatch holds events back while a full REST reload runs, so the reload cannot overwrite them.
@@ -300,7 +293,7 @@ async function loadAll() {
     } else {
       for (const [type, data] of state.queue.splice(0)) apply(type, data);
       renderAll();
-      if (state.es?.readyState === EventSource.OPEN) setStatus('live');
+      renderStatus();
     }
   }
 }
@@ -350,7 +343,6 @@ function onMessage(type, m) {
   const hist = state.history.get(conv.id);
   // Keep a loaded window gap-free: only messages inside it (or newer) belong there.
   if (hist && (hist.byId.has(m.id) || hist.loading || !hist.hasMore || m.seq >= hist.oldest)) hist.byId.set(m.id, m);
-  if (mine && m.client_id) state.pending.delete(m.client_id);
   clearTyping(conv.id, m.sender_id);
   renderList();
   if (conv.id === state.openId) {
@@ -527,40 +519,20 @@ function markRead() {
 
 // ---- Sending, editing, typing ------------------------------------------------------------------
 
-async function send(ev) {
+// send queues the message in the client's outbox, which keeps it (across reloads too) until
+// chatd accepts it, sends in order, and retries with the same client_id, so a retry after a
+// lost answer cannot post it twice.
+function send(ev) {
   ev?.preventDefault();
   const ta = $('composer');
   const id = state.openId;
   const body = ta.value;
-  if (!id || !body.trim()) return;
+  if (!id || !body.trim() || !state.client) return;
   ta.value = '';
   autosize();
   stopTyping();
-  // One client_id for all attempts: a retry after a lost answer cannot post the message twice.
-  const p = { client_id: uid(), conversation_id: id, body, retrying: false };
-  state.pending.set(p.client_id, p);
+  state.client.send(id, body);
   renderMessages(true);
-  let delay = 1000;
-  while (state.token && state.pending.has(p.client_id)) {
-    try {
-      const m = await api('POST', `/v1/conversations/${enc(id)}/messages`, { body, client_id: p.client_id });
-      state.pending.delete(p.client_id);
-      onMessage('message', m);
-      return;
-    } catch (e) {
-      const transient = !(e instanceof ApiError) || e.status === 429 || e.status >= 502;
-      if (!transient) {
-        state.pending.delete(p.client_id);
-        if (state.openId === id && !ta.value) ta.value = body; // give the text back to fix
-        renderMessages();
-        return report(e);
-      }
-      p.retrying = true;
-      if (state.openId === id) renderMessages();
-      await sleep(e.retryAfter ? e.retryAfter * 1000 : delay);
-      delay = Math.min(delay * 2, 30000);
-    }
-  }
 }
 
 function startEdit(m) {
@@ -720,8 +692,10 @@ function renderMessages(toBottom = false) {
   const seen = seenLine(c, msgs);
   const old = new Map([...ol.children].map((li) => [li.dataset.key, li]));
   const nodes = msgs.map((m) => messageNode(old.get(m.id), m, seen.seq === m.seq ? seen.text : ''));
-  for (const p of state.pending.values()) {
-    if (p.conversation_id === c.id) nodes.push(pendingNode(old.get('p:' + p.client_id), p));
+  const shown = new Set(msgs.map((m) => m.client_id).filter(Boolean));
+  for (const p of state.client?.outbox() || []) {
+    // Accepted but not yet removed from the outbox (another tab sent it): show it once.
+    if (p.conversation_id === c.id && !shown.has(p.client_id)) nodes.push(pendingNode(old.get('p:' + p.client_id), p));
   }
   nodes.forEach((n, i) => {
     if (ol.children[i] !== n) ol.insertBefore(n, ol.children[i] || null);
@@ -771,14 +745,23 @@ function editBox(m) {
     h('button', { type: 'button', class: 'link', text: 'Cancel', onclick: cancelEdit })));
 }
 
+// pendingNode shows a message of the outbox: waiting to be sent, or refused with the reason
+// and a way to retry or drop it.
 function pendingNode(li, p) {
-  const sig = String(p.retrying);
+  const online = state.client && (state.client.status === 'live' || state.client.status === 'fallback');
+  const note = p.state === 'failed' ? `not sent: ${p.error?.message || 'refused'}` : online ? 'sending…' : 'waiting for connection…';
+  const sig = JSON.stringify([p.state, note]);
   if (li && li.dataset.sig === sig) return li;
-  li ||= h('li', { 'data-key': 'p:' + p.client_id, class: 'msg mine pending', 'data-pending': 'true' });
+  li ||= h('li', { 'data-key': 'p:' + p.client_id });
+  li.className = 'msg mine pending' + (p.state === 'failed' ? ' failed' : '');
   li.dataset.sig = sig;
-  li.replaceChildren(h('div', { class: 'meta' },
-    h('span', { class: 'sender', text: 'You' }), h('span', { text: p.retrying ? 'retrying…' : 'sending…' })),
-  h('p', { class: 'body', text: p.body }));
+  li.dataset.pending = p.state;
+  li.dataset.clientId = p.client_id;
+  const actions = p.state === 'failed' && h('div', { class: 'actions' },
+    h('button', { type: 'button', class: 'link', 'data-testid': 'retry-button', text: 'Retry', onclick: () => state.client?.retry(p.client_id) }),
+    h('button', { type: 'button', class: 'link', 'data-testid': 'discard-button', text: 'Discard', onclick: () => state.client?.discard(p.client_id) }));
+  li.replaceChildren(...[h('div', { class: 'meta' }, h('span', { class: 'sender', text: 'You' }), h('span', { text: note })),
+    h('p', { class: 'body', text: p.body }), actions].filter(Boolean));
   return li;
 }
 
