@@ -21,7 +21,9 @@ type serverSample struct {
 	cpu     float64 // process_cpu_seconds_total
 	streams float64 // chatd_streams_open
 	read    float64 // chatd_events_read_total: durable events the log reader has fanned out
-	err     error
+	// go_goroutines
+	goroutines float64
+	err        error
 }
 
 // scrape reads every instance's /metrics.
@@ -69,6 +71,8 @@ func (b *bench) scrapeOne(ctx context.Context, u string, s *serverSample) error 
 			dst = &s.streams
 		case "chatd_events_read_total":
 			dst = &s.read
+		case "go_goroutines":
+			dst = &s.goroutines
 		default:
 			continue
 		}

@@ -527,7 +527,7 @@ func statusList(m map[string]int64) string {
 	return " (" + strings.Join(parts, " ") + ")"
 }
 
-func writeJSON(path string, r *Result) error {
+func writeJSON(path string, r any) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

@@ -217,17 +217,11 @@ func (s *stream) run(ctx context.Context, t *tracker, resume bool, release func(
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	req := make([]byte, 0, 192+len(s.user.token)+len(s.lastID))
-	req = append(req, "GET /v1/events HTTP/1.1\r\nHost: "...)
-	req = append(req, s.host...)
-	req = append(req, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nAuthorization: Bearer "...)
-	req = append(req, s.user.token...)
-	if resume && len(s.lastID) > 0 {
-		req = append(req, "\r\nLast-Event-ID: "...)
-		req = append(req, s.lastID...)
+	var lastID []byte
+	if resume {
+		lastID = s.lastID
 	}
-	req = append(req, "\r\n\r\n"...)
-	if _, err := conn.Write(req); err != nil {
+	if _, err := conn.Write(streamRequest(s.host, s.user.token, lastID)); err != nil {
 		return err
 	}
 	br := bufio.NewReaderSize(conn, connBufSize)
@@ -264,6 +258,21 @@ func (s *stream) run(ctx context.Context, t *tracker, resume bool, release func(
 			release = nil
 		}
 	}
+}
+
+// streamRequest is the request that opens a stream, resuming after lastID when it is not
+// empty.
+func streamRequest(host, token string, lastID []byte) []byte {
+	req := make([]byte, 0, 192+len(token)+len(lastID))
+	req = append(req, "GET /v1/events HTTP/1.1\r\nHost: "...)
+	req = append(req, host...)
+	req = append(req, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nAuthorization: Bearer "...)
+	req = append(req, token...)
+	if len(lastID) > 0 {
+		req = append(req, "\r\nLast-Event-ID: "...)
+		req = append(req, lastID...)
+	}
+	return append(req, "\r\n\r\n"...)
 }
 
 // readHead reads the response status and headers and returns the body reader, or an
