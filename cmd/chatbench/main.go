@@ -26,6 +26,9 @@
 //	       steadily while it kills one instance with SIGKILL and then restarts PostgreSQL
 //	       (-pg-ctl); then checks that every acknowledged message reached each recipient's
 //	       stream and the history exactly once. -url is not used.
+//	slowread, slowclients, soak: hostile clients and a long mixed run against chatd
+//	       processes of their own (-chatd), like faults; hostile.sh and soak.sh run them.
+//	       See slowread.go, slowclients.go and soak.go.
 //
 // After creating the conversations, chatbench waits until the instances' log readers have
 // fanned out the conversation events (chatd_events_read_total), so the measurements that
@@ -102,6 +105,13 @@ type options struct {
 	workDir  string
 	phases   string
 	timeout  time.Duration
+
+	// -mode slowread, slowclients, soak (hostile.go)
+	attackers   int
+	flood       int
+	soakFor     time.Duration
+	sampleEvery time.Duration
+	csvPath     string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -132,6 +142,11 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.workDir, "work-dir", "", "faults: directory for chatd logs and the pid file (default: a new temporary one)")
 	fs.StringVar(&o.phases, "phases", "kill,pg", "faults: which faults to inject: kill (SIGKILL of one instance), pg (PostgreSQL restart)")
 	fs.DurationVar(&o.timeout, "timeout", 85*time.Second, "faults: the whole run, cleanup excluded, ends after this")
+	fs.IntVar(&o.attackers, "attackers", 0, "slowread, slowclients: attacker connections (default 2000, 5000)")
+	fs.IntVar(&o.flood, "flood", 600, "slowread: messages of 4,096 '<' the senders post")
+	fs.DurationVar(&o.soakFor, "soak-for", 10*time.Minute, "soak: how long the mixed load runs")
+	fs.DurationVar(&o.sampleEvery, "sample-every", 5*time.Second, "soak: how often each instance is sampled")
+	fs.StringVar(&o.csvPath, "csv", "", "soak: write the samples to this CSV file")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: chatbench [flags]   (see `go doc ./cmd/chatbench` for the modes)")
 		fs.PrintDefaults()
@@ -157,6 +172,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.mode == "faults" {
 		return o, o.checkFaults()
+	}
+	if hostileModes[o.mode] != nil {
+		return o, o.checkHostile()
 	}
 	switch {
 	case len(o.urls) == 0 || len(o.urls) > 255:
@@ -200,6 +218,9 @@ func run() int {
 	defer stop()
 	if opt.mode == "faults" {
 		return runFaults(ctx, opt)
+	}
+	if run := hostileModes[opt.mode]; run != nil {
+		return run(ctx, opt)
 	}
 
 	res := &Result{Mode: opt.mode, RunID: opt.runID, Instances: opt.urls, Streams: opt.streams,

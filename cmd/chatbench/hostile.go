@@ -1,0 +1,395 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatd/chatd/api"
+	"github.com/chatd/chatd/db"
+)
+
+// -mode slowread, slowclients and soak start their own chatd processes (as -mode faults
+// does, with its instance type) on a scratch database, so that they can read each
+// process's memory and files from /proc, reach its pprof endpoints, and restart it.
+
+// hostileRun is the processes and clients of one of those modes.
+type hostileRun struct {
+	opt   options
+	b     *bench
+	inst  []*instance
+	debug []string // each instance's CHAT_DEBUG_ADDR (pprof)
+	drop  func()   // drops the scratch database
+	rmDir bool     // the work directory is ours
+}
+
+// startHostile creates and migrates a scratch database, starts n instances with env (plus
+// what every run needs), and creates -streams/2 direct conversations through them.
+func startHostile(ctx context.Context, opt options, n int, env map[string]string) (*hostileRun, error) {
+	r := &hostileRun{opt: opt}
+	if r.opt.workDir == "" {
+		d, err := os.MkdirTemp("", "chatd-hostile-")
+		if err != nil {
+			return r, err
+		}
+		r.opt.workDir, r.rmDir = d, true
+	}
+	dbURL, drop, err := db.CreateScratchDatabase(ctx, opt.pgServer, "chatd_hostile", "")
+	if err != nil {
+		return r, fmt.Errorf("scratch database: %w", err)
+	}
+	r.drop = drop
+	env["CHAT_DATABASE_URL"] = dbURL
+	env["CHAT_JWT_SECRET"] = opt.secret
+	env["CHAT_RATE_LIMIT"] = "0"
+	env["CHAT_SHUTDOWN_TIMEOUT"] = "2s"
+	if err := migrate(ctx, opt.chatdBin, chatdEnv(env)); err != nil {
+		return r, err
+	}
+	r.opt.urls = nil // -url is not used: the instances are these
+	for k := 0; k < n; k++ {
+		dbg, err := freeLoopbackAddr()
+		if err != nil {
+			return r, err
+		}
+		env["CHAT_DEBUG_ADDR"] = dbg
+		in, err := newInstance(string(rune('A'+k)), opt.chatdBin, r.opt.workDir, env)
+		if err != nil {
+			return r, err
+		}
+		r.inst = append(r.inst, in)
+		r.debug = append(r.debug, dbg)
+		if err := in.start(ctx, faultReady); err != nil {
+			return r, err
+		}
+		logf("chatd %s: pid %d on %s (pprof on %s)", in.name, in.cmd.Process.Pid, in.addr, dbg)
+		r.opt.urls = append(r.opt.urls, in.url)
+	}
+	res := &Result{Mode: opt.mode, RunID: opt.runID, Instances: r.opt.urls, Streams: opt.streams, DB: &DBResult{}}
+	r.b, err = newBench(ctx, r.opt, res)
+	if err != nil {
+		return r, err
+	}
+	return r, r.b.setup(ctx)
+}
+
+// cleanup stops the instances and drops the database; it runs on every exit path.
+func (r *hostileRun) cleanup() {
+	if r.b != nil {
+		r.b.close()
+	}
+	for _, in := range r.inst {
+		in.stop(3 * time.Second)
+	}
+	if r.drop != nil {
+		r.drop()
+	}
+	if r.rmDir {
+		os.RemoveAll(r.opt.workDir)
+	}
+}
+
+// mintUsers makes n users "<run-id>-<prefix><i>" with tokens that outlive the run.
+func (r *hostileRun) mintUsers(prefix string, n int) []*user {
+	out := make([]*user, n)
+	for i := range out {
+		id := fmt.Sprintf("%s-%s%d", r.opt.runID, prefix, i)
+		tok, _ := api.SignHS256([]byte(r.opt.secret), id, id, 3*time.Hour, time.Now())
+		out[i] = &user{id: id, token: tok}
+	}
+	return out
+}
+
+// victimGroups mints victims and senders, and has each sender create a group with per of
+// the victims (sender k: victims k*per onwards, wrapping around).
+func (r *hostileRun) victimGroups(ctx context.Context, victims, senders, per int) (v, s []*user, groups []string, err error) {
+	v, s = r.mintUsers("v", victims), r.mintUsers("s", senders)
+	groups = make([]string, senders)
+	for k, sender := range s {
+		members := make([]*user, per)
+		for i := range members {
+			members[i] = v[(k*per+i)%victims]
+		}
+		if groups[k], err = r.createGroup(ctx, sender, members); err != nil {
+			return nil, nil, nil, fmt.Errorf("group: %w", err)
+		}
+	}
+	return v, s, groups, nil
+}
+
+// createGroup creates a group of owner and members on the first instance.
+func (r *hostileRun) createGroup(ctx context.Context, owner *user, members []*user) (string, error) {
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = m.id
+	}
+	body, _ := json.Marshal(map[string]any{"participant_ids": ids, "title": "hostile " + owner.id})
+	var out struct {
+		ID string `json:"id"`
+	}
+	err := r.b.callJSON(ctx, http.MethodPost, r.opt.urls[0]+"/v1/conversations", owner.token, body, &out)
+	return out.ID, err
+}
+
+// procSample is one look at one instance: /proc and /metrics.
+type procSample struct {
+	at         time.Time
+	inst       int
+	pid        int
+	rss, hwm   int64 // VmRSS, VmHWM: bytes
+	fds        int   // open files, sockets included
+	goroutines float64
+	streams    float64       // chatd_streams_open
+	metrics    time.Duration // how long /metrics took to answer; -1: it did not
+	tcpMem     int64         // bytes of socket buffers the kernel holds for TCP, all processes
+}
+
+// readProc reads a process's resident memory, its peak, and its open files.
+func readProc(pid int) (rss, hwm int64, fds int) {
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			name, v, _ := strings.Cut(l, ":")
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch name {
+			case "VmRSS":
+				rss = kb << 10
+			case "VmHWM":
+				hwm = kb << 10
+			}
+		}
+	}
+	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
+		fds = len(ents)
+	}
+	return rss, hwm, fds
+}
+
+// tcpMemory is the kernel's TCP buffer memory (/proc/net/sockstat counts it in pages): the
+// machine-wide cost of data written to sockets that nobody reads.
+func tcpMemory() int64 {
+	data, _ := os.ReadFile("/proc/net/sockstat")
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "TCP:" && f[len(f)-2] == "mem" {
+			pages, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+			return pages * int64(os.Getpagesize())
+		}
+	}
+	return 0
+}
+
+// sampler looks at every running instance every interval until stopped.
+type sampler struct {
+	mu      sync.Mutex
+	samples []procSample
+	stop    func()
+}
+
+func (r *hostileRun) startSampler(ctx context.Context, every time.Duration) *sampler {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &sampler{}
+	done := make(chan struct{})
+	s.stop = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			for k := range r.inst {
+				if p, ok := r.sample(ctx, k); ok {
+					s.mu.Lock()
+					s.samples = append(s.samples, p)
+					s.mu.Unlock()
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// sample looks at instance k once; ok is false when it is not running.
+func (r *hostileRun) sample(ctx context.Context, k int) (procSample, bool) {
+	in := r.inst[k]
+	if !in.alive() {
+		return procSample{}, false
+	}
+	p := procSample{at: time.Now(), inst: k, pid: in.cmd.Process.Pid}
+	p.rss, p.hwm, p.fds = readProc(p.pid)
+	p.tcpMem = tcpMemory()
+	var m serverSample
+	if err := r.b.scrapeOne(ctx, in.url+"/metrics", &m); err != nil {
+		p.metrics = -1
+	} else {
+		p.metrics = time.Since(p.at)
+	}
+	p.goroutines, p.streams = m.goroutines, m.streams
+	return p, true
+}
+
+// between returns the samples taken in [from, to).
+func (s *sampler) between(from, to time.Time) []procSample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []procSample
+	for _, p := range s.samples {
+		if !p.at.Before(from) && p.at.Before(to) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// serverWindow is what the samples of a window say about the server.
+type serverWindow struct {
+	Samples       int        `json:"samples"`
+	RSSMaxMiB     float64    `json:"rss_max_mib"` // the largest VmRSS sampled
+	HWMMiB        float64    `json:"vmhwm_mib"`   // the process's peak so far, at the window's end
+	FDsMax        int        `json:"fds_max"`
+	GoroutinesMax float64    `json:"goroutines_max"`
+	TCPMemMaxMiB  float64    `json:"kernel_tcp_mem_max_mib"` // machine-wide
+	Metrics       *Quantiles `json:"metrics_answer"`         // /metrics answer time
+	MetricsFailed int        `json:"metrics_failed"`         // scrapes that got no answer within 10 s
+}
+
+func window(ps []procSample) serverWindow {
+	var w serverWindow
+	var lat []int64
+	for _, p := range ps {
+		w.Samples++
+		w.RSSMaxMiB = max(w.RSSMaxMiB, float64(p.rss)/(1<<20))
+		w.HWMMiB = max(w.HWMMiB, float64(p.hwm)/(1<<20))
+		w.FDsMax = max(w.FDsMax, p.fds)
+		w.GoroutinesMax = max(w.GoroutinesMax, p.goroutines)
+		w.TCPMemMaxMiB = max(w.TCPMemMaxMiB, float64(p.tcpMem)/(1<<20))
+		if p.metrics < 0 {
+			w.MetricsFailed++
+		} else {
+			lat = append(lat, int64(p.metrics))
+		}
+	}
+	w.Metrics = quantiles(lat)
+	return w
+}
+
+func (w serverWindow) String() string {
+	return fmt.Sprintf("RSS max %.0f MiB (VmHWM %.0f MiB), fds max %d, goroutines max %.0f; /metrics %s, %d unanswered; kernel TCP buffers (machine) max %.0f MiB",
+		w.RSSMaxMiB, w.HWMMiB, w.FDsMax, w.GoroutinesMax, qstr(w.Metrics), w.MetricsFailed, w.TCPMemMaxMiB)
+}
+
+// saveProfile fetches one pprof profile of instance k into the work directory.
+func (r *hostileRun) saveProfile(ctx context.Context, k int, name, file string) {
+	u := "http://" + r.debug[k] + "/debug/pprof/" + name
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := r.b.client.Do(req)
+	if err != nil {
+		logf("pprof %s: %v", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(file)
+	if err != nil {
+		logf("pprof %s: %v", name, err)
+		return
+	}
+	defer f.Close()
+	_, _ = f.ReadFrom(resp.Body)
+	logf("pprof %s of chatd %s saved to %s", name, r.inst[k].name, file)
+}
+
+// phaseResult is the normal users' load in one phase of -mode slowread or slowclients, and
+// the server over that phase.
+type phaseResult struct {
+	Name     string          `json:"name"`
+	Load     *LoadResult     `json:"load"`
+	Delivery *DeliveryResult `json:"delivery"`
+	Server   serverWindow    `json:"server"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// loadPhase runs the normal users as -mode load does (every stream open, -rate msgs/s for
+// -duration, open loop, then the drain), with attack (when not nil) started once their
+// streams are ready and stopped after the drain.
+func (r *hostileRun) loadPhase(ctx context.Context, s *sampler, name string, attack func(context.Context) (stop func())) phaseResult {
+	b := r.b
+	b.opt.runID = r.opt.runID + "-" + name // a client_id of one phase must not repeat another's
+	n := int(b.opt.rate * b.opt.duration.Seconds())
+	t := newTracker(len(b.convs), n)
+	from := time.Now()
+	g, _, _, err := b.openAll(ctx, t)
+	defer g.close()
+	if err != nil {
+		return phaseResult{Name: name, Error: err.Error()}
+	}
+	stop := func() {}
+	if attack != nil {
+		stop = attack(ctx)
+	}
+	logf("%s: %d messages at %.0f/s over %s from the normal users", name, n, b.opt.rate, b.opt.duration)
+	p := newPoster(b, n)
+	p.openLoop(ctx, b.opt.rate)
+	replied := time.Now()
+	want := 2 * p.accepted.Load()
+	for t.delivered.Load() < want && time.Since(replied) < b.opt.drain && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	drained := time.Since(replied)
+	stop()
+	to := time.Now()
+	g.close()
+	b.summariseStreams(t, g)
+	b.summariseLoad(t, p, drained)
+	pr := phaseResult{Name: name, Load: b.res.Load, Delivery: b.res.Delivery, Server: window(s.between(from, to))}
+	logf("%s: delivery %s; lost %d, duplicates %d", name, qstr(pr.Load.DeliveryLatency), pr.Delivery.Lost, pr.Delivery.Duplicates)
+	return pr
+}
+
+func (p phaseResult) String() string {
+	if p.Error != "" {
+		return p.Error
+	}
+	return fmt.Sprintf("%.0f msgs/s accepted; delivery %s; POST %s; lost %d, duplicates %d\n    server: %s",
+		p.Load.AchievedRate, qstr(p.Load.DeliveryLatency), qstr(p.Load.PostLatency), p.Delivery.Lost, p.Delivery.Duplicates, p.Server)
+}
+
+// hostileModes are the modes that start their own instances, by -mode.
+var hostileModes = map[string]func(context.Context, options) int{
+	"slowread":    runSlowread,
+	"slowclients": runSlowclients,
+	"soak":        runSoak,
+}
+
+// checkHostile validates the flags of -mode slowread, slowclients and soak.
+func (o *options) checkHostile() error {
+	if o.secret == "" {
+		o.secret = rand.Text() // the instances are this run's own
+	}
+	pu, err := url.Parse(o.pgServer)
+	switch {
+	case o.chatdBin == "":
+		return errors.New("-chatd (the chatd binary) is required")
+	case err != nil || !isLoopbackHost(pu.Hostname()):
+		return fmt.Errorf("-pg %q: want a postgres:// URL on a loopback address", o.pgServer)
+	case o.streams < 4 || o.streams%2 != 0:
+		return errors.New("-streams must be even and at least 4")
+	case o.rate <= 0 || o.duration <= 0 || o.clients < 1:
+		return errors.New("-rate, -duration and -clients must be positive")
+	case o.attackers < 0 || o.flood < 1 || o.soakFor <= 0 || o.sampleEvery <= 0:
+		return errors.New("-attackers, -flood, -soak-for and -sample-every must be positive")
+	case o.sources < 1 || o.sources > 250:
+		return errors.New("-sources must be between 1 and 250: the attackers need source addresses")
+	}
+	return nil
+}
