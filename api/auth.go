@@ -47,14 +47,14 @@ func (s *Server) identify(c *gin.Context) error {
 	q := c.Request.URL.Query()
 	for _, k := range []string{"access_token", "token", "jwt", "authorization"} {
 		if q.Has(k) {
-			return errorf(http.StatusUnauthorized, "token_in_url",
+			return errorf("token_in_url",
 				"tokens are not accepted in URLs; send 'Authorization: Bearer <token>'")
 		}
 	}
 	if h := c.GetHeader("Authorization"); h != "" {
 		scheme, token, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-			return errorf(http.StatusUnauthorized, "unauthenticated", "the Authorization header must be 'Bearer <token>'")
+			return errorf("unauthenticated", "the Authorization header must be 'Bearer <token>'")
 		}
 		if err := s.acceptToken(c, strings.TrimSpace(token)); err != nil {
 			return err
@@ -92,7 +92,7 @@ func (s *Server) acceptToken(c *gin.Context, token string) error {
 // second use fails on every instance. The stream's slot is taken first: a stream refused
 // for its caps (429, 503) leaves the ticket for the retry.
 func (s *Server) acceptTicket(c *gin.Context, ticket string) error {
-	errTicket := errorf(http.StatusUnauthorized, "invalid_ticket", "the ticket is unknown, expired or already used")
+	errTicket := errorf("invalid_ticket", "the ticket is unknown, expired or already used")
 	sum := sha256.Sum256([]byte(ticket))
 	owner, err := s.q.PeekTicket(c, sum[:])
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -133,7 +133,7 @@ func tokenExpiry(c *gin.Context) time.Time {
 func (s *Server) createSession(c *gin.Context) error {
 	token := c.GetString(ctxToken)
 	if token == "" {
-		return errorf(http.StatusUnauthorized, "bearer_required", "POST /v1/session needs 'Authorization: Bearer <token>'")
+		return errorf("bearer_required", "POST /v1/session needs 'Authorization: Bearer <token>'")
 	}
 	maxAge := int(time.Until(tokenExpiry(c)).Seconds())
 	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", MaxAge: max(maxAge, 1),

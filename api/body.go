@@ -69,7 +69,7 @@ func refuseUnreadBody(c *gin.Context) {
 // bodyReadError is the answer to a body that could not be read.
 func bodyReadError(c *gin.Context) error {
 	if v, ok := c.Get(ctxBody); ok && v.(*guardedBody).timedOut {
-		return errorf(http.StatusRequestTimeout, "request_timeout", "the request body did not arrive in time")
+		return errorf("request_timeout", "the request body did not arrive in time")
 	}
-	return errorf(http.StatusBadRequest, "bad_request", "could not read the request body")
+	return errorf("bad_request", "could not read the request body")
 }

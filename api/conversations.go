@@ -51,7 +51,7 @@ func (s *Server) createConversation(c *gin.Context) error {
 		id, err = s.createGroup(c, me, req.ParticipantIDs, req.Title)
 		created = true
 	default:
-		return errorf(http.StatusUnprocessableEntity, "invalid_participants",
+		return errorf("invalid_participants",
 			"give either participant_id (a direct conversation) or participant_ids (a group)")
 	}
 	if err != nil {
@@ -71,10 +71,10 @@ func (s *Server) createConversation(c *gin.Context) error {
 
 func (s *Server) createDirect(ctx context.Context, me, other string) (id pgtype.UUID, created bool, err error) {
 	if !validUserID(other) {
-		return id, false, errorf(http.StatusUnprocessableEntity, "invalid_participants", "participant_id is not a valid user id")
+		return id, false, errorf("invalid_participants", "participant_id is not a valid user id")
 	}
 	if other == me {
-		return id, false, errorf(http.StatusUnprocessableEntity, "invalid_participants", "a conversation needs another participant")
+		return id, false, errorf("invalid_participants", "a conversation needs another participant")
 	}
 	a, b := min(me, other), max(me, other)
 	err = db.InTx(ctx, s.cfg.Pool, func(q *db.Queries) error {
@@ -104,17 +104,17 @@ func (s *Server) createGroup(ctx context.Context, me string, ids []string, title
 	members := []string{me}
 	for _, p := range ids {
 		if !validUserID(p) {
-			return id, errorf(http.StatusUnprocessableEntity, "invalid_participants", "participant_ids has an invalid user id")
+			return id, errorf("invalid_participants", "participant_ids has an invalid user id")
 		}
 		members = append(members, p)
 	}
 	slices.Sort(members) // a fixed order also keeps concurrent inserts of users deadlock-free
 	members = slices.Compact(members)
 	if len(members) < 2 {
-		return id, errorf(http.StatusUnprocessableEntity, "invalid_participants", "a group needs another participant besides you")
+		return id, errorf("invalid_participants", "a group needs another participant besides you")
 	}
 	if len(members) > maxGroupParticipants {
-		return id, errorf(http.StatusUnprocessableEntity, "too_many_participants", "a group has at most %d participants", maxGroupParticipants)
+		return id, errorf("too_many_participants", "a group has at most %d participants", maxGroupParticipants)
 	}
 	if title != nil {
 		t := strings.TrimSpace(*title)
@@ -122,7 +122,7 @@ func (s *Server) createGroup(ctx context.Context, me string, ids []string, title
 		case t == "":
 			title = nil
 		case !validLine(t) || utf8.RuneCountInString(t) > maxTitleRunes:
-			return id, errorf(http.StatusUnprocessableEntity, "invalid_title", "title must be at most %d characters of text on one line, without control characters", maxTitleRunes)
+			return id, errorf("invalid_title", "title must be at most %d characters of text on one line, without control characters", maxTitleRunes)
 		default:
 			title = &t
 		}
@@ -242,7 +242,7 @@ func conversationCursor(at time.Time, id pgtype.UUID) string {
 }
 
 func parseConversationCursor(s string) (time.Time, pgtype.UUID, error) {
-	bad := errorf(http.StatusBadRequest, "invalid_cursor", "cursor is not one this service returned")
+	bad := errorf("invalid_cursor", "cursor is not one this service returned")
 	micros, idText, ok := strings.Cut(s, "_")
 	if !ok {
 		return time.Time{}, pgtype.UUID{}, bad

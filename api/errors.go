@@ -7,17 +7,17 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/chatd/chatd/db"
 )
 
-// Error is an error a client is meant to see: an HTTP status, a stable snake_case code and
-// a human-readable message. Every other error is logged and answered with a generic 500
-// (a bug) or 503 (the database is unavailable).
+// Error is an error a client is meant to see: a stable snake_case code (its HTTP status
+// comes from the codes table) and a human-readable message. Every other error is logged
+// and answered with a generic 500 (a bug) or 503 (the database is unavailable).
 type Error struct {
-	Status     int
 	Code       string
 	Message    string
 	RetryAfter int // seconds; sent as Retry-After when non-zero
@@ -25,14 +25,65 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-func errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+// Status is the HTTP status of e's code.
+func (e *Error) Status() int {
+	if s, ok := codes[e.Code]; ok {
+		return s
+	}
+	if strings.HasPrefix(e.Code, "invalid_") {
+		return http.StatusBadRequest // a query parameter's own code (queryInt)
+	}
+	return http.StatusInternalServerError // a code missing from the table is a bug
+}
+
+// codes is the one table from error code to HTTP status. TestEveryErrorCodeHasAStatus
+// finds codes used in the code but missing here.
+var codes = map[string]int{
+	"bad_request":            http.StatusBadRequest,
+	"invalid_json":           http.StatusBadRequest,
+	"invalid_utf8":           http.StatusBadRequest,
+	"invalid_cursor":         http.StatusBadRequest,
+	"invalid_user_id":        http.StatusBadRequest,
+	"invalid_window":         http.StatusBadRequest,
+	"too_many_users":         http.StatusBadRequest,
+	"unauthenticated":        http.StatusUnauthorized,
+	"bearer_required":        http.StatusUnauthorized,
+	"invalid_ticket":         http.StatusUnauthorized,
+	"token_in_url":           http.StatusUnauthorized,
+	"not_sender":             http.StatusForbidden,
+	"not_found":              http.StatusNotFound,
+	"method_not_allowed":     http.StatusMethodNotAllowed,
+	"request_timeout":        http.StatusRequestTimeout,
+	"message_deleted":        http.StatusConflict,
+	"request_too_large":      http.StatusRequestEntityTooLarge,
+	"unsupported_media_type": http.StatusUnsupportedMediaType,
+	"body_too_long":          http.StatusUnprocessableEntity,
+	"empty_body":             http.StatusUnprocessableEntity,
+	"invalid_body":           http.StatusUnprocessableEntity,
+	"invalid_client_id":      http.StatusUnprocessableEntity,
+	"invalid_participants":   http.StatusUnprocessableEntity,
+	"invalid_seq":            http.StatusUnprocessableEntity,
+	"invalid_sub":            http.StatusUnprocessableEntity,
+	"invalid_title":          http.StatusUnprocessableEntity,
+	"invalid_typing":         http.StatusUnprocessableEntity,
+	"too_many_participants":  http.StatusUnprocessableEntity,
+	"rate_limited":           http.StatusTooManyRequests,
+	"too_many_streams":       http.StatusTooManyRequests,
+	"internal":               http.StatusInternalServerError,
+	"unavailable":            http.StatusServiceUnavailable,
+	"database_unavailable":   http.StatusServiceUnavailable,
+	"listener_down":          http.StatusServiceUnavailable,
+	"instance_full":          http.StatusServiceUnavailable,
+}
+
+func errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 // Errors used in more than one handler.
 var (
-	errNotFound        = errorf(http.StatusNotFound, "not_found", "not found")
-	errUnauthenticated = errorf(http.StatusUnauthorized, "unauthenticated", "missing or invalid credentials")
+	errNotFound        = errorf("not_found", "not found")
+	errUnauthenticated = errorf("unauthenticated", "missing or invalid credentials")
 )
 
 // errorBody is the JSON body of every non-2xx response.
@@ -66,12 +117,12 @@ func (s *Server) renderError(c *gin.Context, err error) {
 		return
 	case db.IsUnavailable(err):
 		s.log.Warn("database unavailable", "request_id", requestID(c), "err", err)
-		e = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+		e = &Error{Code: "unavailable",
 			Message: "the database is unavailable; try again shortly", RetryAfter: int(db.RetryAfter.Seconds())}
 	default:
 		s.log.Error("internal error", "request_id", requestID(c), "method", c.Request.Method,
 			"route", c.FullPath(), "err", err)
-		e = &Error{Status: http.StatusInternalServerError, Code: "internal",
+		e = &Error{Code: "internal",
 			Message: "internal error (request id " + requestID(c) + ")"}
 	}
 	if c.Writer.Written() {
@@ -83,7 +134,7 @@ func (s *Server) renderError(c *gin.Context, err error) {
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = e.Code, e.Message
-	c.AbortWithStatusJSON(e.Status, body)
+	c.AbortWithStatusJSON(e.Status(), body)
 }
 
 // logRequest writes the one log line of a request: never its query string (tickets) or headers (tokens).

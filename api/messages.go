@@ -31,13 +31,13 @@ type messageRequest struct {
 func (s *Server) validBody(body *string) error {
 	switch {
 	case body == nil:
-		return errorf(http.StatusUnprocessableEntity, "empty_body", "body is required")
+		return errorf("empty_body", "body is required")
 	case len(*body) > s.cfg.MaxMessageBytes:
-		return errorf(http.StatusUnprocessableEntity, "body_too_long", "body is longer than %d bytes", s.cfg.MaxMessageBytes)
+		return errorf("body_too_long", "body is longer than %d bytes", s.cfg.MaxMessageBytes)
 	case strings.TrimSpace(*body) == "":
-		return errorf(http.StatusUnprocessableEntity, "empty_body", "body is empty")
+		return errorf("empty_body", "body is empty")
 	case !validText(*body):
-		return errorf(http.StatusUnprocessableEntity, "invalid_body", "body contains a NUL character")
+		return errorf("invalid_body", "body contains a NUL character")
 	}
 	return nil
 }
@@ -60,7 +60,7 @@ func (s *Server) sendMessage(c *gin.Context) error {
 		req.ClientID = nil
 	}
 	if req.ClientID != nil && (len(*req.ClientID) > maxClientID || !validText(*req.ClientID)) {
-		return errorf(http.StatusUnprocessableEntity, "invalid_client_id", "client_id must be at most %d characters", maxClientID)
+		return errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
 	}
 	me := user(c)
 	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID, Body: *req.Body})
@@ -110,7 +110,7 @@ func (s *Server) listMessages(c *gin.Context) error {
 		return err
 	}
 	if before > 0 && after >= 0 {
-		return errorf(http.StatusBadRequest, "invalid_window", "give before_seq or after_seq, not both")
+		return errorf("invalid_window", "give before_seq or after_seq, not both")
 	}
 	if err := s.requireMember(c, conv); err != nil {
 		return err
@@ -182,7 +182,7 @@ func (s *Server) editMessage(c *gin.Context) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		_, err = s.whyUnchanged(c, conv, id)
 		if err == nil {
-			err = errorf(http.StatusConflict, "message_deleted", "a deleted message cannot be edited")
+			err = errorf("message_deleted", "a deleted message cannot be edited")
 		}
 		return err
 	}
@@ -227,7 +227,7 @@ func (s *Server) whyUnchanged(c *gin.Context, conv, id pgtype.UUID) (db.Message,
 		return m, err
 	}
 	if m.SenderID != user(c) {
-		return m, errorf(http.StatusForbidden, "not_sender", "only the sender can change a message")
+		return m, errorf("not_sender", "only the sender can change a message")
 	}
 	return m, nil
 }

@@ -15,11 +15,11 @@ const maxPresenceUsers = 200
 func (s *Server) presence(c *gin.Context) error {
 	ids := c.QueryArray("user_id")
 	if len(ids) > maxPresenceUsers {
-		return errorf(http.StatusBadRequest, "too_many_users", "ask about at most %d users at once", maxPresenceUsers)
+		return errorf("too_many_users", "ask about at most %d users at once", maxPresenceUsers)
 	}
 	for _, id := range ids {
 		if !validUserID(id) {
-			return errorf(http.StatusBadRequest, "invalid_user_id", "user_id is not a valid user id")
+			return errorf("invalid_user_id", "user_id is not a valid user id")
 		}
 	}
 	users, err := s.cfg.Presence.Report(c, user(c), ids)

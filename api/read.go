@@ -28,7 +28,7 @@ func (s *Server) markRead(c *gin.Context) error {
 		return err
 	}
 	if req.Seq == nil || *req.Seq < 0 {
-		return errorf(http.StatusUnprocessableEntity, "invalid_seq", "seq must be a message seq (an integer of 0 or more)")
+		return errorf("invalid_seq", "seq must be a message seq (an integer of 0 or more)")
 	}
 	_, err = s.q.MarkRead(c, db.MarkReadParams{ConversationID: conv, UserID: user(c), Seq: *req.Seq})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -78,7 +78,7 @@ func (s *Server) typing(c *gin.Context) error {
 		return err
 	}
 	if req.Typing == nil {
-		return errorf(http.StatusUnprocessableEntity, "invalid_typing", "typing must be true or false")
+		return errorf("invalid_typing", "typing must be true or false")
 	}
 	me := user(c)
 	members, err := s.q.ListMembers(c, db.ListMembersParams{ConversationID: conv, CallerID: me})

@@ -26,13 +26,13 @@ import (
 func (s *Server) decodeJSON(c *gin.Context, v any) error {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		return errorf("unsupported_media_type",
 			"the request body must be JSON: add -H 'Content-Type: application/json'")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxRequestBytes))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return errorf(http.StatusRequestEntityTooLarge, "request_too_large",
+		return errorf("request_too_large",
 			"the request body is larger than %d bytes", s.cfg.MaxRequestBytes)
 	}
 	if err != nil {
@@ -44,25 +44,25 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 // decodeBody is the parsing half of decodeJSON, kept apart so it can be fuzzed.
 func decodeBody(body []byte, v any) error {
 	if !utf8.Valid(body) {
-		return errorf(http.StatusBadRequest, "invalid_utf8", "the request body is not valid UTF-8")
+		return errorf("invalid_utf8", "the request body is not valid UTF-8")
 	}
 	if hasLoneSurrogate(body) {
 		// encoding/json would store it as U+FFFD: a silent change of what the client sent.
-		return errorf(http.StatusBadRequest, "invalid_utf8", "the request body has an unpaired surrogate escape (\\uD800-\\uDFFF)")
+		return errorf("invalid_utf8", "the request body has an unpaired surrogate escape (\\uD800-\\uDFFF)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return errorf(http.StatusBadRequest, "invalid_json", "field %q has the wrong type", typeErr.Field)
+			return errorf("invalid_json", "field %q has the wrong type", typeErr.Field)
 		}
-		return errorf(http.StatusBadRequest, "invalid_json", "the request body is not a valid JSON object")
+		return errorf("invalid_json", "the request body is not a valid JSON object")
 	}
 	if dec.More() {
-		return errorf(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
+		return errorf("invalid_json", "unexpected data after the JSON object")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errorf(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
+		return errorf("invalid_json", "unexpected data after the JSON object")
 	}
 	return nil
 }
@@ -146,7 +146,7 @@ func queryInt(c *gin.Context, name string, def, lo, hi int64) (int64, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < lo || n > hi {
-		return 0, errorf(http.StatusBadRequest, "invalid_"+name, "%s must be an integer from %d to %d", name, lo, hi)
+		return 0, errorf("invalid_"+name, "%s must be an integer from %d to %d", name, lo, hi)
 	}
 	return n, nil
 }
@@ -196,7 +196,7 @@ func (s *Server) rateLimit(c *gin.Context, l *rateLimiter) {
 	ok, wait := l.allow(user(c), s.now())
 	if !ok {
 		secs := max(1, int(math.Ceil(wait.Seconds())))
-		s.renderError(c, &Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		s.renderError(c, &Error{Code: "rate_limited",
 			Message: "too many requests; slow down", RetryAfter: secs})
 		c.Abort()
 		return
@@ -225,12 +225,12 @@ func (s *streamCounter) acquire(user string, retry time.Duration) error {
 	if s.total > 0 && s.all >= s.total {
 		// 503, not 429: nothing is wrong with this client, and a load balancer retries a
 		// 503 on another instance.
-		return &Error{Status: http.StatusServiceUnavailable, Code: "instance_full",
+		return &Error{Code: "instance_full",
 			Message:    "this instance holds as many streams as it may; try again (another instance may answer)",
 			RetryAfter: max(1, int(retry.Seconds()))}
 	}
 	if s.max > 0 && s.users[user] >= s.max {
-		return &Error{Status: http.StatusTooManyRequests, Code: "too_many_streams",
+		return &Error{Code: "too_many_streams",
 			Message: "too many open streams for this user", RetryAfter: max(1, int(retry.Seconds()))}
 	}
 	s.users[user]++

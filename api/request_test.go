@@ -34,7 +34,7 @@ func TestDecodeBody(t *testing.T) {
 		err := decodeBody([]byte(tc.in), &v)
 		var e *Error
 		require.True(t, errors.As(err, &e), "%q", tc.in)
-		require.Equal(t, http.StatusBadRequest, e.Status, "%q", tc.in)
+		require.Equal(t, http.StatusBadRequest, e.Status(), "%q", tc.in)
 		require.Equal(t, tc.code, e.Code, "%q", tc.in)
 	}
 }
@@ -52,7 +52,7 @@ func FuzzDecodeBody(f *testing.F) {
 		for _, v := range []any{&m, &r, &c} {
 			if err := decodeBody(b, v); err != nil {
 				var e *Error
-				if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+				if !errors.As(err, &e) || e.Status() != http.StatusBadRequest {
 					t.Fatalf("decodeBody(%q) = %v", b, err)
 				}
 			}
@@ -84,7 +84,7 @@ func FuzzConversationCursor(f *testing.F) {
 		at, id, err := parseConversationCursor(s)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+			if !errors.As(err, &e) || e.Status() != http.StatusBadRequest {
 				t.Fatalf("parseConversationCursor(%q) = %v", s, err)
 			}
 			return

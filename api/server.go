@@ -111,7 +111,7 @@ func (s *Server) routes() *gin.Engine {
 	r.ContextWithFallback = true
 	r.NoRoute(s.handle(func(*gin.Context) error { return errNotFound }))
 	r.NoMethod(s.handle(func(*gin.Context) error {
-		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+		return errorf("method_not_allowed", "method not allowed")
 	}))
 	r.Use(s.guardBody, s.observe, s.recover, s.cors)
 
@@ -187,7 +187,7 @@ func (s *Server) recover(c *gin.Context) {
 				panic(v)
 			}
 			s.log.Error("panic", "request_id", requestID(c), "panic", v)
-			s.renderError(c, errorf(http.StatusInternalServerError, "internal", "internal error (request id %s)", requestID(c)))
+			s.renderError(c, errorf("internal", "internal error (request id %s)", requestID(c)))
 		}
 	}()
 	c.Next()
@@ -242,11 +242,11 @@ func (s *Server) healthz(c *gin.Context) error {
 // without its listener would deliver events only at the safety poll.
 func (s *Server) readyz(c *gin.Context) error {
 	if err := s.cfg.Pool.Ping(c); err != nil {
-		return &Error{Status: http.StatusServiceUnavailable, Code: "database_unavailable",
+		return &Error{Code: "database_unavailable",
 			Message: "database unreachable", RetryAfter: int(db.RetryAfter.Seconds())}
 	}
 	if s.cfg.Log == nil || !s.cfg.Log.Listening() {
-		return &Error{Status: http.StatusServiceUnavailable, Code: "listener_down",
+		return &Error{Code: "listener_down",
 			Message: "event listener not connected", RetryAfter: int(db.RetryAfter.Seconds())}
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})

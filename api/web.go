@@ -46,7 +46,7 @@ func (s *Server) devToken(c *gin.Context) error {
 		return err
 	}
 	if !validUserID(req.Sub) {
-		return errorf(http.StatusUnprocessableEntity, "invalid_sub", "sub must be 1 to 255 bytes of text")
+		return errorf("invalid_sub", "sub must be 1 to 255 bytes of text")
 	}
 	token, err := SignHS256For(s.cfg.DevSecret, s.cfg.DevIssuer, s.cfg.DevAudience, req.Sub, req.Name, devTokenTTL, s.now())
 	if err != nil {
