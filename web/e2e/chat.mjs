@@ -1,12 +1,9 @@
 // Drives the web client in headless Chromium as two users, through a load balancer that
 // api/browser_test.go controls: node chat.mjs <base url>. When the script prints "DROP" the
-// test cuts every connection through the balancer and answers "OK" on stdin, so native
-// EventSource reconnection and resume are exercised for real.
-import { chromium } from 'playwright-core';
+// test cuts every connection through the balancer and answers "OK" on stdin, so the
+// client's reconnection and resume by cursor (chatd.js) are exercised for real.
+import { launch } from './browser.mjs';
 import { createInterface } from 'node:readline';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 const base = process.argv[2];
 const run = Date.now().toString(36);
@@ -29,20 +26,7 @@ function recordStream() {
   };
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    `--user-data-dir=${mkdtempSync(join(tmpdir(), 'chatd-e2e-'))}`],
-}).catch(async (e) => {
-  // Playwright manages its own fresh profile; some versions refuse the flag.
-  if (!String(e).includes('user-data-dir')) throw e;
-  return chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-});
+const browser = await launch();
 
 async function signIn(name) {
   const context = await browser.newContext();
