@@ -307,7 +307,7 @@ func (a *attack) results(bounds [atkKinds]float64) []AttackResult {
 			continue
 		}
 		r := AttackResult{Kind: atkNames[k], Started: a.made[k].Load(), Closed: quantiles(a.lives[k]),
-			Lag: quantiles(a.lags[k]), StillOpen: len(a.stillUp[k]), Idle: a.idle[k], BoundS: bounds[k]}
+			StillOpen: len(a.stillUp[k]), Idle: a.idle[k], BoundS: bounds[k]}
 		for _, age := range a.stillUp[k] {
 			r.OldestEnd = max(r.OldestEnd, time.Duration(age).Seconds())
 		}
@@ -315,6 +315,7 @@ func (a *attack) results(bounds [atkKinds]float64) []AttackResult {
 		// not judged.
 		worst := r.Closed
 		if k == atkStream {
+			r.Lag = quantiles(a.lags[k])
 			worst = r.Lag
 		}
 		r.OK = bounds[k] == 0 || r.OldestEnd <= bounds[k] && (worst == nil || worst.Max <= bounds[k]*1000)

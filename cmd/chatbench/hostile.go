@@ -151,6 +151,8 @@ type procSample struct {
 	streams    float64       // chatd_streams_open
 	metrics    time.Duration // how long /metrics took to answer; -1: it did not
 	tcpMem     int64         // bytes of socket buffers the kernel holds for TCP, all processes
+	cpu        float64       // process_cpu_seconds_total
+	selfCPU    time.Duration // chatbench's own CPU time so far
 }
 
 // readProc reads a process's resident memory, its peak, and its open files.
@@ -235,7 +237,7 @@ func (r *hostileRun) sample(ctx context.Context, k int) (procSample, bool) {
 	} else {
 		p.metrics = time.Since(p.at)
 	}
-	p.goroutines, p.streams = m.goroutines, m.streams
+	p.goroutines, p.streams, p.cpu, p.selfCPU = m.goroutines, m.streams, m.cpu, selfCPU()
 	return p, true
 }
 
@@ -260,8 +262,10 @@ type serverWindow struct {
 	FDsMax        int        `json:"fds_max"`
 	GoroutinesMax float64    `json:"goroutines_max"`
 	TCPMemMaxMiB  float64    `json:"kernel_tcp_mem_max_mib"` // machine-wide
-	Metrics       *Quantiles `json:"metrics_answer"`         // /metrics answer time
-	MetricsFailed int        `json:"metrics_failed"`         // scrapes that got no answer within 10 s
+	CPUPercent    float64    `json:"cpu_percent"`            // chatd (the first instance), of one core
+	ToolCPU       float64    `json:"chatbench_cpu_percent"`
+	Metrics       *Quantiles `json:"metrics_answer"` // /metrics answer time
+	MetricsFailed int        `json:"metrics_failed"` // scrapes that got no answer within 10 s
 }
 
 func window(ps []procSample) serverWindow {
@@ -281,12 +285,17 @@ func window(ps []procSample) serverWindow {
 		}
 	}
 	w.Metrics = quantiles(lat)
+	if n := len(ps); n > 1 && ps[0].inst == ps[n-1].inst && ps[0].pid == ps[n-1].pid {
+		wall := ps[n-1].at.Sub(ps[0].at)
+		w.CPUPercent = 100 * (ps[n-1].cpu - ps[0].cpu) / wall.Seconds()
+		w.ToolCPU = pct(ps[n-1].selfCPU-ps[0].selfCPU, wall)
+	}
 	return w
 }
 
 func (w serverWindow) String() string {
-	return fmt.Sprintf("RSS max %.0f MiB (VmHWM %.0f MiB), fds max %d, goroutines max %.0f; /metrics %s, %d unanswered; kernel TCP buffers (machine) max %.0f MiB",
-		w.RSSMaxMiB, w.HWMMiB, w.FDsMax, w.GoroutinesMax, qstr(w.Metrics), w.MetricsFailed, w.TCPMemMaxMiB)
+	return fmt.Sprintf("RSS max %.0f MiB (VmHWM %.0f MiB), fds max %d, goroutines max %.0f, CPU %.0f %% (chatbench %.0f %%); /metrics %s, %d unanswered; kernel TCP buffers (machine) max %.0f MiB",
+		w.RSSMaxMiB, w.HWMMiB, w.FDsMax, w.GoroutinesMax, w.CPUPercent, w.ToolCPU, qstr(w.Metrics), w.MetricsFailed, w.TCPMemMaxMiB)
 }
 
 // saveProfile fetches one pprof profile of instance k into the work directory.
