@@ -51,59 +51,19 @@ func freePort(t *testing.T) int {
 // short idle timeout (like an ALB's 60 s, scaled down), and one that gzips
 // text/event-stream, which holds a stream back until it ends (DESIGN-NOTES.md §4).
 func startNginx(t *testing.T, upstream string) (plain, gzipped string) {
-	nginx := requireTool(t, "nginx")
-	dir := t.TempDir()
 	p1, p2 := freePort(t), freePort(t)
-	user := ""
-	if os.Geteuid() == 0 {
-		user = "user root;"
-	}
-	conf := fmt.Sprintf(`%s
-daemon off;
-worker_processes 1;
-pid %[2]s/nginx.pid;
-error_log %[2]s/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path %[2]s/body; proxy_temp_path %[2]s/proxy;
-  fastcgi_temp_path %[2]s/fcgi; uwsgi_temp_path %[2]s/uwsgi; scgi_temp_path %[2]s/scgi;
+	startNginxWith(t, fmt.Sprintf(`
   proxy_http_version 1.1;
   proxy_set_header Connection "";
   proxy_read_timeout 2s;
-  server { listen 127.0.0.1:%[3]d; location / { proxy_pass %[5]s; } }
+  server { listen 127.0.0.1:%[1]d; location / { proxy_pass %[3]s; } }
   server {
-    listen 127.0.0.1:%[4]d;
+    listen 127.0.0.1:%[2]d;
     gzip on; gzip_min_length 1; gzip_proxied any; gzip_types text/event-stream application/json;
-    location / { proxy_pass %[5]s; }
+    location / { proxy_pass %[3]s; }
   }
-}
-`, user, dir, p1, p2, upstream)
-	confPath := filepath.Join(dir, "nginx.conf")
-	require.NoError(t, os.WriteFile(confPath, []byte(conf), 0o644))
-	cmd := exec.Command(nginx, "-p", dir, "-c", confPath)
-	out, err := os.Create(filepath.Join(dir, "stderr"))
-	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Logf("nginx error.log:\n%s", b)
-		}
-	})
-	plain = fmt.Sprintf("http://127.0.0.1:%d", p1)
-	gzipped = fmt.Sprintf("http://127.0.0.1:%d", p2)
-	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p2))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "nginx did not start")
-	return plain, gzipped
+`, p1, p2, upstream), p1, p2)
+	return fmt.Sprintf("http://127.0.0.1:%d", p1), fmt.Sprintf("http://127.0.0.1:%d", p2)
 }
 
 // TestStreamThroughBufferingProxyWithIdleTimeout: through a stock nginx whose idle timeout
