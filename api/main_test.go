@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
@@ -33,7 +34,9 @@ var testPresence = events.PresenceConfig{Grace: time.Second, Beat: 250 * time.Mi
 var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
 
 func TestMain(m *testing.M) {
-	os.Exit(db.RunTests(m, "chatd_test_api", chatd.Schema, &testDB))
+	// Every goroutine a test starts (instances, streams, listeners, pools) must be gone
+	// once the tests have run: one left behind is a leak in the code or in a test's cleanup.
+	os.Exit(db.RunTests(m, "chatd_test_api", chatd.Schema, &testDB, func() error { return goleak.Find() }))
 }
 
 // instance is one chatd instance on the test database, served over real HTTP.

@@ -209,8 +209,9 @@ func TestServerURL() string {
 
 // RunTests is a test package's TestMain body: it creates the package's own scratch
 // database (migrated with schema), stores its URL in *url, runs the tests, drops the
-// database and returns the exit code.
-func RunTests(m interface{ Run() int }, prefix, schema string, url *string) int {
+// database and returns the exit code. When the tests passed, each of after runs (a check
+// for leaked goroutines, say) and an error from one fails the run.
+func RunTests(m interface{ Run() int }, prefix, schema string, url *string, after ...func() error) int {
 	u, drop, err := CreateScratchDatabase(context.Background(), TestServerURL(), prefix, schema)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test database:", err)
@@ -218,5 +219,15 @@ func RunTests(m interface{ Run() int }, prefix, schema string, url *string) int 
 	}
 	defer drop()
 	*url = u
-	return m.Run()
+	code := m.Run()
+	for _, check := range after {
+		if code != 0 {
+			break
+		}
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	return code
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
@@ -20,7 +21,9 @@ import (
 var testDB string
 
 func TestMain(m *testing.M) {
-	os.Exit(db.RunTests(m, "chatd_test_events", chatd.Schema, &testDB))
+	// Every goroutine a test starts (readers, listeners, doorbells, pools) must be gone
+	// once the tests have run: one left behind is a leak in the code or in a test's cleanup.
+	os.Exit(db.RunTests(m, "chatd_test_events", chatd.Schema, &testDB, func() error { return goleak.Find() }))
 }
 
 func testPool(t *testing.T) *pgxpool.Pool {
