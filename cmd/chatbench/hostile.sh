@@ -11,13 +11,15 @@
 #                the server took to close each attacker connection
 #
 # Needs PostgreSQL on 127.0.0.1:5432. Other test runs on the machine skew the figures: with
-# QUIET=1 it first waits (up to 5 minutes) until no Go test binary runs.
+# QUIET=1 it first waits (up to 5 minutes) until no Go test binary runs. CHATD=<binary>
+# runs that chatd instead of building one (to measure a candidate fix); MODES picks modes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"
 out=${OUT:-bench-out/hostile}
 mkdir -p "$out"
-go build -o "$out/chatd" ./cmd/chatd
+chatd=${CHATD:-$out/chatd}
+[ -n "${CHATD:-}" ] || go build -o "$chatd" ./cmd/chatd
 go build -o "$out/chatbench" ./cmd/chatbench
 if [ "${QUIET:-0}" = 1 ]; then
   for _ in $(seq 1 60); do pgrep -f '\.test( |$)' >/dev/null || break; sleep 5; done
@@ -29,7 +31,7 @@ for mode in ${MODES:-slowread slowclients}; do
   slowclients) args=(-streams 200 -rate 200 -duration 30s -attackers 5000) ;;
   esac
   echo "== chatbench -mode $mode ${args[*]}"
-  timeout -k 10 600 "$out/chatbench" -chatd "$out/chatd" -work-dir "$out" -mode "$mode" "${args[@]}" \
+  timeout -k 10 600 "$out/chatbench" -chatd "$chatd" -work-dir "$out" -mode "$mode" "${args[@]}" \
     -json "$out/$mode.json" | tee "$out/$mode.txt" || status=1
 done
 exit "$status"
