@@ -3,10 +3,12 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -66,6 +68,9 @@ type Server struct {
 	streams *streamCounter
 	users   *userCache
 	metrics *metrics
+	// detached counts the streams that live on after their handler returned (hijacked
+	// connections), which http.Server.Shutdown does not know about.
+	detached sync.WaitGroup
 }
 
 // NewServer builds the route table over cfg.
@@ -92,6 +97,22 @@ func NewServer(cfg Config) *Server {
 	}
 	s.engine = s.routes()
 	return s
+}
+
+// WaitStreams waits until every hijacked stream has ended (after the hub closed them, at
+// shutdown), or ctx ends.
+func (s *Server) WaitStreams(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.detached.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ServeHTTP implements http.Handler.

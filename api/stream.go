@@ -2,9 +2,7 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"math/rand/v2"
-	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -12,60 +10,10 @@ import (
 	"github.com/chatd/chatd/events"
 )
 
-// maxPollEvents bounds one long-poll answer; the client polls again from its cursor.
-const maxPollEvents = 500
-
-// acquireStream takes the caller's stream slot, unless authenticating by ticket already
-// did (a ticket is only used up once the stream is sure to open).
-func (s *Server) acquireStream(c *gin.Context) error {
-	if c.GetBool(ctxStreamSlot) {
-		return nil
-	}
-	return s.streams.acquire(user(c), s.cfg.Retry)
-}
-
-// start is where a stream or poll begins: after the client's cursor when it may resume
-// from it, else after the head, with the reason for the reset.
-type start struct {
-	from  events.Cursor
-	reset *events.Reset
-}
-
-// resumeFrom validates the client's cursor ("" for none) against the log.
-func (s *Server) resumeFrom(c *gin.Context, cursor string, head events.Cursor) (start, error) {
-	if cursor == "" {
-		return start{from: head}, nil
-	}
-	from, err := events.ParseCursor(cursor)
-	if err != nil {
-		return start{from: head, reset: &events.Reset{Reason: "malformed", Cursor: head.String()}}, nil
-	}
-	ok, reason, err := s.cfg.Log.Resumable(c, from)
-	if err != nil {
-		return start{}, err
-	}
-	if !ok {
-		return start{from: head, reset: &events.Reset{Reason: reason, Cursor: head.String()}}, nil
-	}
-	return start{from: from}, nil
-}
-
-// checkNotPruned catches a replay that retention overtook: if the pruner moved the floor
-// past the cursor while the replay ran, events were skipped, so the client gets a reset
-// (and the head as its last event id) and the stream continues live, as for any expired
-// cursor.
-func (s *Server) checkNotPruned(c *gin.Context, from, head events.Cursor, out streamWriter) error {
-	ok, reason, err := s.cfg.Log.Resumable(c, from)
-	if err != nil || ok {
-		return err
-	}
-	data, _ := json.Marshal(events.Reset{Reason: reason, Cursor: head.String()})
-	return out.send(appendID(appendEvent(nil, "", "reset", data), head.String()))
-}
-
 // stream is GET /v1/events: subscribe to the hub first, then replay the log from the
 // client's cursor up to the hub's head, then relay live events, skipping anything already
-// sent. That order is what makes delivery exactly-once across the replay/live boundary.
+// sent (resume.go). That order is what makes delivery exactly-once across the replay/live
+// boundary.
 //
 // Over HTTP/1.1 the handler takes the connection over from net/http (hijacks it) before
 // writing, replays, and returns: the live stream then runs on two small goroutines with no
@@ -73,11 +21,11 @@ func (s *Server) checkNotPruned(c *gin.Context, from, head events.Cursor, out st
 // writer and a background reader, which is what lets one instance hold tens of thousands
 // of idle streams. Elsewhere (HTTP/2) the stream stays in the handler.
 func (s *Server) stream(c *gin.Context) error {
-	me := user(c)
-	if err := s.acquireStream(c); err != nil {
+	sb, err := s.subscribe(c)
+	if err != nil {
 		return err
 	}
-	ls := &liveStream{s: s, user: me, requestID: requestID(c)}
+	ls := &liveStream{subscription: sb, requestID: requestID(c)}
 	defer func() {
 		if !ls.detached {
 			ls.end()
@@ -87,14 +35,7 @@ func (s *Server) stream(c *gin.Context) error {
 	if cursor == "" {
 		cursor = c.Query("last_event_id") // a new EventSource resuming from a stored cursor
 	}
-
-	sub, head := s.cfg.Hub.Subscribe(me)
-	ls.sub = sub
-	if s.cfg.Presence != nil {
-		s.cfg.Presence.Connect(me)
-		ls.presence = true
-	}
-	st, err := s.resumeFrom(c, cursor, head)
+	st, err := sb.startFrom(c, cursor)
 	if err != nil {
 		return err
 	}
@@ -126,25 +67,29 @@ func (s *Server) stream(c *gin.Context) error {
 
 	ls.heartbeat = time.NewTicker(s.cfg.Heartbeat)
 	ls.last = st.from
-	if ls.last.Less(head) {
-		err := s.cfg.Log.Backfill(c, me, ls.last, head, func(evs []*events.Event) error {
-			var frames [][]byte
-			select {
-			case <-ls.heartbeat.C: // a long replay still keeps proxies' idle timers at bay
-				frames = append(frames, ping)
-			default:
-			}
-			frames, ls.last = appendFrames(frames, evs, ls.last)
-			return out.send(frames...)
-		})
-		if err != nil {
-			s.log.Info("stream replay ended", "request_id", ls.requestID, "err", err)
+	reset, err := sb.replay(c, st.from, func(evs []*events.Event) error {
+		var frames [][]byte
+		select {
+		case <-ls.heartbeat.C: // a long replay still keeps proxies' idle timers at bay
+			frames = append(frames, ping)
+		default:
+		}
+		frames, ls.last = appendFrames(frames, evs, ls.last)
+		return out.send(frames...)
+	})
+	if err != nil {
+		s.log.Info("stream replay ended", "request_id", ls.requestID, "err", err)
+		return nil
+	}
+	if reset != nil {
+		// Retention overtook the replay: the client starts over from the head, live.
+		data, _ := json.Marshal(reset)
+		if err := out.send(appendID(appendEvent(nil, "", "reset", data), sb.head.String())); err != nil {
 			return nil
 		}
-		if err := s.checkNotPruned(c, st.from, head, out); err != nil {
-			return nil
-		}
-		ls.last = head
+	}
+	if ls.last.Less(sb.head) {
+		ls.last = sb.head
 	}
 
 	ls.expiry = time.NewTimer(tokenExpiry(c).Sub(s.now()))
@@ -155,7 +100,9 @@ func (s *Server) stream(c *gin.Context) error {
 		return nil
 	}
 	ls.detached = true
+	s.detached.Add(1)
 	go func() {
+		defer s.detached.Done()
 		defer ls.end()
 		ls.run(gone)
 	}()
@@ -164,11 +111,8 @@ func (s *Server) stream(c *gin.Context) error {
 
 // liveStream is a stream past its replay: what it needs to relay live events and to end.
 type liveStream struct {
-	s         *Server
-	user      string
+	*subscription
 	requestID string
-	sub       *events.Subscriber
-	presence  bool
 	out       streamWriter
 	last      events.Cursor
 	heartbeat *time.Ticker
@@ -224,13 +168,7 @@ func (ls *liveStream) end() {
 	if ls.out != nil {
 		ls.out.close()
 	}
-	if ls.sub != nil {
-		ls.s.cfg.Hub.Unsubscribe(ls.sub)
-	}
-	if ls.presence {
-		ls.s.cfg.Presence.Disconnect(ls.user)
-	}
-	ls.s.streams.release(ls.user)
+	ls.close()
 }
 
 // ping is the heartbeat comment.
@@ -259,108 +197,4 @@ func frameEvent(e *events.Event) []byte {
 		return appendDurable(nil, e.Cursor, e.Type, e.Data)
 	}
 	return appendEvent(nil, "", e.Type, e.Data)
-}
-
-// pollEvent is one event in a long-poll answer.
-type pollEvent struct {
-	ID   string          `json:"id,omitempty"`
-	Type string          `json:"type"`
-	Data json.RawMessage `json:"data"`
-}
-
-// errPollFull stops a replay once a long-poll answer is full.
-var errPollFull = errors.New("poll answer full")
-
-// poll is GET /v1/events/poll, the fallback for networks that hold streamed bodies: the
-// same cursor, the same replay-then-live order, answered as soon as there is something
-// durable to say or after timeout seconds.
-func (s *Server) poll(c *gin.Context) error {
-	wait, err := queryInt(c, "timeout", 25, 0, int64(s.cfg.MaxPollWait/time.Second))
-	if err != nil {
-		return err
-	}
-	me := user(c)
-	if err := s.acquireStream(c); err != nil {
-		return err
-	}
-	defer s.streams.release(me)
-	sub, head := s.cfg.Hub.Subscribe(me)
-	defer s.cfg.Hub.Unsubscribe(sub)
-	if s.cfg.Presence != nil {
-		// A user who can only poll is online too; the grace period spans the gap
-		// between two polls.
-		s.cfg.Presence.Connect(me)
-		defer s.cfg.Presence.Disconnect(me)
-	}
-
-	cursor, given := c.GetQuery("cursor")
-	if !given {
-		c.JSON(http.StatusOK, gin.H{"events": []pollEvent{}, "cursor": head.String()})
-		return nil
-	}
-	if cursor == "" {
-		cursor = "-" // given but empty is malformed, not absent
-	}
-	st, err := s.resumeFrom(c, cursor, head)
-	if err != nil {
-		return err
-	}
-	if st.reset != nil {
-		data, _ := json.Marshal(st.reset)
-		c.JSON(http.StatusOK, gin.H{"events": []pollEvent{{Type: "reset", Data: data}}, "cursor": head.String()})
-		return nil
-	}
-
-	out := []pollEvent{}
-	last := st.from
-	add := func(evs []*events.Event) error {
-		for _, e := range evs {
-			if e.Durable() && last.Less(e.Cursor) {
-				last = e.Cursor
-				out = append(out, pollEvent{ID: last.String(), Type: e.Type, Data: e.Data})
-				if len(out) >= maxPollEvents {
-					return errPollFull
-				}
-			}
-		}
-		return nil
-	}
-	if last.Less(head) {
-		err := s.cfg.Log.Backfill(c, me, last, head, add)
-		switch {
-		case err == nil:
-			last = head // nothing else of ours up to the head
-		case !errors.Is(err, errPollFull):
-			return err
-		}
-		// Retention may have overtaken the replay (see checkNotPruned).
-		if ok, reason, err := s.cfg.Log.Resumable(c, st.from); err != nil {
-			return err
-		} else if !ok {
-			data, _ := json.Marshal(events.Reset{Reason: reason, Cursor: head.String()})
-			c.JSON(http.StatusOK, gin.H{"events": []pollEvent{{Type: "reset", Data: data}}, "cursor": head.String()})
-			return nil
-		}
-	}
-	if len(out) == 0 {
-		timeout := time.NewTimer(time.Duration(wait) * time.Second)
-		defer timeout.Stop()
-	waitLoop:
-		for len(out) == 0 {
-			select {
-			case <-c.Request.Context().Done():
-				return nil
-			case <-timeout.C:
-				break waitLoop
-			case <-sub.Ready():
-				evs, done, _ := sub.Take()
-				_ = add(evs)
-				if done {
-					break waitLoop
-				}
-			}
-		}
-	}
-	c.JSON(http.StatusOK, gin.H{"events": out, "cursor": last.String()})
-	return nil
 }

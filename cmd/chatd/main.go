@@ -206,9 +206,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	err = httpServer.Shutdown(sctx)
 	// Shutdown does not track the streams that took their connections over; they end as
 	// soon as the hub closes, and get a moment to say so to their clients.
-	for hub.Streams() > 0 && sctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	_ = server.WaitStreams(sctx)
 	return err
 }
 

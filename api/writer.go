@@ -1,0 +1,130 @@
+package api
+
+// The writers of a stream's body: one that stays in its handler (HTTP/2, and wherever the
+// connection cannot be taken over), and one that writes HTTP/1.1 chunks straight to a
+// hijacked connection.
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// streamWriter sends framed bytes to a client, each call one write and one flush under a
+// write deadline, so a client that stops reading is cut off instead of pinning memory. The
+// frames may be shared with other streams: a writer never modifies or keeps them.
+type streamWriter interface {
+	send(frames ...[]byte) error
+	close()
+}
+
+// startResponse sends the stream's status and headers. Over HTTP/1.1 it takes the
+// connection over from net/http (see stream) and returns a channel closed when the client
+// goes away; otherwise gone is nil and the request's context tells.
+func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan struct{}, err error) {
+	// gin's writer always claims to hijack (and panics when the connection beneath cannot,
+	// as under HTTP/2), so ask the writer beneath it.
+	var beneath http.ResponseWriter = c.Writer
+	if u, ok := beneath.(interface{ Unwrap() http.ResponseWriter }); ok {
+		beneath = u.Unwrap()
+	}
+	_, canHijack := beneath.(http.Hijacker)
+	if !canHijack || !c.Request.ProtoAtLeast(1, 1) || c.Request.ProtoAtLeast(2, 0) {
+		c.Writer.WriteHeader(http.StatusOK)
+		w := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.cfg.WriteTimeout}
+		return w, nil, nil
+	}
+	header := c.Writer.Header().Clone()
+	conn, _, err := c.Writer.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	b := []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nDate: ")
+	b = append(time.Now().UTC().AppendFormat(b, http.TimeFormat), "\r\n"...)
+	for k, vs := range header {
+		for _, v := range vs {
+			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	b = append(b, "\r\n"...)
+	raw := &hijackedOut{conn: conn, timeout: s.cfg.WriteTimeout}
+	if err := raw.write(b); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	closed := make(chan struct{})
+	go func() {
+		// The client sends nothing more on a stream; a read returns only when the
+		// connection ends, which is how a departed client is noticed.
+		defer close(closed)
+		var buf [64]byte
+		for {
+			if _, err := conn.Read(buf[:]); err != nil {
+				return
+			}
+		}
+	}()
+	return raw, closed, nil
+}
+
+// sseOut writes to a stream that stays in its handler.
+type sseOut struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (o *sseOut) send(frames ...[]byte) error {
+	// Not every ResponseWriter supports deadlines (httptest's recorder does not); the
+	// write itself still fails once the client is gone.
+	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
+	for _, b := range frames {
+		if _, err := o.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return o.rc.Flush()
+}
+
+func (o *sseOut) close() {} // the response ends when the handler returns
+
+// hijackedOut writes a stream's body as HTTP/1.1 chunks straight to the connection.
+type hijackedOut struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (o *hijackedOut) write(b []byte) error {
+	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+	_, err := o.conn.Write(b)
+	return err
+}
+
+// send writes frames as one chunk with one system call (writev), without copying them.
+func (o *hijackedOut) send(frames ...[]byte) error {
+	n := 0
+	for _, b := range frames {
+		n += len(b)
+	}
+	if n == 0 {
+		return nil // a chunk of length 0 is the end of the body
+	}
+	size := strconv.AppendInt(make([]byte, 0, 20), int64(n), 16)
+	bufs := make(net.Buffers, 0, len(frames)+2)
+	bufs = append(append(append(bufs, append(size, "\r\n"...)), frames...), crlf)
+	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+	_, err := bufs.WriteTo(o.conn)
+	return err
+}
+
+var crlf = []byte("\r\n")
+
+// close ends the body properly (the last chunk) and the connection: the client sees a
+// clean end of stream and reconnects.
+func (o *hijackedOut) close() {
+	_ = o.write([]byte("0\r\n\r\n"))
+	o.conn.Close()
+}
