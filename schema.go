@@ -1,5 +1,7 @@
 // Package chatd holds what the binary and the tests share from the repository root: the
-// database schema, embedded so that `chatd migrate` needs no files beside the binary.
+// database schema, embedded so that `chatd migrate` needs no files beside the binary, and
+// the HTTP contract (openapi.yaml), embedded so that every instance serves the contract it
+// implements.
 package chatd
 
 import _ "embed"
@@ -8,3 +10,8 @@ import _ "embed"
 //
 //go:embed schema.sql
 var Schema string
+
+// OpenAPI is openapi.yaml: the HTTP contract, served at GET /openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte

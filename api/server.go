@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
 	"github.com/chatd/chatd/events"
 )
@@ -99,6 +100,9 @@ func NewServer(cfg Config) *Server {
 	return s
 }
 
+// Routes lists the route table (the contract test compares it with openapi.yaml).
+func (s *Server) Routes() gin.RoutesInfo { return s.engine.Routes() }
+
 // WaitStreams waits until every hijacked stream has ended (after the hub closed them, at
 // shutdown), or ctx ends.
 func (s *Server) WaitStreams(ctx context.Context) error {
@@ -143,6 +147,7 @@ func (s *Server) routes() *gin.Engine {
 	}
 	get(r, "/healthz", s.handle(s.healthz))
 	get(r, "/readyz", s.handle(s.readyz))
+	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", chatd.OpenAPI) })
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
 	r.DELETE("/v1/session", s.handle(s.deleteSession))
 	if s.cfg.Web != nil {
