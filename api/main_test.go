@@ -85,7 +85,9 @@ func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *ins
 	ecfg.Online = func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }
 	log := events.NewLog(ecfg)
 	hub := log.Hub()
-	presence = events.NewPresence(log, testPresence)
+	pcfg := testPresence
+	pcfg.Pool, pcfg.Instance, pcfg.Logger, pcfg.Publish = pool, log.Instance(), logger, log.Ephemeral
+	presence = events.NewPresence(pcfg)
 	require.NoError(t, log.Start(ctx))
 	require.NoError(t, presence.Start(ctx))
 	cfg.Hub, cfg.Log, cfg.Presence = hub, log, presence

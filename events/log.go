@@ -126,6 +126,9 @@ func (l *Log) Start(ctx context.Context) error {
 	return nil
 }
 
+// Instance is this instance's id, which tags its notifications and presence rows.
+func (l *Log) Instance() string { return l.instance }
+
 // Hub is where the log publishes.
 func (l *Log) Hub() *Hub { return l.hub }
 

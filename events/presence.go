@@ -3,11 +3,13 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/chatd/chatd/db"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Presence tracks which users have at least one stream open on any instance. Each instance
@@ -16,12 +18,15 @@ import (
 // without its help. Streams only mark a user dirty; one goroutine writes, off the request
 // path, what is true when it writes, and retries what failed at the next beat.
 type Presence struct {
-	log   *Log
-	q     *db.Queries
-	grace time.Duration
-	beat  time.Duration
-	stale time.Duration
-	now   func() time.Time
+	pool     *pgxpool.Pool
+	q        *db.Queries
+	instance string
+	logger   *slog.Logger
+	publish  func(*Event)
+	grace    time.Duration
+	beat     time.Duration
+	stale    time.Duration
+	now      func() time.Time
 
 	mu      sync.Mutex
 	local   map[string]int         // open streams per user on this instance
@@ -30,8 +35,15 @@ type Presence struct {
 	kick    chan struct{}          // has a value while dirty is worth writing
 }
 
-// PresenceConfig tunes Presence; zero values take the defaults noted on each field.
+// PresenceConfig is what Presence needs and how it is tuned; zero durations take the
+// defaults noted on each field.
 type PresenceConfig struct {
+	Pool     *pgxpool.Pool
+	Instance string       // this instance's id (Log.Instance)
+	Logger   *slog.Logger // nil: slog.Default()
+	// Publish sends a presence event to its recipients on every instance (Log.Ephemeral).
+	Publish func(*Event)
+
 	// Grace is how long a user stays online after the last stream closes, so a reconnect
 	// within it is invisible. Default 5s.
 	Grace time.Duration
@@ -43,8 +55,8 @@ type PresenceConfig struct {
 	Stale time.Duration
 }
 
-// NewPresence returns a Presence that announces changes through log.
-func NewPresence(log *Log, cfg PresenceConfig) *Presence {
+// NewPresence returns a Presence over cfg's pool that announces changes with cfg.Publish.
+func NewPresence(cfg PresenceConfig) *Presence {
 	if cfg.Grace <= 0 {
 		cfg.Grace = 5 * time.Second
 	}
@@ -54,8 +66,12 @@ func NewPresence(log *Log, cfg PresenceConfig) *Presence {
 	if cfg.Stale <= 0 {
 		cfg.Stale = 20 * time.Second
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	return &Presence{
-		log: log, q: log.q, grace: cfg.Grace, beat: cfg.Beat, stale: cfg.Stale, now: time.Now,
+		pool: cfg.Pool, q: db.New(cfg.Pool), instance: cfg.Instance, logger: cfg.Logger, publish: cfg.Publish,
+		grace: cfg.Grace, beat: cfg.Beat, stale: cfg.Stale, now: time.Now,
 		local: make(map[string]int), leaving: make(map[string]*time.Timer),
 		dirty: make(map[string]bool), kick: make(chan struct{}, 1),
 	}
@@ -64,7 +80,7 @@ func NewPresence(log *Log, cfg PresenceConfig) *Presence {
 // Start registers the instance and runs the writer and the heartbeat until ctx ends; then
 // the instance leaves, taking its presence rows with it.
 func (p *Presence) Start(ctx context.Context) error {
-	if err := p.q.InsertInstance(ctx, p.log.instance); err != nil {
+	if err := p.q.InsertInstance(ctx, p.instance); err != nil {
 		return err
 	}
 	go p.run(ctx)
@@ -125,7 +141,7 @@ func (p *Presence) Online(ctx context.Context, users []string) map[string]bool {
 	online := make(map[string]bool)
 	ids, err := p.q.OnlineAmong(ctx, db.OnlineAmongParams{UserIds: users, StaleSeconds: p.stale.Seconds()})
 	if err != nil {
-		p.log.cfg.Logger.Warn("presence lookup", "err", err)
+		p.logger.Warn("presence lookup", "err", err)
 		return online
 	}
 	for _, id := range ids {
@@ -168,7 +184,7 @@ func (p *Presence) run(ctx context.Context) {
 		case <-ctx.Done():
 			// A clean exit: the instance's users are offline here at once.
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = p.q.LeaveInstance(cctx, p.log.instance)
+			_ = p.q.LeaveInstance(cctx, p.instance)
 			cancel()
 			return
 		case <-p.kick:
@@ -205,20 +221,20 @@ func (p *Presence) flush(ctx context.Context) {
 		}
 		slices.Sort(set.users)
 		var changed []string
-		err := db.InTx(ctx, p.log.cfg.Pool, func(q *db.Queries) error {
+		err := db.InTx(ctx, p.pool, func(q *db.Queries) error {
 			if err := q.LockPresence(ctx, set.users); err != nil {
 				return err
 			}
 			var err error
 			if set.online {
-				changed, err = q.SetOnline(ctx, db.SetOnlineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+				changed, err = q.SetOnline(ctx, db.SetOnlineParams{UserIds: set.users, InstanceID: p.instance, StaleSeconds: p.stale.Seconds()})
 			} else {
-				changed, err = q.SetOffline(ctx, db.SetOfflineParams{UserIds: set.users, InstanceID: p.log.instance, StaleSeconds: p.stale.Seconds()})
+				changed, err = q.SetOffline(ctx, db.SetOfflineParams{UserIds: set.users, InstanceID: p.instance, StaleSeconds: p.stale.Seconds()})
 			}
 			return err
 		})
 		if err != nil {
-			p.log.cfg.Logger.Warn("presence update; retrying at the next beat", "users", len(set.users), "err", err)
+			p.logger.Warn("presence update; retrying at the next beat", "users", len(set.users), "err", err)
 			p.mu.Lock()
 			for _, u := range set.users {
 				p.dirty[u] = true
@@ -232,15 +248,15 @@ func (p *Presence) flush(ctx context.Context) {
 
 // heartbeat keeps this instance alive in the table and expires instances that died.
 func (p *Presence) heartbeat(ctx context.Context) {
-	n, err := p.q.TouchInstance(ctx, p.log.instance)
+	n, err := p.q.TouchInstance(ctx, p.instance)
 	if err != nil {
-		p.log.cfg.Logger.Warn("presence heartbeat", "err", err)
+		p.logger.Warn("presence heartbeat", "err", err)
 		return
 	}
 	if n == 0 {
 		// Taken for dead during a database outage, its rows deleted and its users
 		// announced offline: come back, and write (and announce) every local user again.
-		if err := p.q.InsertInstance(ctx, p.log.instance); err != nil {
+		if err := p.q.InsertInstance(ctx, p.instance); err != nil {
 			return
 		}
 		p.mu.Lock()
@@ -267,7 +283,7 @@ func (p *Presence) heartbeat(ctx context.Context) {
 	slices.Sort(users)
 	users = slices.Compact(users)
 	var offline []string
-	err = db.InTx(ctx, p.log.cfg.Pool, func(q *db.Queries) error {
+	err = db.InTx(ctx, p.pool, func(q *db.Queries) error {
 		if err := q.LockPresence(ctx, users); err != nil {
 			return err
 		}
@@ -275,7 +291,7 @@ func (p *Presence) heartbeat(ctx context.Context) {
 		return err
 	})
 	if err != nil {
-		p.log.cfg.Logger.Warn("presence expiry", "err", err)
+		p.logger.Warn("presence expiry", "err", err)
 		return
 	}
 	p.announce(ctx, offline, false, seen)
@@ -288,7 +304,7 @@ func (p *Presence) announce(ctx context.Context, users []string, online bool, at
 	}
 	rows, err := p.q.Contacts(ctx, users)
 	if err != nil {
-		p.log.cfg.Logger.Warn("presence contacts", "err", err)
+		p.logger.Warn("presence contacts", "err", err)
 		return
 	}
 	seen := Time(at)
@@ -302,6 +318,6 @@ func (p *Presence) announce(ctx context.Context, users []string, online bool, at
 		if err != nil {
 			continue
 		}
-		p.log.Ephemeral(&Event{Type: "presence", Data: data, Recipients: contacts})
+		p.publish(&Event{Type: "presence", Data: data, Recipients: contacts})
 	}
 }

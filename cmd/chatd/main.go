@@ -157,7 +157,8 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		StreamBuffer: cfg.StreamBuffer, StreamBufferBytes: cfg.StreamBufferKB << 10, Logger: logger,
 		Online: func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }})
 	hub := log.Hub()
-	presence = events.NewPresence(log, events.PresenceConfig{Grace: cfg.PresenceGrace})
+	presence = events.NewPresence(events.PresenceConfig{Pool: pool, Instance: log.Instance(), Logger: logger,
+		Publish: log.Ephemeral, Grace: cfg.PresenceGrace})
 	if err := log.Start(bg); err != nil {
 		return err
 	}
