@@ -1,3 +1,8 @@
+// Package events moves durable and ephemeral events from PostgreSQL to the streams of one
+// instance: the log reader follows the events table by cursor below the commit fence
+// (reader.go), NOTIFY rings a doorbell between instances (doorbell.go, listener.go), the
+// hub routes rendered events (render.go) to subscribers (hub.go), and presence records who
+// is connected anywhere (presence.go). It knows nothing of HTTP.
 package events
 
 import (
