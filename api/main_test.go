@@ -155,6 +155,7 @@ func call(t testing.TB, method, url, tok string, body any) response {
 	t.Helper()
 	r, err := tryCall(method, url, tok, body)
 	require.NoError(t, err)
+	checkContract(t, method, url, r) // openapi_test.go: the answer must be one openapi.yaml describes
 	return r
 }
 
