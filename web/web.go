@@ -1,5 +1,5 @@
-// Package web is the browser client served at / : a small chat page that uses the native
-// EventSource, embedded so the binary is the whole deployment.
+// Package web is the browser client served at / : a small chat page built on chatd.js (the
+// protocol module, also served at /web/chatd.js), embedded so the binary is the whole deployment.
 package web
 
 import (
