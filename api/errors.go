@@ -76,6 +76,10 @@ var codes = map[string]int{
 	"instance_full":          http.StatusServiceUnavailable,
 }
 
+// retryUnavailable is the Retry-After of a 503 for the database or the listener: a
+// restarting PostgreSQL is back within seconds, and clients should not hammer it meanwhile.
+const retryUnavailable = 2 // seconds
+
 func errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
@@ -118,7 +122,7 @@ func (s *Server) renderError(c *gin.Context, err error) {
 	case db.IsUnavailable(err):
 		s.log.Warn("database unavailable", "request_id", requestID(c), "err", err)
 		e = &Error{Code: "unavailable",
-			Message: "the database is unavailable; try again shortly", RetryAfter: int(db.RetryAfter.Seconds())}
+			Message: "the database is unavailable; try again shortly", RetryAfter: retryUnavailable}
 	default:
 		s.log.Error("internal error", "request_id", requestID(c), "method", c.Request.Method,
 			"route", c.FullPath(), "err", err)

@@ -269,11 +269,11 @@ func (s *Server) healthz(c *gin.Context) error {
 func (s *Server) readyz(c *gin.Context) error {
 	if err := s.cfg.Pool.Ping(c); err != nil {
 		return &Error{Code: "database_unavailable",
-			Message: "database unreachable", RetryAfter: int(db.RetryAfter.Seconds())}
+			Message: "database unreachable", RetryAfter: retryUnavailable}
 	}
 	if s.cfg.Log == nil || !s.cfg.Log.Listening() {
 		return &Error{Code: "listener_down",
-			Message: "event listener not connected", RetryAfter: int(db.RetryAfter.Seconds())}
+			Message: "event listener not connected", RetryAfter: retryUnavailable}
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	return nil

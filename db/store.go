@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -152,9 +151,6 @@ func IsUnavailable(err error) bool {
 	}
 	return false
 }
-
-// RetryAfter is what a 503 tells clients to wait before trying again.
-const RetryAfter = 2 * time.Second
 
 // CreateScratchDatabase creates a new, empty, migrated database on the server of baseURL
 // (a postgres:// URL) for one test package, and returns its URL and a function that drops
