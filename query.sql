@@ -49,35 +49,16 @@ ORDER BY m.user_id;
 
 -- name: GetConversation :one
 -- One conversation as the caller sees it; no row when the caller is not a participant.
-SELECT c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at, m.last_read_seq,
-    (SELECT count(*) FROM messages x
-     WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
-       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
-    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
-    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
-    lm.deleted_at AS lm_deleted_at
-FROM members m
-JOIN conversations c ON c.id = m.conversation_id
-LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
-WHERE m.conversation_id = @conversation_id AND m.user_id = @user_id;
+SELECT * FROM member_conversations WHERE id = @conversation_id AND member_id = @user_id;
 
 -- name: ListConversations :many
 -- The caller's conversations, most recently active first, after the keyset cursor
 -- (activity_at, id) of the previous page's last row.
-SELECT c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at, m.last_read_seq,
-    (SELECT count(*) FROM messages x
-     WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
-       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
-    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
-    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
-    lm.deleted_at AS lm_deleted_at
-FROM members m
-JOIN conversations c ON c.id = m.conversation_id
-LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
-WHERE m.user_id = @user_id
+SELECT * FROM member_conversations
+WHERE member_id = @user_id
   AND (sqlc.narg(before_activity)::timestamptz IS NULL
-       OR (c.activity_at, c.id) < (sqlc.narg(before_activity)::timestamptz, @before_id::uuid))
-ORDER BY c.activity_at DESC, c.id DESC
+       OR (activity_at, id) < (sqlc.narg(before_activity)::timestamptz, @before_id::uuid))
+ORDER BY activity_at DESC, id DESC
 LIMIT @row_limit;
 
 -- name: ConversationsByID :many

@@ -109,6 +109,24 @@ CREATE INDEX IF NOT EXISTS events_conversation ON events (conversation_id, tx, i
 -- it at almost no cost to inserts.
 CREATE INDEX IF NOT EXISTS events_created ON events USING brin (created_at);
 
+-- A conversation as one member sees it: its own read position and unread count, and the
+-- last message. GetConversation and ListConversations read it; PostgreSQL inlines the view,
+-- so each query plans as if written out. The unread count is an index range over
+-- messages (conversation_id, seq) after the read position: what is unread, never the
+-- history (db/unread_test.go checks the plans).
+CREATE OR REPLACE VIEW member_conversations AS
+SELECT m.user_id AS member_id, c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at,
+    m.last_read_seq,
+    (SELECT count(*) FROM messages x
+     WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
+       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
+    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
+    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
+    lm.deleted_at AS lm_deleted_at
+FROM members m
+JOIN conversations c ON c.id = m.conversation_id
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq;
+
 -- The position of the newest event ever pruned by retention: a cursor behind it has lost
 -- events and gets a reset; the cursor equal to it is still valid.
 CREATE TABLE IF NOT EXISTS event_floor (

@@ -164,7 +164,7 @@ func (s *Server) conversation(ctx context.Context, id pgtype.UUID, me string) (e
 	if err != nil {
 		return events.Conversation{}, err
 	}
-	convs, err := s.withParticipants(ctx, me, []db.ListConversationsRow{db.ListConversationsRow(row)})
+	convs, err := s.withParticipants(ctx, me, []db.MemberConversation{row})
 	if err != nil {
 		return events.Conversation{}, err
 	}
@@ -172,7 +172,7 @@ func (s *Server) conversation(ctx context.Context, id pgtype.UUID, me string) (e
 }
 
 // withParticipants renders rows with their participants, in one query for all of them.
-func (s *Server) withParticipants(ctx context.Context, me string, rows []db.ListConversationsRow) ([]events.Conversation, error) {
+func (s *Server) withParticipants(ctx context.Context, me string, rows []db.MemberConversation) ([]events.Conversation, error) {
 	out := make([]events.Conversation, len(rows))
 	ids := make([]pgtype.UUID, len(rows))
 	index := make(map[[16]byte]int, len(rows))

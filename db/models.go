@@ -52,6 +52,26 @@ type Member struct {
 	TookPart       bool
 }
 
+type MemberConversation struct {
+	MemberID    string
+	ID          pgtype.UUID
+	Kind        string
+	Title       *string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	ActivityAt  time.Time
+	LastReadSeq int64
+	UnreadCount int64
+	LmID        pgtype.UUID
+	LmSeq       *int64
+	LmSenderID  *string
+	LmBody      *string
+	LmClientID  *string
+	LmCreatedAt *time.Time
+	LmEditedAt  *time.Time
+	LmDeletedAt *time.Time
+}
+
 type Message struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID

@@ -514,17 +514,7 @@ func (q *Queries) ExpireInstances(ctx context.Context, staleSeconds float64) ([]
 }
 
 const getConversation = `-- name: GetConversation :one
-SELECT c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at, m.last_read_seq,
-    (SELECT count(*) FROM messages x
-     WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
-       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
-    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
-    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
-    lm.deleted_at AS lm_deleted_at
-FROM members m
-JOIN conversations c ON c.id = m.conversation_id
-LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
-WHERE m.conversation_id = $1 AND m.user_id = $2
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at FROM member_conversations WHERE id = $1 AND member_id = $2
 `
 
 type GetConversationParams struct {
@@ -532,30 +522,12 @@ type GetConversationParams struct {
 	UserID         string
 }
 
-type GetConversationRow struct {
-	ID          pgtype.UUID
-	Kind        string
-	Title       *string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	ActivityAt  time.Time
-	LastReadSeq int64
-	UnreadCount int64
-	LmID        pgtype.UUID
-	LmSeq       *int64
-	LmSenderID  *string
-	LmBody      *string
-	LmClientID  *string
-	LmCreatedAt *time.Time
-	LmEditedAt  *time.Time
-	LmDeletedAt *time.Time
-}
-
 // One conversation as the caller sees it; no row when the caller is not a participant.
-func (q *Queries) GetConversation(ctx context.Context, arg GetConversationParams) (GetConversationRow, error) {
+func (q *Queries) GetConversation(ctx context.Context, arg GetConversationParams) (MemberConversation, error) {
 	row := q.db.QueryRow(ctx, getConversation, arg.ConversationID, arg.UserID)
-	var i GetConversationRow
+	var i MemberConversation
 	err := row.Scan(
+		&i.MemberID,
 		&i.ID,
 		&i.Kind,
 		&i.Title,
@@ -696,20 +668,11 @@ func (q *Queries) LeaveInstance(ctx context.Context, id string) error {
 }
 
 const listConversations = `-- name: ListConversations :many
-SELECT c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at, m.last_read_seq,
-    (SELECT count(*) FROM messages x
-     WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
-       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
-    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
-    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
-    lm.deleted_at AS lm_deleted_at
-FROM members m
-JOIN conversations c ON c.id = m.conversation_id
-LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
-WHERE m.user_id = $1
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at FROM member_conversations
+WHERE member_id = $1
   AND ($2::timestamptz IS NULL
-       OR (c.activity_at, c.id) < ($2::timestamptz, $3::uuid))
-ORDER BY c.activity_at DESC, c.id DESC
+       OR (activity_at, id) < ($2::timestamptz, $3::uuid))
+ORDER BY activity_at DESC, id DESC
 LIMIT $4
 `
 
@@ -720,28 +683,9 @@ type ListConversationsParams struct {
 	RowLimit       int32
 }
 
-type ListConversationsRow struct {
-	ID          pgtype.UUID
-	Kind        string
-	Title       *string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	ActivityAt  time.Time
-	LastReadSeq int64
-	UnreadCount int64
-	LmID        pgtype.UUID
-	LmSeq       *int64
-	LmSenderID  *string
-	LmBody      *string
-	LmClientID  *string
-	LmCreatedAt *time.Time
-	LmEditedAt  *time.Time
-	LmDeletedAt *time.Time
-}
-
 // The caller's conversations, most recently active first, after the keyset cursor
 // (activity_at, id) of the previous page's last row.
-func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsParams) ([]ListConversationsRow, error) {
+func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsParams) ([]MemberConversation, error) {
 	rows, err := q.db.Query(ctx, listConversations,
 		arg.UserID,
 		arg.BeforeActivity,
@@ -752,10 +696,11 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 		return nil, err
 	}
 	defer rows.Close()
-	var items []ListConversationsRow
+	var items []MemberConversation
 	for rows.Next() {
-		var i ListConversationsRow
+		var i MemberConversation
 		if err := rows.Scan(
+			&i.MemberID,
 			&i.ID,
 			&i.Kind,
 			&i.Title,

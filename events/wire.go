@@ -105,7 +105,7 @@ type Conversation struct {
 
 // ConversationFrom converts a stored conversation row, as seen by one participant, to its
 // wire form; participants are filled in by the caller.
-func ConversationFrom(r db.ListConversationsRow) Conversation {
+func ConversationFrom(r db.MemberConversation) Conversation {
 	return Conversation{
 		ID:           UUIDString(r.ID),
 		Kind:         r.Kind,
