@@ -2,6 +2,9 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -17,6 +20,14 @@ type presenceAnswer struct {
 
 func presenceOf(t *testing.T, u *testUser, ids ...string) map[string]events.PresenceEntry {
 	t.Helper()
+	out, err := tryPresenceOf(u, ids...)
+	require.NoError(t, err)
+	return out
+}
+
+// tryPresenceOf is presenceOf for goroutines other than the test's own (Eventually runs
+// its condition on one), which must not use require.
+func tryPresenceOf(u *testUser, ids ...string) (map[string]events.PresenceEntry, error) {
 	q := ""
 	for i, id := range ids {
 		if i > 0 {
@@ -24,15 +35,30 @@ func presenceOf(t *testing.T, u *testUser, ids ...string) map[string]events.Pres
 		}
 		q += "user_id=" + id
 	}
-	r := u.do("GET", "/v1/presence?"+q, nil)
-	require.Equal(t, 200, r.Status, "%s", r.Body)
+	r, err := tryCall("GET", u.URL+"/v1/presence?"+q, u.Token, nil)
+	if err != nil {
+		return nil, err
+	}
+	if r.Status != http.StatusOK {
+		return nil, fmt.Errorf("presence: status %d: %s", r.Status, r.Body)
+	}
 	var a presenceAnswer
-	r.JSON(t, &a)
+	if err := json.Unmarshal(r.Body, &a); err != nil {
+		return nil, fmt.Errorf("presence: %w; body: %s", err, r.Body)
+	}
 	out := map[string]events.PresenceEntry{}
 	for _, e := range a.Users {
 		out[e.ID] = e
 	}
-	return out
+	return out, nil
+}
+
+// seenOnline is an Eventually condition: whether u sees user online (or offline).
+func seenOnline(u *testUser, user string, online bool) func() bool {
+	return func() bool {
+		got, err := tryPresenceOf(u, user)
+		return err == nil && got[user].Online == online
+	}
 }
 
 func TestPresenceAcrossInstances(t *testing.T) {
@@ -55,8 +81,12 @@ func TestPresenceAcrossInstances(t *testing.T) {
 	// Presence is written off the request path: "within 5 s of the first stream opening".
 	var got map[string]events.PresenceEntry
 	require.Eventually(t, func() bool {
-		got = presenceOf(t, alice, bob.ID, stranger.ID, alice.ID, "nobody-at-all")
-		return got[alice.ID].Online && got[bob.ID].Online
+		p, err := tryPresenceOf(alice, bob.ID, stranger.ID, alice.ID, "nobody-at-all")
+		if err != nil || !p[alice.ID].Online || !p[bob.ID].Online {
+			return false
+		}
+		got = p
+		return true
 	}, wait, 20*time.Millisecond)
 	require.NotNil(t, got[bob.ID].LastSeenAt)
 	require.Contains(t, got, alice.ID, "the caller is reported too")
@@ -156,13 +186,13 @@ func TestPresenceOfDeadInstanceExpires(t *testing.T) {
 	alice, bob := newUser(t, a, "alice"), newUser(t, doomed, "bob")
 	bob.direct(alice) // bob took part: alice may see his presence
 	_, _ = openReady(t, doomed.URL+"/v1/events", bob.Token, nil)
-	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond)
+	require.Eventually(t, seenOnline(alice, bob.ID, true), wait, 20*time.Millisecond)
 
 	// Crash: the pool goes first, so neither the grace period nor shutdown can write.
 	doomed.Pool.Close()
 	doomed.Server.CloseClientConnections()
 	doomed.stop()
-	require.Eventually(t, func() bool { return !presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 50*time.Millisecond)
+	require.Eventually(t, seenOnline(alice, bob.ID, false), wait, 50*time.Millisecond)
 }
 
 // TestPresenceInstanceTakenForDeadComesBack: when the others expire an instance that was
@@ -174,7 +204,7 @@ func TestPresenceInstanceTakenForDeadComesBack(t *testing.T) {
 	bob.direct(alice) // bob took part: alice may see his presence
 	aliceStream, _ := openReady(t, b.URL+"/v1/events", alice.Token, nil)
 	_, _ = openReady(t, a.URL+"/v1/events", bob.Token, nil)
-	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond)
+	require.Eventually(t, seenOnline(alice, bob.ID, true), wait, 20*time.Millisecond)
 	first := decode[events.UserPresence](t, aliceStream.nextOf("presence", wait).Data)
 	require.True(t, first.UserID == bob.ID && first.Online, "bob's first stream is announced")
 
@@ -193,7 +223,7 @@ func TestPresenceInstanceTakenForDeadComesBack(t *testing.T) {
 	require.False(t, presenceOf(t, alice, bob.ID)[bob.ID].Online)
 	require.NoError(t, hold.Rollback(ctx))
 
-	require.Eventually(t, func() bool { return presenceOf(t, alice, bob.ID)[bob.ID].Online }, wait, 20*time.Millisecond,
+	require.Eventually(t, seenOnline(alice, bob.ID, true), wait, 20*time.Millisecond,
 		"the instance's next beat brings its users back")
 	for {
 		p := decode[events.UserPresence](t, aliceStream.nextOf("presence", wait).Data)
