@@ -131,30 +131,22 @@ ORDER BY seq DESC LIMIT @row_limit;
 SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > @after_seq
 ORDER BY seq ASC LIMIT @row_limit;
 
--- name: EditMessage :one
--- Only the sender can edit, and only a message that is not deleted; no row otherwise.
+-- name: ChangeMessage :one
+-- Edits (erase false: the new body, edited_at) or soft-deletes (erase true: the body
+-- erased, deleted_at) the sender's own message, unless it is deleted already, and logs
+-- message_updated or message_deleted; no row otherwise. The row and its seq stay.
 WITH u AS (
-    UPDATE messages SET body = @body, edited_at = now()
+    UPDATE messages SET
+        body = CASE WHEN @erase::boolean THEN '' ELSE @body::text END,
+        edited_at = CASE WHEN @erase::boolean THEN messages.edited_at ELSE now() END,
+        deleted_at = CASE WHEN @erase::boolean THEN now() END
     WHERE messages.conversation_id = @conversation_id AND messages.id = @id
       AND messages.sender_id = @sender_id AND messages.deleted_at IS NULL
     RETURNING *
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
-    SELECT u.conversation_id, 'message_updated', u.id FROM u
-)
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
-FROM u;
-
--- name: DeleteMessage :one
--- Soft delete by the sender: the body is erased, the row and its seq stay.
-WITH u AS (
-    UPDATE messages SET body = '', deleted_at = now()
-    WHERE messages.conversation_id = @conversation_id AND messages.id = @id
-      AND messages.sender_id = @sender_id AND messages.deleted_at IS NULL
-    RETURNING *
-), ev AS (
-    INSERT INTO events (conversation_id, type, message_id)
-    SELECT u.conversation_id, 'message_deleted', u.id FROM u
+    SELECT u.conversation_id, CASE WHEN @erase::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
+    FROM u
 )
 SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
 FROM u;

@@ -26,6 +26,14 @@ type messageRequest struct {
 	ClientID *string `json:"client_id"`
 }
 
+// decodeMessage reads a send or an edit: JSON, with a valid body.
+func (s *Server) decodeMessage(c *gin.Context) (req messageRequest, err error) {
+	if err = s.decodeJSON(c, &req); err == nil {
+		err = s.validBody(req.Body)
+	}
+	return req, err
+}
+
 // validBody checks a message body as API.md fixes: at most MaxMessageBytes as sent, not
 // empty after trimming whitespace; it is stored exactly as sent.
 func (s *Server) validBody(body *string) error {
@@ -49,11 +57,8 @@ func (s *Server) sendMessage(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	var req messageRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		return err
-	}
-	if err := s.validBody(req.Body); err != nil {
+	req, err := s.decodeMessage(c)
+	if err != nil {
 		return err
 	}
 	if req.ClientID != nil && *req.ClientID == "" {
@@ -171,14 +176,11 @@ func (s *Server) editMessage(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	var req messageRequest
-	if err := s.decodeJSON(c, &req); err != nil {
+	req, err := s.decodeMessage(c)
+	if err != nil {
 		return err
 	}
-	if err := s.validBody(req.Body); err != nil {
-		return err
-	}
-	row, err := s.q.EditMessage(c, db.EditMessageParams{ConversationID: conv, ID: id, SenderID: user(c), Body: *req.Body})
+	row, err := s.q.ChangeMessage(c, db.ChangeMessageParams{ConversationID: conv, ID: id, SenderID: user(c), Body: *req.Body})
 	if errors.Is(err, pgx.ErrNoRows) {
 		_, err = s.whyUnchanged(c, conv, id)
 		if err == nil {
@@ -199,7 +201,7 @@ func (s *Server) deleteMessage(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	row, err := s.q.DeleteMessage(c, db.DeleteMessageParams{ConversationID: conv, ID: id, SenderID: user(c)})
+	row, err := s.q.ChangeMessage(c, db.ChangeMessageParams{ConversationID: conv, ID: id, SenderID: user(c), Erase: true})
 	if errors.Is(err, pgx.ErrNoRows) {
 		m, err := s.whyUnchanged(c, conv, id)
 		if err != nil {

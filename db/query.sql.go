@@ -129,6 +129,70 @@ func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) 
 	return items, nil
 }
 
+const changeMessage = `-- name: ChangeMessage :one
+WITH u AS (
+    UPDATE messages SET
+        body = CASE WHEN $1::boolean THEN '' ELSE $2::text END,
+        edited_at = CASE WHEN $1::boolean THEN messages.edited_at ELSE now() END,
+        deleted_at = CASE WHEN $1::boolean THEN now() END
+    WHERE messages.conversation_id = $3 AND messages.id = $4
+      AND messages.sender_id = $5 AND messages.deleted_at IS NULL
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT u.conversation_id, CASE WHEN $1::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
+    FROM u
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+FROM u
+`
+
+type ChangeMessageParams struct {
+	Erase          bool
+	Body           string
+	ConversationID pgtype.UUID
+	ID             pgtype.UUID
+	SenderID       string
+}
+
+type ChangeMessageRow struct {
+	ID             pgtype.UUID
+	ConversationID pgtype.UUID
+	Seq            int64
+	SenderID       string
+	Body           string
+	ClientID       *string
+	CreatedAt      time.Time
+	EditedAt       *time.Time
+	DeletedAt      *time.Time
+}
+
+// Edits (erase false: the new body, edited_at) or soft-deletes (erase true: the body
+// erased, deleted_at) the sender's own message, unless it is deleted already, and logs
+// message_updated or message_deleted; no row otherwise. The row and its seq stay.
+func (q *Queries) ChangeMessage(ctx context.Context, arg ChangeMessageParams) (ChangeMessageRow, error) {
+	row := q.db.QueryRow(ctx, changeMessage,
+		arg.Erase,
+		arg.Body,
+		arg.ConversationID,
+		arg.ID,
+		arg.SenderID,
+	)
+	var i ChangeMessageRow
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.Seq,
+		&i.SenderID,
+		&i.Body,
+		&i.ClientID,
+		&i.CreatedAt,
+		&i.EditedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
 const consumeTicket = `-- name: ConsumeTicket :one
 DELETE FROM tickets WHERE hash = $1 AND expires_at > now()
 RETURNING user_id, token_expires
@@ -318,112 +382,6 @@ func (q *Queries) CursorStatus(ctx context.Context, arg CursorStatusParams) (Cur
 	row := q.db.QueryRow(ctx, cursorStatus, arg.Tx, arg.ID)
 	var i CursorStatusRow
 	err := row.Scan(&i.FloorTx, &i.FloorID, &i.Found)
-	return i, err
-}
-
-const deleteMessage = `-- name: DeleteMessage :one
-WITH u AS (
-    UPDATE messages SET body = '', deleted_at = now()
-    WHERE messages.conversation_id = $1 AND messages.id = $2
-      AND messages.sender_id = $3 AND messages.deleted_at IS NULL
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
-), ev AS (
-    INSERT INTO events (conversation_id, type, message_id)
-    SELECT u.conversation_id, 'message_deleted', u.id FROM u
-)
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
-FROM u
-`
-
-type DeleteMessageParams struct {
-	ConversationID pgtype.UUID
-	ID             pgtype.UUID
-	SenderID       string
-}
-
-type DeleteMessageRow struct {
-	ID             pgtype.UUID
-	ConversationID pgtype.UUID
-	Seq            int64
-	SenderID       string
-	Body           string
-	ClientID       *string
-	CreatedAt      time.Time
-	EditedAt       *time.Time
-	DeletedAt      *time.Time
-}
-
-// Soft delete by the sender: the body is erased, the row and its seq stay.
-func (q *Queries) DeleteMessage(ctx context.Context, arg DeleteMessageParams) (DeleteMessageRow, error) {
-	row := q.db.QueryRow(ctx, deleteMessage, arg.ConversationID, arg.ID, arg.SenderID)
-	var i DeleteMessageRow
-	err := row.Scan(
-		&i.ID,
-		&i.ConversationID,
-		&i.Seq,
-		&i.SenderID,
-		&i.Body,
-		&i.ClientID,
-		&i.CreatedAt,
-		&i.EditedAt,
-		&i.DeletedAt,
-	)
-	return i, err
-}
-
-const editMessage = `-- name: EditMessage :one
-WITH u AS (
-    UPDATE messages SET body = $1, edited_at = now()
-    WHERE messages.conversation_id = $2 AND messages.id = $3
-      AND messages.sender_id = $4 AND messages.deleted_at IS NULL
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
-), ev AS (
-    INSERT INTO events (conversation_id, type, message_id)
-    SELECT u.conversation_id, 'message_updated', u.id FROM u
-)
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
-FROM u
-`
-
-type EditMessageParams struct {
-	Body           string
-	ConversationID pgtype.UUID
-	ID             pgtype.UUID
-	SenderID       string
-}
-
-type EditMessageRow struct {
-	ID             pgtype.UUID
-	ConversationID pgtype.UUID
-	Seq            int64
-	SenderID       string
-	Body           string
-	ClientID       *string
-	CreatedAt      time.Time
-	EditedAt       *time.Time
-	DeletedAt      *time.Time
-}
-
-// Only the sender can edit, and only a message that is not deleted; no row otherwise.
-func (q *Queries) EditMessage(ctx context.Context, arg EditMessageParams) (EditMessageRow, error) {
-	row := q.db.QueryRow(ctx, editMessage,
-		arg.Body,
-		arg.ConversationID,
-		arg.ID,
-		arg.SenderID,
-	)
-	var i EditMessageRow
-	err := row.Scan(
-		&i.ID,
-		&i.ConversationID,
-		&i.Seq,
-		&i.SenderID,
-		&i.Body,
-		&i.ClientID,
-		&i.CreatedAt,
-		&i.EditedAt,
-		&i.DeletedAt,
-	)
 	return i, err
 }
 
