@@ -52,16 +52,7 @@ func (s *Server) stream(c *gin.Context) error {
 
 	// The first bytes go out at once: proxies and antivirus gateways that wait for a body
 	// before passing anything on see one immediately.
-	b := appendRetry(nil, s.cfg.Retry)
-	b = appendComment(b, "chatd stream")
-	ready, _ := json.Marshal(map[string]string{"cursor": st.from.String()})
-	b = appendEvent(b, "", "ready", ready)
-	b = appendID(b, st.from.String())
-	if st.reset != nil {
-		data, _ := json.Marshal(st.reset)
-		b = appendEvent(b, "", "reset", data)
-	}
-	if err := out.send(b); err != nil {
+	if err := out.send(s.opening(st)); err != nil {
 		return nil
 	}
 
@@ -107,6 +98,22 @@ func (s *Server) stream(c *gin.Context) error {
 		ls.run(gone)
 	}()
 	return nil
+}
+
+// opening is a stream's first chunk: the reconnection delay, a comment, ready (which
+// carries no id) with the start cursor, that cursor as the last event id on its own, and
+// the reset when the client's cursor could not be resumed.
+func (s *Server) opening(st start) []byte {
+	b := appendRetry(nil, s.cfg.Retry)
+	b = appendComment(b, "chatd stream")
+	ready, _ := json.Marshal(map[string]string{"cursor": st.from.String()})
+	b = appendEvent(b, "", "ready", ready)
+	b = appendID(b, st.from.String())
+	if st.reset != nil {
+		data, _ := json.Marshal(st.reset)
+		b = appendEvent(b, "", "reset", data)
+	}
+	return b
 }
 
 // liveStream is a stream past its replay: what it needs to relay live events and to end.
