@@ -113,7 +113,12 @@ var streamsOpen = regexp.MustCompile(`(?m)^chatd_streams_open (\d+)`)
 func streamsOpenOn(urls ...string) (int, error) {
 	n := 0
 	for _, u := range urls {
-		res, err := http.Get(u + "/metrics")
+		req, err := http.NewRequest("GET", u+"/metrics", nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+testMetricsToken)
+		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0, err
 		}

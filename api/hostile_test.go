@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -340,4 +341,26 @@ func TestTypingInALargeGroupIsOneNotification(t *testing.T) {
 		}
 		require.NotEqual(t, "typing", ev.Type, "the typist was told of her own typing")
 	}
+}
+
+// /metrics is not public: on the public address it answers only to the metrics token, and
+// not at all without one; the handler for its own address needs none.
+func TestMetricsAreNotPublic(t *testing.T) {
+	in := newInstance(t)
+	require.Equal(t, 401, call(t, "GET", in.URL+"/metrics", "", nil).Status)
+	require.Equal(t, 401, call(t, "GET", in.URL+"/metrics", "not-the-token", nil).Status)
+	alice := newUser(t, in, "alice")
+	require.Equal(t, 401, call(t, "GET", in.URL+"/metrics", alice.Token, nil).Status, "a user's token is not the metrics token")
+	require.Equal(t, 200, call(t, "GET", in.URL+"/metrics", testMetricsToken, nil).Status)
+
+	closed := newInstance(t, func(c *Config, _ *events.Config) { c.MetricsToken = "" })
+	require.Equal(t, 404, call(t, "GET", closed.URL+"/metrics", testMetricsToken, nil).Status)
+	own := httptest.NewServer(closed.Server.Config.Handler.(*Server).MetricsHandler())
+	defer own.Close()
+	res, err := http.Get(own.URL)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, 200, res.StatusCode)
+	require.Contains(t, string(body), "chatd_streams_open")
 }

@@ -30,6 +30,9 @@ var testDB string
 // about two seconds, a closed stream goes offline after one.
 var testPresence = events.PresenceConfig{Grace: time.Second, Beat: 250 * time.Millisecond, Stale: 2 * time.Second}
 
+// testMetricsToken opens /metrics on every test instance.
+const testMetricsToken = "test-metrics-token"
+
 // testSecret signs the tokens of every test instance.
 var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
 
@@ -75,7 +78,7 @@ func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *ins
 		Pool: pool, Verifier: verifier, Logger: logger,
 		MaxRequestBytes: 64 << 10, MaxMessageBytes: 4096, Heartbeat: 15 * time.Second, Retry: time.Second,
 		StreamLifetime: time.Hour, StreamsPerUser: 64, WriteRate: 0, WriteBurst: 1, WriteTimeout: 10 * time.Second,
-		TicketTTL: 30 * time.Second, MaxPollWait: 55 * time.Second, CookieSecure: true,
+		TicketTTL: 30 * time.Second, MaxPollWait: 55 * time.Second, CookieSecure: true, MetricsToken: testMetricsToken,
 	}
 	ecfg := events.Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Second, Logger: logger}
 	for _, o := range opts {

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatd/chatd/db"
 	"github.com/chatd/chatd/events"
@@ -81,6 +84,27 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 		)
 	}
 	return m
+}
+
+// MetricsHandler serves the Prometheus metrics, for an address of their own
+// (CHAT_METRICS_ADDR) that only the monitoring network reaches.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
+}
+
+// publicMetrics is /metrics on the public address: metrics say how busy the service is and
+// who is connected how often, so they answer only to the configured metrics token, and
+// not at all without one.
+func (s *Server) publicMetrics(c *gin.Context) error {
+	if s.cfg.MetricsToken == "" {
+		return errNotFound
+	}
+	want := []byte("Bearer " + s.cfg.MetricsToken)
+	if subtle.ConstantTimeCompare([]byte(c.GetHeader("Authorization")), want) != 1 {
+		return errUnauthenticated
+	}
+	s.MetricsHandler().ServeHTTP(c.Writer, c.Request)
+	return nil
 }
 
 // fenceCacheTTL is how long a scan of pg_stat_activity answers scrapes: however often

@@ -14,7 +14,6 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
@@ -55,6 +54,9 @@ type Config struct {
 	DevAudience     string
 	Now             func() time.Time
 	Web             http.FileSystem // the browser client served at /
+	// MetricsToken lets /metrics answer on the public address to requests that carry it as
+	// a Bearer token; empty, /metrics answers only on its own address (MetricsHandler).
+	MetricsToken string
 }
 
 // Server is the HTTP interface of one chatd instance.
@@ -148,7 +150,7 @@ func (s *Server) routes() *gin.Engine {
 	get(r, "/healthz", s.handle(s.healthz))
 	get(r, "/readyz", s.handle(s.readyz))
 	r.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", chatd.OpenAPI) })
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+	r.GET("/metrics", s.handle(s.publicMetrics))
 	r.DELETE("/v1/session", s.handle(s.deleteSession))
 	if s.cfg.Web != nil {
 		r.GET("/", webHeaders, s.handle(s.webIndex))

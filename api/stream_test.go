@@ -723,7 +723,7 @@ func TestMetricsReportStreamsListenerAndFence(t *testing.T) {
 	in := newInstance(t)
 	bob := newUser(t, in, "bob")
 	_, _ = openReady(t, in.URL+"/v1/events", bob.Token, nil)
-	r := call(t, "GET", in.URL+"/metrics", "", nil)
+	r := call(t, "GET", in.URL+"/metrics", testMetricsToken, nil)
 	require.Equal(t, 200, r.Status)
 	body := string(r.Body)
 	for _, want := range []string{"chatd_streams_open 1", "chatd_listener_up 1", "chatd_fence_oldest_transaction_seconds ", "chatd_db_connections "} {

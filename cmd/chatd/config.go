@@ -47,6 +47,8 @@ type config struct {
 	EventRetention   time.Duration
 	ShutdownTimeout  time.Duration
 	DebugAddr        string
+	MetricsAddr      string
+	MetricsToken     string
 	Dev              bool
 }
 
@@ -107,6 +109,9 @@ func (c *config) settings() []setting {
 		{"CHAT_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for requests in flight", &c.ShutdownTimeout},
 		// Off by default: profiles reveal internals, so they get their own (private) address.
 		{"CHAT_DEBUG_ADDR", "", "address of the pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060", &c.DebugAddr},
+		// Metrics tell how busy the service is and how it is used: not for everyone.
+		{"CHAT_METRICS_ADDR", "", "address of /metrics for Prometheus, e.g. 127.0.0.1:9090 (no token needed there)", &c.MetricsAddr},
+		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
 	}
 }
 

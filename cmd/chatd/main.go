@@ -114,16 +114,22 @@ func prune(ctx context.Context, logger *slog.Logger, q *db.Queries, retention ti
 	}
 }
 
-// serveDebug serves the pprof endpoints on their own address, never on the public one.
-func serveDebug(logger *slog.Logger, addr string) {
+// pprofMux serves the pprof endpoints, on their own address, never on the public one.
+func pprofMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("pprof listening", "addr", addr)
+	return mux
+}
+
+// serveOps serves an operator's endpoint (pprof, metrics) on an address of its own, which
+// only the operators' network should reach.
+func serveOps(logger *slog.Logger, name, addr string, h http.Handler) {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	logger.Info(name+" listening", "addr", addr)
 	if err := srv.ListenAndServe(); err != nil {
-		logger.Error("pprof server", "err", err)
+		logger.Error(name+" server", "err", err)
 	}
 }

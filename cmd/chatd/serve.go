@@ -70,10 +70,13 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		WriteRate: cfg.RateLimit, WriteBurst: cfg.RateBurst, ReadRate: cfg.ReadRateLimit, ReadBurst: cfg.ReadRateBurst,
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
 		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, DevIssuer: cfg.JWTIssuer,
-		DevAudience: cfg.JWTAudience, Web: web.FS(),
+		DevAudience: cfg.JWTAudience, Web: web.FS(), MetricsToken: cfg.MetricsToken,
 	})
 	if cfg.DebugAddr != "" {
-		go serveDebug(logger, cfg.DebugAddr)
+		go serveOps(logger, "pprof", cfg.DebugAddr, pprofMux())
+	}
+	if cfg.MetricsAddr != "" {
+		go serveOps(logger, "metrics", cfg.MetricsAddr, server.MetricsHandler())
 	}
 	return listenAndServe(ctx, logger, &cfg, server, log.Hub())
 }
