@@ -153,6 +153,7 @@ type procSample struct {
 	tcpMem     int64         // bytes of socket buffers the kernel holds for TCP, all processes
 	cpu        float64       // process_cpu_seconds_total
 	selfCPU    time.Duration // chatbench's own CPU time so far
+	busy, all  int64         // the machine's busy and total CPU time so far (/proc/stat)
 }
 
 // readProc reads a process's resident memory, its peak, and its open files.
@@ -186,6 +187,21 @@ func tcpMemory() int64 {
 		}
 	}
 	return 0
+}
+
+// machineCPU is the machine's busy and total CPU time (clock ticks) since boot: every
+// process's, other test runs included.
+func machineCPU() (busy, all int64) {
+	data, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(data), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		all += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, all
 }
 
 // sampler looks at every running instance every interval until stopped.
@@ -231,6 +247,7 @@ func (r *hostileRun) sample(ctx context.Context, k int) (procSample, bool) {
 	p := procSample{at: time.Now(), inst: k, pid: in.cmd.Process.Pid}
 	p.rss, p.hwm, p.fds = readProc(p.pid)
 	p.tcpMem = tcpMemory()
+	p.busy, p.all = machineCPU()
 	var m serverSample
 	if err := r.b.scrapeOne(ctx, in.url+"/metrics", &m); err != nil {
 		p.metrics = -1
@@ -264,8 +281,9 @@ type serverWindow struct {
 	TCPMemMaxMiB  float64    `json:"kernel_tcp_mem_max_mib"` // machine-wide
 	CPUPercent    float64    `json:"cpu_percent"`            // chatd (the first instance), of one core
 	ToolCPU       float64    `json:"chatbench_cpu_percent"`
-	Metrics       *Quantiles `json:"metrics_answer"` // /metrics answer time
-	MetricsFailed int        `json:"metrics_failed"` // scrapes that got no answer within 10 s
+	MachineCPU    float64    `json:"machine_cpu_percent"` // of all cores, every process
+	Metrics       *Quantiles `json:"metrics_answer"`      // /metrics answer time
+	MetricsFailed int        `json:"metrics_failed"`      // scrapes that got no answer within 10 s
 }
 
 func window(ps []procSample) serverWindow {
@@ -289,13 +307,16 @@ func window(ps []procSample) serverWindow {
 		wall := ps[n-1].at.Sub(ps[0].at)
 		w.CPUPercent = 100 * (ps[n-1].cpu - ps[0].cpu) / wall.Seconds()
 		w.ToolCPU = pct(ps[n-1].selfCPU-ps[0].selfCPU, wall)
+		if d := ps[n-1].all - ps[0].all; d > 0 {
+			w.MachineCPU = 100 * float64(ps[n-1].busy-ps[0].busy) / float64(d)
+		}
 	}
 	return w
 }
 
 func (w serverWindow) String() string {
-	return fmt.Sprintf("RSS max %.0f MiB (VmHWM %.0f MiB), fds max %d, goroutines max %.0f, CPU %.0f %% (chatbench %.0f %%); /metrics %s, %d unanswered; kernel TCP buffers (machine) max %.0f MiB",
-		w.RSSMaxMiB, w.HWMMiB, w.FDsMax, w.GoroutinesMax, w.CPUPercent, w.ToolCPU, qstr(w.Metrics), w.MetricsFailed, w.TCPMemMaxMiB)
+	return fmt.Sprintf("RSS max %.0f MiB (VmHWM %.0f MiB), fds max %d, goroutines max %.0f, CPU %.0f %% (chatbench %.0f %%, machine %.0f %% of all cores); /metrics %s, %d unanswered; kernel TCP buffers (machine) max %.0f MiB",
+		w.RSSMaxMiB, w.HWMMiB, w.FDsMax, w.GoroutinesMax, w.CPUPercent, w.ToolCPU, w.MachineCPU, qstr(w.Metrics), w.MetricsFailed, w.TCPMemMaxMiB)
 }
 
 // saveProfile fetches one pprof profile of instance k into the work directory.

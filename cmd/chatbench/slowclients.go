@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -74,6 +75,7 @@ func runSlowclients(ctx context.Context, opt options) int {
 			res.Flooded = a.flood(actx, senders, groups, int(slowclientsFloodRate*(opt.duration+5*time.Minute).Seconds()), slowclientsFloodRate)
 		}()
 		r.waitAttackers(actx, a, opt.attackers)
+		go r.saveProfile(ctx, 0, "profile?seconds=10", filepath.Join(r.opt.workDir, "slowclients-cpu.pb.gz"))
 		return func() {
 			cancel()
 			wg.Wait()

@@ -26,6 +26,8 @@ const (
 // SlowreadResult is what -mode slowread measured.
 type SlowreadResult struct {
 	Quiet        phaseResult    `json:"quiet"`
+	FloodOnly    phaseResult    `json:"flood_only"` // the same flood, no stream open to receive it
+	FloodOnlyS   float64        `json:"flood_only_s"`
 	Attack       phaseResult    `json:"attack"`
 	Flooded      int64          `json:"flood_accepted"`
 	FloodS       float64        `json:"flood_s"`
@@ -56,6 +58,18 @@ func runSlowread(ctx context.Context, opt options) int {
 	defer smp.stop()
 	res.BaseRSSMiB = r.rssMiB()
 	res.Quiet = r.loadPhase(ctx, smp, "quiet", nil)
+	// The flood alone (its POSTs, rows and log reads, no stream to receive it) tells what
+	// of the attack phase's slowdown is the flood's own cost, not the non-reading streams'.
+	res.FloodOnly = r.loadPhase(ctx, smp, "flood", func(ctx context.Context) func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			start := time.Now()
+			(&attack{r: r}).flood(ctx, senders, groups, opt.flood, 0)
+			res.FloodOnlyS = time.Since(start).Seconds()
+		}()
+		return func() { <-done }
+	})
 
 	var a *attack
 	res.Attack = r.loadPhase(ctx, smp, "attack", func(ctx context.Context) func() {
@@ -65,6 +79,7 @@ func runSlowread(ctx context.Context, opt options) int {
 		var wg sync.WaitGroup
 		a.start(actx, &wg, atkStream, opt.attackers, victims, make(chan struct{}, openConcurrency))
 		r.waitAttackers(actx, a, opt.attackers)
+		go r.saveProfile(ctx, 0, "profile?seconds=5", filepath.Join(r.opt.workDir, "slowread-cpu.pb.gz"))
 		flooded := make(chan struct{})
 		go func() {
 			defer close(flooded)
@@ -102,6 +117,7 @@ func runSlowread(ctx context.Context, opt options) int {
 	fmt.Printf("slowread: %d non-reading streams of %d users, %d senders posting %d messages of 4,096 '<'; normal users: %d streams, %.0f msgs/s for %s\n",
 		opt.attackers, slowreadVictims, slowreadSenders, opt.flood, opt.streams, opt.rate, opt.duration)
 	fmt.Printf("  quiet:   %s\n", res.Quiet)
+	fmt.Printf("  flood only (%.1fs): %s\n", res.FloodOnlyS, res.FloodOnly)
 	fmt.Printf("  attack:  %s\n", res.Attack)
 	fmt.Printf("  flood:   %d accepted in %.1fs\n", res.Flooded, res.FloodS)
 	for _, ar := range res.Attackers {
