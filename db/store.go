@@ -27,6 +27,13 @@ const migrateLock = 0x6368617464
 
 // Open returns a connection pool configured the way chatd relies on. maxConns caps the
 // connections of this instance; the event listener's own connection is not counted.
+//
+// The pool may reach PostgreSQL through a pooler in transaction mode (PgBouncer), which
+// hands each transaction to whichever server session is free: a session setting made by
+// one client does not follow it, and PgBouncer refuses startup parameters it does not know.
+// So the pool sets none that chatd relies on (see localSettings and WithoutJIT); only
+// application_name, which PgBouncer passes on. The statement mode is the URL's
+// default_query_exec_mode, which pgx reads (README: Through PgBouncer).
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -35,14 +42,9 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	// A transaction left open holds back the event-log fence (schema.sql) for every
-	// instance, so the server ends any that idles; chatd itself never waits inside one.
-	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "10000"
-	cfg.ConnConfig.RuntimeParams["application_name"] = "chatd"
-	// Every chatd query is small and indexed, but the planner's cost estimate of the log
-	// read (LIMIT over a large index range) crosses jit_above_cost once the log holds a few
-	// hundred thousand events, and compiling it then took 5 ms of a 22 ms read, measured.
-	cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "chatd" // findable in pg_stat_activity
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -50,8 +52,70 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	return pool, nil
 }
 
-// EnsureDatabase creates the database named in url when it does not exist yet, connecting
-// to the server's "postgres" database to do it, so a fresh machine needs no manual step.
+// localSettings is what every transaction chatd opens sets for itself (SET LOCAL), so that
+// the settings hold through a pooler that shares server sessions. Statements outside a
+// transaction need neither: they cannot idle inside one, and they are small and indexed.
+//
+//   - A transaction left open holds back the event-log fence (schema.sql) for every
+//     instance, so the server ends any that idles 10 s; chatd itself never waits inside one.
+//   - The planner's cost estimate of a log read (LIMIT over a large index range) crosses
+//     jit_above_cost once the log holds a few hundred thousand events, and compiling it then
+//     took 5 ms of a 22 ms read, measured.
+const localSettings = "SET LOCAL idle_in_transaction_session_timeout = 10000; SET LOCAL jit = off"
+
+// localTx begins a transaction and applies localSettings in the same round trip (one
+// simple-protocol query).
+var localTx = pgx.TxOptions{BeginQuery: "BEGIN; " + localSettings}
+
+// WithoutJIT wraps pool for the event log's reads, whose plans would otherwise be compiled
+// (localSettings): each Query runs in a transaction of its own with JIT off, and the
+// BEGIN, the SET LOCAL, the query and the COMMIT go to the server in one batch, one round
+// trip, as the bare query did. Exec and QueryRow go to the pool unchanged.
+func WithoutJIT(pool *pgxpool.Pool) DBTX { return noJIT{pool} }
+
+type noJIT struct{ *pgxpool.Pool }
+
+// Query implements DBTX.
+func (p noJIT) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL jit = off")
+	b.Queue(sql, args...)
+	b.Queue("COMMIT")
+	br := p.SendBatch(ctx, b)
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, err
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, err
+	}
+	return batchRows{rows, br}, nil
+}
+
+// batchRows are a query's rows inside a batch: closing them reads the rest of the batch
+// (the COMMIT) and gives the connection back to the pool. A read-only transaction that
+// failed to commit read what it read, so only the query's own error counts.
+type batchRows struct {
+	pgx.Rows
+	br pgx.BatchResults
+}
+
+// Close implements pgx.Rows.
+func (r batchRows) Close() {
+	r.Rows.Close()
+	_ = r.br.Close()
+}
+
+// EnsureDatabase creates the database named in url when it does not exist yet, so a fresh
+// machine needs no manual step. It connects to that database first: when it exists (the
+// usual case, and the only one a pooler such as PgBouncer can serve), nothing else happens.
+// Only when the server answers that it does not exist does it connect to the server's
+// "postgres" database to create it. Its errors name the database and what to do.
 func EnsureDatabase(ctx context.Context, url string) error {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -61,58 +125,61 @@ func EnsureDatabase(ctx context.Context, url string) error {
 	if name == "" {
 		return errors.New("database url names no database")
 	}
-	cfg.Database = "postgres"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	if !IsCode(err, "3D000") { // invalid_catalog_name: the database does not exist
+		return fmt.Errorf("connect to database %q at %s:%d: %w (if it does not exist and this is a pooler, create it on PostgreSQL: createdb %s)",
+			name, cfg.Host, cfg.Port, err, name)
+	}
+	cfg.Database = "postgres"
+	conn, err = pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connect to create database %q: %w", name, err)
+		return fmt.Errorf("database %q does not exist, and connecting to the \"postgres\" database at %s:%d to create it failed: %w; create it on PostgreSQL (createdb %s, or CREATE DATABASE %s), or run `chatd migrate` once with CHAT_DATABASE_URL pointing at PostgreSQL directly",
+			name, cfg.Host, cfg.Port, err, name, pgx.Identifier{name}.Sanitize())
 	}
 	defer conn.Close(context.Background())
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		return err
-	}
-	if exists {
-		return nil
-	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	if IsCode(err, "42P04") { // created by a concurrent instance meanwhile
+	switch {
+	case err == nil, IsCode(err, "42P04"): // 42P04: created by a concurrent instance meanwhile
 		return nil
+	default:
+		return fmt.Errorf("database %q does not exist, and creating it failed: %w; create it as a role that may (CREATE DATABASE %s OWNER %s), then run chatd again",
+			name, err, pgx.Identifier{name}.Sanitize(), pgx.Identifier{cfg.User}.Sanitize())
 	}
-	return err
 }
 
 // Migrate applies schema (schema.sql, idempotent) under an advisory lock so instances
 // starting together do not race, and records CurrentSchemaVersion. It refuses a database whose
 // recorded version is newer than this binary's.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
+	// One transaction, and a transaction-level lock: through a pooler in transaction mode a
+	// session-level lock would stay with whichever server session took it.
+	return pgx.BeginTxFunc(ctx, pool, localTx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLock); err != nil {
+			return err
+		}
+		// Creating the same objects concurrently from another database is impossible here; the
+		// lock covers every chatd instance sharing this database.
+		if _, err := tx.Exec(ctx, schema); err != nil {
+			return fmt.Errorf("apply schema: %w", err)
+		}
+		var newest int32
+		if err := tx.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM schema_version").Scan(&newest); err != nil {
+			return err
+		}
+		if newest > CurrentSchemaVersion {
+			return fmt.Errorf("database schema version %d is newer than this binary's %d", newest, CurrentSchemaVersion)
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT DO NOTHING", CurrentSchemaVersion)
 		return err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLock); err != nil {
-		return err
-	}
-	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", migrateLock) //nolint:errcheck // the session ends the lock anyway
-	// Creating the same objects concurrently from another database is impossible here; the
-	// lock covers every chatd instance sharing this database.
-	if _, err := conn.Exec(ctx, schema); err != nil {
-		return fmt.Errorf("apply schema: %w", err)
-	}
-	var newest int32
-	if err := conn.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM schema_version").Scan(&newest); err != nil {
-		return err
-	}
-	if newest > CurrentSchemaVersion {
-		return fmt.Errorf("database schema version %d is newer than this binary's %d", newest, CurrentSchemaVersion)
-	}
-	_, err = conn.Exec(ctx, "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT DO NOTHING", CurrentSchemaVersion)
-	return err
+	})
 }
 
-// InTx runs fn in a transaction and commits it when fn returns nil.
+// InTx runs fn in a transaction (with localSettings) and commits it when fn returns nil.
 func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(q *Queries) error) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return fn(New(tx)) })
+	return pgx.BeginTxFunc(ctx, pool, localTx, func(tx pgx.Tx) error { return fn(New(tx)) })
 }
 
 // IsCode reports whether err is a PostgreSQL error with the given SQLSTATE.

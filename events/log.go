@@ -109,7 +109,7 @@ func NewLog(cfg Config) *Log {
 	id := make([]byte, 8)
 	_, _ = crand.Read(id) // crypto/rand never fails on supported platforms
 	return &Log{
-		cfg: cfg, q: db.New(cfg.Pool), hub: NewHub(Limit{Events: cfg.StreamBuffer, Bytes: cfg.StreamBufferBytes}), instance: hex.EncodeToString(id),
+		cfg: cfg, q: db.New(db.WithoutJIT(cfg.Pool)), hub: NewHub(Limit{Events: cfg.StreamBuffer, Bytes: cfg.StreamBufferBytes}), instance: hex.EncodeToString(id),
 		wake: make(chan struct{}, 1), ring: make(chan struct{}, 1), ephemeral: make(chan []byte, 1024),
 		members: newMemberCache(), resolve: make(chan ephemeralMsg, 1024),
 	}

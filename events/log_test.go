@@ -180,6 +180,19 @@ func (c *readCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tr
 
 func (c *readCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+// The log's reads are sent in batches (db.WithoutJIT), whose queries are traced here.
+func (c *readCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (c *readCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	if strings.HasPrefix(d.SQL, "-- name: ReadEvents ") {
+		c.n.Add(1)
+	}
+}
+
+func (c *readCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
 // tracedPool is a pool on the test database whose queries tracer sees.
 func tracedPool(t *testing.T, tracer pgx.QueryTracer) *pgxpool.Pool {
 	cfg, err := pgxpool.ParseConfig(testDB)
