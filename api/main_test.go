@@ -84,6 +84,7 @@ func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *ins
 	for _, o := range opts {
 		o(&cfg, &ecfg)
 	}
+	pool = cfg.Pool // an option may put the instance on another pool (throughPgBouncer)
 	var presence *events.Presence
 	ecfg.Online = func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }
 	log := events.NewLog(ecfg)

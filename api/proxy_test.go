@@ -18,7 +18,7 @@ import (
 
 // requireTool returns the path of an external program a test needs; without it the test
 // is skipped, unless CHAT_TEST_REQUIRE_ALL is set (CI installs everything).
-func requireTool(t *testing.T, name string) string {
+func requireTool(t testing.TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
@@ -40,7 +40,7 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer l.Close()

@@ -1,0 +1,197 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	osuser "os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatd/chatd"
+	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/events"
+)
+
+// pgBouncerExecMode is the statement mode the README tells operators to put in the pool
+// URL for PgBouncer in transaction mode (before 1.21, or without max_prepared_statements).
+const pgBouncerExecMode = "exec"
+
+// startPgBouncer runs PgBouncer in transaction mode in front of the test database, with
+// the settings the README gives (and no ignore_startup_parameters: chatd needs none), and
+// a pool of server sessions smaller than chatd's, so clients share them. It returns the
+// URL of the test database through it, without a statement mode.
+func startPgBouncer(t testing.TB) string {
+	t.Helper()
+	bin := requireTool(t, "pgbouncer")
+	direct, err := pgx.ParseConfig(testDB)
+	require.NoError(t, err)
+	dir, err := os.MkdirTemp("", "chatd-pgbouncer-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755)) // readable by the postgres user (below)
+	port := freePort(t)
+	ini := fmt.Sprintf(`[databases]
+%[1]s = host=%[2]s port=%[3]d dbname=%[1]s
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %[4]d
+unix_socket_dir =
+auth_type = trust
+auth_file = %[5]s/users.txt
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 200
+`, direct.Database, direct.Host, direct.Port, port, dir)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "users.txt"), []byte(fmt.Sprintf("%q \"\"\n", direct.User)), 0o644))
+	logFile, err := os.Create(filepath.Join(dir, "stderr"))
+	require.NoError(t, err)
+	defer logFile.Close()
+	args := []string{filepath.Join(dir, "pgbouncer.ini")}
+	if os.Geteuid() == 0 { // PgBouncer refuses to run as root
+		_, err := osuser.Lookup("postgres")
+		require.NoError(t, err, "running as root, PgBouncer needs a user to switch to")
+		args = append([]string{"-u", "postgres"}, args...)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile // files: no copying goroutines to leak
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "PgBouncer did not listen")
+	u := url.URL{Scheme: "postgres", User: url.User(direct.User), Host: addr, Path: "/" + direct.Database,
+		RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// throughPool is an instance option: its pool goes to poolURL, its listener stays on the
+// test database directly (CHAT_LISTEN_DATABASE_URL).
+func throughPool(t testing.TB, poolURL string) func(*Config, *events.Config) {
+	return func(c *Config, e *events.Config) {
+		pool, err := db.Open(context.Background(), poolURL, 20)
+		require.NoError(t, err)
+		c.Pool.Close()
+		c.Pool, e.Pool = pool, pool
+		e.ListenURL = testDB
+	}
+}
+
+// TestThroughPgBouncer: chatd set up as the README says for PgBouncer in transaction mode
+// (the pool URL through it with its statement mode, the listener direct), two instances:
+// migration, conversations, sends from both sides at once, streams across instances,
+// typing, history, unread counts and presence all work.
+func TestThroughPgBouncer(t *testing.T) {
+	ctx := context.Background()
+	poolURL := startPgBouncer(t) + "&default_query_exec_mode=" + pgBouncerExecMode
+
+	// The pooler serves only chatd's database: migrate must not need "postgres".
+	require.NoError(t, db.EnsureDatabase(ctx, poolURL))
+	pool, err := db.Open(ctx, poolURL, 2)
+	require.NoError(t, err)
+	require.NoError(t, db.Migrate(ctx, pool, chatd.Schema))
+	require.NoError(t, db.Migrate(ctx, pool, chatd.Schema), "the migration lock did not stay behind")
+	pool.Close()
+	missing := strings.Replace(poolURL, "/chatd_test_api", "/chatd_test_missing", 1)
+	err = db.EnsureDatabase(ctx, missing)
+	require.ErrorContains(t, err, `"chatd_test_missing`)
+	require.ErrorContains(t, err, "createdb chatd_test_missing")
+
+	a, b := newInstance(t, throughPool(t, poolURL)), newInstance(t, throughPool(t, poolURL))
+	// The log reads run without JIT through the pooler too: the setting is per transaction.
+	rows, err := db.WithoutJIT(a.Pool).Query(ctx, "SELECT current_setting('jit')")
+	require.NoError(t, err)
+	jit, err := pgx.CollectExactlyOneRow(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, "off", jit)
+
+	alice, bob := newUser(t, a, "alice"), newUser(t, b, "bob")
+	conv := bob.direct(alice) // bob took part: his presence shows to alice (API.md v1.1)
+	group := alice.do("POST", "/v1/conversations", map[string]any{"participant_ids": []string{bob.ID, uniq("carol")}, "title": "pooled"})
+	require.Equal(t, 201, group.Status, "%s", group.Body)
+
+	aliceStream, _ := openReady(t, a.URL+"/v1/events", alice.Token, nil)
+	bobStream, _ := openReady(t, b.URL+"/v1/events", bob.Token, nil)
+	p := decode[events.UserPresence](t, aliceStream.nextOf("presence", wait).Data)
+	require.Equal(t, bob.ID, p.UserID)
+	require.True(t, p.Online)
+	require.Eventually(t, seenOnline(alice, bob.ID, true), wait, 20*time.Millisecond)
+	require.Equal(t, 204, alice.do("POST", "/v1/conversations/"+conv.ID+"/typing", map[string]any{"typing": true}).Status)
+	require.Equal(t, alice.ID, decode[events.Typing](t, bobStream.nextOf("typing", wait).Data).UserID)
+
+	// Both sides send at once, many requests in flight on 4 server sessions.
+	const each = 30
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*each)
+	for _, u := range []*testUser{alice, bob} {
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each / 3 {
+					if _, err := u.trySend(conv.ID, fmt.Sprintf("%s %d", u.ID, i)); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	for _, s := range []*stream{aliceStream, bobStream} {
+		seen := map[int64]bool{}
+		for len(seen) < 2*each {
+			m := decode[events.Message](t, s.nextOf("message", wait).Data)
+			require.False(t, seen[m.Seq], "seq %d twice", m.Seq)
+			require.Equal(t, int64(len(seen)+1), m.Seq, "in order")
+			seen[m.Seq] = true
+		}
+	}
+
+	var page struct {
+		Messages []events.Message `json:"messages"`
+	}
+	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=100", nil).OK(t, &page)
+	require.Len(t, page.Messages, 2*each)
+	// Bob's own sends moved his read position: what is unread is alice's after his last.
+	var want, bobLast int64
+	for _, m := range page.Messages {
+		if m.SenderID == bob.ID {
+			bobLast = max(bobLast, m.Seq)
+		}
+	}
+	for _, m := range page.Messages {
+		if m.SenderID == alice.ID && m.Seq > bobLast {
+			want++
+		}
+	}
+	var unread struct{ Total int64 }
+	bob.on(a).do("GET", "/v1/unread", nil).OK(t, &unread)
+	require.Equal(t, want, unread.Total)
+
+	bobStream.close()
+	require.Eventually(t, seenOnline(alice, bob.ID, false), wait, 20*time.Millisecond)
+}
