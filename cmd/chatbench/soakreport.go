@@ -123,14 +123,15 @@ func soakChart(samples []procSample, start time.Time, opt options, restartAt tim
 	}
 	c := &chart{
 		title:   fmt.Sprintf("chatbench soak: %s of mixed load on two instances, B restarted at %s", opt.soakFor, restartAt),
-		xLabel:  fmt.Sprintf("seconds since the start (a sample every %s; B dashed)", opt.sampleEvery),
+		xLabel:  fmt.Sprintf("seconds since the start (a sample every %s; B in lighter colours)", opt.sampleEvery),
 		yLabel:  "RSS, MiB",
 		y2Label: "goroutines, open files",
 	}
+	// Dashes do not show on lines of many short segments: B gets lighter colours instead.
+	cols := [2][3]color.RGBA{{colBlue, colRed, colGreen}, {{140, 190, 230, 255}, {245, 150, 150, 255}, {150, 215, 150, 255}}}
 	for m, name := range []string{"RSS MiB", "goroutines", "open files"} {
-		col := []color.RGBA{colBlue, colRed, colGreen}[m]
 		for inst, who := range []string{"A", "B"} {
-			c.series = append(c.series, series{name: name + " " + who, color: col, right: m > 0, dashed: inst == 1, pts: pts[key{inst, m}]})
+			c.series = append(c.series, series{name: name + " " + who, color: cols[inst][m], right: m > 0, pts: pts[key{inst, m}]})
 		}
 	}
 	return c
