@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,4 +195,52 @@ func TestThroughPgBouncer(t *testing.T) {
 
 	bobStream.close()
 	require.Eventually(t, seenOnline(alice, bob.ID, false), wait, 20*time.Millisecond)
+}
+
+// withMode is url with pgx's default_query_exec_mode set to mode.
+func withMode(t testing.TB, raw, mode string) string {
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("default_query_exec_mode", mode)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// BenchmarkSendByStatementMode: REST sends end to end (HTTP, the send statement, the
+// doorbell), 16 at a time over 16 conversations, with pgx's default statement cache and with
+// the modes that work through a pooler in transaction mode, directly and through PgBouncer
+// (README, Performance: Through PgBouncer).
+func BenchmarkSendByStatementMode(b *testing.B) {
+	bouncer := startPgBouncer(b)
+	for _, c := range []struct{ name, url string }{
+		{"direct/cache_statement", withMode(b, testDB, "cache_statement")},
+		{"direct/cache_describe", withMode(b, testDB, "cache_describe")},
+		{"direct/exec", withMode(b, testDB, "exec")},
+		{"pgbouncer/cache_describe", withMode(b, bouncer, "cache_describe")},
+		{"pgbouncer/exec", withMode(b, bouncer, "exec")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			in := newInstance(b, throughPool(b, c.url))
+			var convs []string
+			var users []*testUser
+			for range 16 {
+				u := newUser(b, in, "alice")
+				convs = append(convs, u.direct(newUser(b, in, "bob")).ID)
+				users = append(users, u)
+			}
+			var next atomic.Int32
+			b.SetParallelism(8) // 16 senders on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(1)-1) % len(convs)
+				for pb.Next() {
+					if _, err := users[i].trySend(convs[i], "benchmark"); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
