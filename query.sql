@@ -184,8 +184,9 @@ INSERT INTO tickets (hash, user_id, token_expires, expires_at)
 VALUES (@hash, @user_id, @token_expires, @expires_at);
 
 -- name: PeekTicket :one
--- Whose ticket this is, without using it up: a stream refused for its caps keeps its ticket.
-SELECT user_id FROM tickets WHERE hash = @hash AND expires_at > now();
+-- Whose ticket this is, without using it up: the stream uses it up only once it is sure
+-- to open, so a stream refused for a cap or a rate keeps its ticket for the retry.
+SELECT user_id, token_expires FROM tickets WHERE hash = @hash AND expires_at > now();
 
 -- name: ConsumeTicket :one
 -- Single use: the row is gone once read, on whichever instance reads it first.

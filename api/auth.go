@@ -21,8 +21,9 @@ const (
 	ctxUser    = "chatd.user"
 	ctxExpires = "chatd.expires"
 	ctxToken   = "chatd.token" // the bearer token, for POST /v1/session
-	// ctxStreamSlot is set when authentication took the stream's slot (see acceptTicket).
-	ctxStreamSlot = "chatd.stream_slot"
+	// ctxTicket is the hash of the ticket that authenticated the stream, used up by the
+	// stream once it is sure to open (see acceptTicket).
+	ctxTicket = "chatd.ticket"
 )
 
 // sessionCookie carries the JWT itself, so it expires with the token.
@@ -88,37 +89,42 @@ func (s *Server) acceptToken(c *gin.Context, token string) error {
 	return nil
 }
 
-// acceptTicket consumes a single-use ticket. The row is deleted as it is read, so a
-// second use fails on every instance. The stream's slot is taken first: a stream refused
-// for its caps (429, 503) leaves the ticket for the retry.
+// acceptTicket authenticates a stream by a single-use ticket without using it up: the
+// stream does that (useTicket) once it has passed its caps and rates, so a refused stream
+// (429, 503) leaves the ticket for the retry. Using it up deletes the row, so a second use
+// fails on every instance.
 func (s *Server) acceptTicket(c *gin.Context, ticket string) error {
-	errTicket := errorf("invalid_ticket", "the ticket is unknown, expired or already used")
 	sum := sha256.Sum256([]byte(ticket))
-	owner, err := s.q.PeekTicket(c, sum[:])
+	row, err := s.q.PeekTicket(c, sum[:])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return errTicket
+		return errInvalidTicket
 	}
 	if err != nil {
 		return err
 	}
-	if err := s.streams.acquire(owner, s.cfg.Retry); err != nil {
-		return err
-	}
-	row, err := s.q.ConsumeTicket(c, sum[:])
-	switch {
-	case errors.Is(err, pgx.ErrNoRows): // used meanwhile, on this instance or another
-		err = errTicket
-	case err == nil && !row.TokenExpires.After(s.now()):
-		err = errUnauthenticated
-	}
-	if err != nil {
-		s.streams.release(owner)
-		return err
+	if !row.TokenExpires.After(s.now()) {
+		return errUnauthenticated
 	}
 	c.Set(ctxUser, row.UserID)
 	c.Set(ctxExpires, row.TokenExpires)
-	c.Set(ctxStreamSlot, true)
+	c.Set(ctxTicket, sum[:])
 	return nil
+}
+
+var errInvalidTicket = errorf("invalid_ticket", "the ticket is unknown, expired or already used")
+
+// useTicket uses up the ticket that authenticated the request, if one did; a ticket used
+// meanwhile (on this instance or another) is refused.
+func (s *Server) useTicket(c *gin.Context) error {
+	v, ok := c.Get(ctxTicket)
+	if !ok {
+		return nil
+	}
+	_, err := s.q.ConsumeTicket(c, v.([]byte))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errInvalidTicket
+	}
+	return err
 }
 
 func user(c *gin.Context) string { return c.GetString(ctxUser) }

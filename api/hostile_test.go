@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,26 @@ func TestTicketSurvivesAStreamRefusedForItsCap(t *testing.T) {
 	again.close()
 	used := openStream(t, in.URL+"/v1/events?ticket="+tk.Ticket, "", nil)
 	require.Equal(t, 401, used.Status, "the ticket is used up once a stream opened with it")
+}
+
+func TestTicketSurvivesAStreamRefusedForItsRate(t *testing.T) {
+	var ahead atomic.Int64 // how far the instance's clock is ahead of the real one
+	in := newInstance(t, func(c *Config, _ *events.Config) {
+		c.ReadRate, c.ReadBurst = 0.1, 1
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	})
+	bob := newUser(t, in, "bob")
+	r := bob.do("POST", "/v1/tickets", nil)
+	require.Equal(t, 201, r.Status, "%s", r.Body)
+	var tk struct{ Ticket string }
+	r.JSON(t, &tk)
+	require.Equal(t, 200, bob.do("GET", "/v1/unread", nil).Status, "bob's one read")
+	refused := openStream(t, in.URL+"/v1/events?ticket="+tk.Ticket, "", nil)
+	require.Equal(t, 429, refused.Status)
+
+	ahead.Store(int64(time.Minute)) // the read budget refills
+	again, _ := openReady(t, in.URL+"/v1/events?ticket="+tk.Ticket, "", nil)
+	again.close()
 }
 
 func TestInstanceStreamCapAnswers503WithRetryAfter(t *testing.T) {
@@ -182,8 +203,9 @@ func TestConnectionCapRefusesWith503(t *testing.T) {
 	idle2, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer idle2.Close()
-	third, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
+	// The refused client has sent its request already, as clients do: it still gets the
+	// answer, not a reset.
+	third := rawRequest(t, url, "GET /v1/conversations HTTP/1.1", "")
 	res, closed := answer(t, third, 5*time.Second)
 	require.Equal(t, 503, res.StatusCode)
 	require.Equal(t, "3", res.Header.Get("Retry-After"))

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -94,8 +95,17 @@ func refuse(c net.Conn, retry time.Duration) {
 	msg := "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n" +
 		"Retry-After: " + strconv.Itoa(max(1, int(retry.Seconds()))) + "\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = c.Write([]byte(msg))
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return
+	}
+	// Closing with the client's request unread would reset the connection, and a reset can
+	// destroy the answer before the client reads it: say we are done, then read what the
+	// client sent until it closes too (or the deadline passes).
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // limitedConn gives its slot back when closed, however often Close is called (net/http

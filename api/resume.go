@@ -2,6 +2,8 @@ package api
 
 import (
 	"errors"
+	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -14,15 +16,6 @@ import (
 // there up to the head, check that retention did not overtake the replay, then relay live
 // events, skipping anything at or before the last one sent.
 
-// acquireStream takes the caller's stream slot, unless authenticating by ticket already
-// did (a ticket is only used up once the stream is sure to open).
-func (s *Server) acquireStream(c *gin.Context) error {
-	if c.GetBool(ctxStreamSlot) {
-		return nil
-	}
-	return s.streams.acquire(user(c), s.cfg.Retry)
-}
-
 // subscription is a stream or poll that holds its slot, its hub subscriber and its
 // presence, and knows where it starts.
 type subscription struct {
@@ -32,13 +25,19 @@ type subscription struct {
 	head events.Cursor // the hub's head when it subscribed: the replay's end
 }
 
-// subscribe takes the caller's slot, subscribes it to the hub and counts it as present.
-// The caller must close it.
+// subscribe takes the caller's slot, uses up its ticket if a ticket authenticated it,
+// subscribes it to the hub and counts it as present. The caller must close it.
 func (s *Server) subscribe(c *gin.Context) (*subscription, error) {
-	if err := s.acquireStream(c); err != nil {
+	me := user(c)
+	if err := s.streams.acquire(me, s.cfg.Retry); err != nil {
 		return nil, err
 	}
-	me := user(c)
+	if err := s.useTicket(c); err != nil {
+		s.streams.release(me)
+		return nil, err
+	}
+	// A stream or poll has no body; whatever deadline a body had no longer applies.
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
 	sub, head := s.cfg.Hub.Subscribe(me)
 	if s.cfg.Presence != nil {
 		// A user who can only poll is online too; the grace period spans the gap

@@ -1024,15 +1024,21 @@ func (q *Queries) OnlineAmong(ctx context.Context, arg OnlineAmongParams) ([]str
 }
 
 const peekTicket = `-- name: PeekTicket :one
-SELECT user_id FROM tickets WHERE hash = $1 AND expires_at > now()
+SELECT user_id, token_expires FROM tickets WHERE hash = $1 AND expires_at > now()
 `
 
-// Whose ticket this is, without using it up: a stream refused for its caps keeps its ticket.
-func (q *Queries) PeekTicket(ctx context.Context, hash []byte) (string, error) {
+type PeekTicketRow struct {
+	UserID       string
+	TokenExpires time.Time
+}
+
+// Whose ticket this is, without using it up: the stream uses it up only once it is sure
+// to open, so a stream refused for a cap or a rate keeps its ticket for the retry.
+func (q *Queries) PeekTicket(ctx context.Context, hash []byte) (PeekTicketRow, error) {
 	row := q.db.QueryRow(ctx, peekTicket, hash)
-	var user_id string
-	err := row.Scan(&user_id)
-	return user_id, err
+	var i PeekTicketRow
+	err := row.Scan(&i.UserID, &i.TokenExpires)
+	return i, err
 }
 
 const presenceOf = `-- name: PresenceOf :many
