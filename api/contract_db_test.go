@@ -18,6 +18,7 @@ import (
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/db/dbtest"
 	"github.com/chatd/chatd/events"
 )
 
@@ -31,7 +32,7 @@ type scratch struct {
 func newScratchInstance(t *testing.T) *scratch {
 	t.Helper()
 	ctx := context.Background()
-	dbURL, drop, err := db.CreateScratchDatabase(ctx, db.TestServerURL(), "chatd_test_contract", chatd.Schema)
+	dbURL, drop, err := dbtest.Create(ctx, dbtest.ServerURL(), "chatd_test_contract", chatd.Schema)
 	require.NoError(t, err)
 	t.Cleanup(drop) // after the instance and its pool (cleanups run last first)
 	pool, err := db.Open(ctx, dbURL, 10)
@@ -48,7 +49,7 @@ func newScratchInstance(t *testing.T) *scratch {
 // admin runs a statement on the server's maintenance database.
 func admin(t *testing.T, sql string, args ...any) {
 	t.Helper()
-	conn, err := pgx.Connect(context.Background(), db.TestServerURL())
+	conn, err := pgx.Connect(context.Background(), dbtest.ServerURL())
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(context.Background(), sql, args...)

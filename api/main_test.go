@@ -20,6 +20,7 @@ import (
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/db/dbtest"
 	"github.com/chatd/chatd/events"
 )
 
@@ -39,7 +40,7 @@ var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
 func TestMain(m *testing.M) {
 	// Every goroutine a test starts (instances, streams, listeners, pools) must be gone
 	// once the tests have run: one left behind is a leak in the code or in a test's cleanup.
-	os.Exit(db.RunTests(m, "chatd_test_api", chatd.Schema, &testDB, func() error { return goleak.Find() }))
+	os.Exit(dbtest.RunTests(m, "chatd_test_api", chatd.Schema, &testDB, func() error { return goleak.Find() }))
 }
 
 // instance is one chatd instance on the test database, served over real HTTP.

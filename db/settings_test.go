@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chatd/chatd/db/dbtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -13,7 +14,7 @@ import (
 // session for whoever uses it next.
 func TestSettingsHoldPerTransaction(t *testing.T) {
 	ctx := context.Background()
-	url, drop, err := CreateScratchDatabase(ctx, TestServerURL(), "chatd_test_db", "")
+	url, drop, err := dbtest.Create(ctx, dbtest.ServerURL(), "chatd_test_db", "")
 	require.NoError(t, err)
 	defer drop()
 	pool, err := Open(ctx, url, 1) // one session: what a transaction leaves on it, the next one sees

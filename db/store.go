@@ -5,12 +5,9 @@ package db
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"os"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -217,83 +214,4 @@ func IsUnavailable(err error) bool {
 		return pgErr.Code == "40001" || pgErr.Code == "40P01"
 	}
 	return false
-}
-
-// CreateScratchDatabase creates a new, empty, migrated database on the server of baseURL
-// (a postgres:// URL) for one test package, and returns its URL and a function that drops
-// it; an empty schema leaves the database empty. Tests run against real PostgreSQL, each
-// package in a database of its own.
-func CreateScratchDatabase(ctx context.Context, baseURL, prefix, schema string) (dbURL string, drop func(), err error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", nil, fmt.Errorf("%q is not a postgres:// URL", baseURL)
-	}
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s (set CHAT_TEST_DATABASE_URL): %w", u.Host, err)
-	}
-	defer conn.Close(ctx)
-	suffix := make([]byte, 6)
-	_, _ = crand.Read(suffix)
-	name := fmt.Sprintf("%s_%x", prefix, suffix)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", nil, err
-	}
-	drop = func() {
-		c, err := pgx.Connect(context.Background(), baseURL)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	}
-	u.Path = "/" + name
-	if schema == "" {
-		return u.String(), drop, nil
-	}
-	pool, err := Open(ctx, u.String(), 2)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	defer pool.Close()
-	if err := Migrate(ctx, pool, schema); err != nil {
-		drop()
-		return "", nil, err
-	}
-	return u.String(), drop, nil
-}
-
-// TestServerURL is the PostgreSQL server tests create their databases on:
-// CHAT_TEST_DATABASE_URL, or the local server.
-func TestServerURL() string {
-	if u := os.Getenv("CHAT_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://127.0.0.1:5432/postgres?sslmode=disable"
-}
-
-// RunTests is a test package's TestMain body: it creates the package's own scratch
-// database (migrated with schema), stores its URL in *url, runs the tests, drops the
-// database and returns the exit code. When the tests passed, each of after runs (a check
-// for leaked goroutines, say) and an error from one fails the run.
-func RunTests(m interface{ Run() int }, prefix, schema string, url *string, after ...func() error) int {
-	u, drop, err := CreateScratchDatabase(context.Background(), TestServerURL(), prefix, schema)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "test database:", err)
-		return 1
-	}
-	defer drop()
-	*url = u
-	code := m.Run()
-	for _, check := range after {
-		if code != 0 {
-			break
-		}
-		if err := check(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	return code
 }

@@ -10,13 +10,14 @@ import (
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/db/dbtest"
 )
 
 // TestMigrateIsIdempotentAndSafeConcurrently starts five "instances" at once on a fresh
 // database: every migration succeeds, and the schema version is recorded once.
 func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 	ctx := context.Background()
-	url, drop, err := db.CreateScratchDatabase(ctx, db.TestServerURL(), "chatd_test_db", "")
+	url, drop, err := dbtest.Create(ctx, dbtest.ServerURL(), "chatd_test_db", "")
 	require.NoError(t, err)
 	defer drop()
 	var wg sync.WaitGroup
@@ -60,7 +61,7 @@ func TestMigrateIsIdempotentAndSafeConcurrently(t *testing.T) {
 
 func TestEnsureDatabaseCreatesItOnce(t *testing.T) {
 	ctx := context.Background()
-	url, drop, err := db.CreateScratchDatabase(ctx, db.TestServerURL(), "chatd_test_db", "")
+	url, drop, err := dbtest.Create(ctx, dbtest.ServerURL(), "chatd_test_db", "")
 	require.NoError(t, err)
 	drop() // now the name is free: EnsureDatabase must create it
 	defer drop()

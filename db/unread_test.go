@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatd/chatd"
+	"github.com/chatd/chatd/db/dbtest"
 )
 
 // An unread count is read on every conversation listing, so it must cost what is unread,
@@ -17,7 +18,7 @@ import (
 // The plans are PostgreSQL's own (EXPLAIN ANALYZE of the queries the service runs).
 func TestUnreadCountsReadOnlyTheUnreadTail(t *testing.T) {
 	ctx := context.Background()
-	url, drop, err := CreateScratchDatabase(ctx, TestServerURL(), "chatd_test_unread", chatd.Schema)
+	url, drop, err := dbtest.Create(ctx, dbtest.ServerURL(), "chatd_test_unread", chatd.Schema)
 	require.NoError(t, err)
 	defer drop()
 	conn, err := pgx.Connect(ctx, url)

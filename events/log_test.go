@@ -16,6 +16,7 @@ import (
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/db/dbtest"
 )
 
 var testDB string
@@ -23,7 +24,7 @@ var testDB string
 func TestMain(m *testing.M) {
 	// Every goroutine a test starts (readers, listeners, doorbells, pools) must be gone
 	// once the tests have run: one left behind is a leak in the code or in a test's cleanup.
-	os.Exit(db.RunTests(m, "chatd_test_events", chatd.Schema, &testDB, func() error { return goleak.Find() }))
+	os.Exit(dbtest.RunTests(m, "chatd_test_events", chatd.Schema, &testDB, func() error { return goleak.Find() }))
 }
 
 func testPool(t *testing.T) *pgxpool.Pool {

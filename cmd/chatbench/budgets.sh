@@ -9,6 +9,7 @@ out=${OUT:-bench-out}
 mkdir -p "$out"
 db=${DB:-postgres://127.0.0.1:5432/chatd_bench?sslmode=disable}
 export CHAT_JWT_SECRET=${CHAT_JWT_SECRET:-bench-secret-$RANDOM$RANDOM}
+export CHAT_METRICS_TOKEN=${CHAT_METRICS_TOKEN:-bench-metrics-$RANDOM$RANDOM} # chatd and chatbench alike
 go build -o "$out/chatd" ./cmd/chatd
 go build -o "$out/chatbench" ./cmd/chatbench
 psql "${db/chatd_bench/postgres}" -qc "DROP DATABASE IF EXISTS chatd_bench" >/dev/null

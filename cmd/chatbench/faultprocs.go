@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/chatd/chatd/db"
 )
 
 // instance is one chatd process of -mode faults, on a loopback port of its own. It can be
@@ -250,17 +248,13 @@ func (p *pgControl) ensureRunning() error {
 	return err
 }
 
-// scratchDatabase creates an empty database for the run on serverURL's server; chatd
-// migrate fills it. The name goes to workDir/database so faults.sh can drop it should this
-// process die before its cleanup.
+// scratchDatabase names a database for the run on serverURL's server; chatd migrate
+// creates and fills it. The name goes to workDir/database so faults.sh can drop it should
+// this process die before its cleanup.
 func scratchDatabase(ctx context.Context, serverURL, workDir string) (dbURL string, drop func(), err error) {
-	dbURL, drop, err = db.CreateScratchDatabase(ctx, serverURL, "chatd_faults", "")
+	dbURL, name, drop, err := scratchDatabaseURL(serverURL, "chatd_faults")
 	if err != nil {
 		return "", nil, err
-	}
-	name := dbURL[strings.LastIndex(dbURL, "/")+1:]
-	if i := strings.IndexByte(name, '?'); i >= 0 {
-		name = name[:i]
 	}
 	_ = os.WriteFile(filepath.Join(workDir, "database"), []byte(name+"\n"), 0o644)
 	return dbURL, drop, nil

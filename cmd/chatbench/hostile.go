@@ -13,9 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/chatd/chatd/api"
-	"github.com/chatd/chatd/db"
 )
 
 // -mode slowread, slowclients and soak start their own chatd processes (as -mode faults
@@ -28,6 +25,7 @@ type hostileRun struct {
 	b     *bench
 	inst  []*instance
 	debug []string // each instance's CHAT_DEBUG_ADDR (pprof)
+	mets  []string // each instance's CHAT_METRICS_ADDR (/metrics)
 	drop  func()   // drops the scratch database
 	rmDir bool     // the work directory is ours
 }
@@ -43,7 +41,7 @@ func startHostile(ctx context.Context, opt options, n int, env map[string]string
 		}
 		r.opt.workDir, r.rmDir = d, true
 	}
-	dbURL, drop, err := db.CreateScratchDatabase(ctx, opt.pgServer, "chatd_hostile", "")
+	dbURL, _, drop, err := scratchDatabaseURL(opt.pgServer, "chatd_hostile")
 	if err != nil {
 		return r, fmt.Errorf("scratch database: %w", err)
 	}
@@ -52,6 +50,10 @@ func startHostile(ctx context.Context, opt options, n int, env map[string]string
 	env["CHAT_JWT_SECRET"] = opt.secret
 	env["CHAT_RATE_LIMIT"] = "0"
 	env["CHAT_SHUTDOWN_TIMEOUT"] = "2s"
+	if r.opt.metricsToken == "" {
+		r.opt.metricsToken = rand.Text() // the instances are ours: any token will do
+	}
+	env["CHAT_METRICS_TOKEN"] = r.opt.metricsToken
 	if err := migrate(ctx, opt.chatdBin, chatdEnv(env)); err != nil {
 		return r, err
 	}
@@ -62,6 +64,14 @@ func startHostile(ctx context.Context, opt options, n int, env map[string]string
 			return r, err
 		}
 		env["CHAT_DEBUG_ADDR"] = dbg
+		// /metrics answers on an address of its own (chatd before 89e46cb ignores this and
+		// answers on the public one).
+		mets, err := freeLoopbackAddr()
+		if err != nil {
+			return r, err
+		}
+		env["CHAT_METRICS_ADDR"] = mets
+		r.mets = append(r.mets, mets)
 		in, err := newInstance(string(rune('A'+k)), opt.chatdBin, r.opt.workDir, env)
 		if err != nil {
 			return r, err
@@ -103,7 +113,7 @@ func (r *hostileRun) mintUsers(prefix string, n int) []*user {
 	out := make([]*user, n)
 	for i := range out {
 		id := fmt.Sprintf("%s-%s%d", r.opt.runID, prefix, i)
-		tok, _ := api.SignHS256([]byte(r.opt.secret), id, id, 3*time.Hour, time.Now())
+		tok, _ := signToken(r.opt.secret, id, id, 3*time.Hour, time.Now())
 		out[i] = &user{id: id, token: tok}
 	}
 	return out
@@ -249,7 +259,11 @@ func (r *hostileRun) sample(ctx context.Context, k int) (procSample, bool) {
 	p.tcpMem = tcpMemory()
 	p.busy, p.all = machineCPU()
 	var m serverSample
-	if err := r.b.scrapeOne(ctx, in.url+"/metrics", &m); err != nil {
+	err := r.b.scrapeOne(ctx, "http://"+r.mets[k]+"/metrics", &m)
+	if err != nil {
+		err = r.b.scrapeOne(ctx, in.url+"/metrics", &m)
+	}
+	if err != nil {
 		p.metrics = -1
 	} else {
 		p.metrics = time.Since(p.at)

@@ -5,7 +5,7 @@
 //
 // Run chatd with the same secret and without the per-user write limit:
 //
-//	CHAT_JWT_SECRET=s CHAT_RATE_LIMIT=0 chatd serve
+//	CHAT_JWT_SECRET=s CHAT_METRICS_TOKEN=m CHAT_RATE_LIMIT=0 chatd serve
 //
 // Modes (-mode):
 //
@@ -78,24 +78,26 @@ import (
 
 // options are the command-line flags.
 type options struct {
-	urls      []string
-	secret    string
-	mode      string
-	streams   int
-	rate      float64
-	duration  time.Duration
-	clients   int
-	sources   int
-	dbURL     string
-	jsonPath  string
-	plotPath  string
-	missed    int
-	idleFor   time.Duration
-	heartbeat time.Duration
-	drain     time.Duration
-	pgbench   bool
-	runID     string
-	poolCap   int
+	urls   []string
+	secret string
+	// metricsToken opens chatd's /metrics on its public address (CHAT_METRICS_TOKEN).
+	metricsToken string
+	mode         string
+	streams      int
+	rate         float64
+	duration     time.Duration
+	clients      int
+	sources      int
+	dbURL        string
+	jsonPath     string
+	plotPath     string
+	missed       int
+	idleFor      time.Duration
+	heartbeat    time.Duration
+	drain        time.Duration
+	pgbench      bool
+	runID        string
+	poolCap      int
 
 	// -mode faults
 	chatdBin string
@@ -119,6 +121,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("chatbench", flag.ContinueOnError)
 	urls := fs.String("url", "http://127.0.0.1:8080", "comma-separated base URLs of chatd instances (streams and POSTs are spread over them)")
 	fs.StringVar(&o.secret, "secret", os.Getenv("CHAT_JWT_SECRET"), "HS256 secret the server runs with (default $CHAT_JWT_SECRET)")
+	fs.StringVar(&o.metricsToken, "metrics-token", os.Getenv("CHAT_METRICS_TOKEN"), "the server's CHAT_METRICS_TOKEN, to read /metrics (default $CHAT_METRICS_TOKEN; the modes that run chatd set their own)")
 	fs.StringVar(&o.mode, "mode", "load", "load, idle, storm or faults")
 	fs.IntVar(&o.streams, "streams", 200, "event streams to open: two per 1:1 conversation, so streams/2 conversations")
 	fs.Float64Var(&o.rate, "rate", 500, "load: target messages per second (open loop)")

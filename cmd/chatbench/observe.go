@@ -45,6 +45,9 @@ func (b *bench) scrapeOne(ctx context.Context, u string, s *serverSample) error 
 	if err != nil {
 		return err
 	}
+	if b.opt.metricsToken != "" {
+		req.Header.Set("Authorization", "Bearer "+b.opt.metricsToken)
+	}
 	resp, err := b.client.Do(req)
 	if err != nil {
 		return err

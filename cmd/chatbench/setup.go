@@ -15,8 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/chatd/chatd/api"
 )
 
 // setupWorkers is how many conversations are created concurrently.
@@ -113,7 +111,7 @@ func (b *bench) setup(ctx context.Context) error {
 	for i := range b.convs {
 		for k, side := range []string{"a", "b"} {
 			id := fmt.Sprintf("%s-%d-%s", opt.runID, i, side)
-			tok, err := api.SignHS256([]byte(opt.secret), id, id, ttl, now)
+			tok, err := signToken(opt.secret, id, id, ttl, now)
 			if err != nil {
 				return err
 			}

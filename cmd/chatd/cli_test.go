@@ -28,6 +28,7 @@ import (
 
 	"github.com/chatd/chatd/api"
 	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/db/dbtest"
 )
 
 // cliSecret signs the tokens of the non-dev server and of `chatd token`.
@@ -98,11 +99,11 @@ func cliDatabase(t *testing.T) (dbURL, name string) {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	name = "chatd_test_cli_" + hex.EncodeToString(b)
-	u, err := url.Parse(db.TestServerURL())
+	u, err := url.Parse(dbtest.ServerURL())
 	require.NoError(t, err)
 	u.Path = "/" + name
 	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), db.TestServerURL())
+		conn, err := pgx.Connect(context.Background(), dbtest.ServerURL())
 		if err != nil {
 			t.Errorf("drop %s: %v", name, err)
 			return
