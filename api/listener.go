@@ -72,13 +72,6 @@ func (l *limitListener) give(addr string) {
 	}
 }
 
-// Open is the number of connections held now.
-func (l *limitListener) Open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.open
-}
-
 func remoteHost(c net.Conn) string {
 	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
 	if err != nil {
