@@ -386,3 +386,36 @@ func TestMetricsAreNotPublic(t *testing.T) {
 	require.Equal(t, 200, res.StatusCode)
 	require.Contains(t, string(body), "chatd_streams_open")
 }
+
+// A stream that took its connection over still counts against the cap, delivers through
+// the listener's connection, and gives its slot back when it ends.
+func TestHijackedStreamHoldsAndReturnsItsConnectionSlot(t *testing.T) {
+	in := newInstance(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := NewHTTPServer(in.Server.Config.Handler)
+	go func() { _ = srv.Serve(LimitListener(ln, ConnLimits{Max: 1, RetryAfter: time.Second})) }()
+	t.Cleanup(func() { srv.Close() })
+	capped := "http://" + ln.Addr().String()
+
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+	s, _ := openReady(t, capped+"/v1/events", bob.Token, nil)
+	m := alice.send(conv.ID, "through the capped listener")
+	require.Equal(t, m.ID, decode[events.Message](t, s.nextOf("message", wait).Data).ID)
+	res, _ := answer(t, rawRequest(t, capped, "GET /healthz HTTP/1.1", ""), 5*time.Second)
+	require.Equal(t, 503, res.StatusCode, "the stream holds the one connection")
+
+	s.close()
+	require.Eventually(t, func() bool {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: chatd\r\nConnection: close\r\n\r\n")
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		return err == nil && r.StatusCode == 200
+	}, wait, 20*time.Millisecond, "the stream's slot is free again")
+}

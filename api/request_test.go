@@ -126,7 +126,7 @@ func TestFramesAreSharedBetweenStreams(t *testing.T) {
 func TestHijackedOutIgnoresEmptyWrites(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	out := &hijackedOut{conn: server, timeout: time.Second}
+	out := &hijackedOut{conn: server, w: server, timeout: time.Second}
 	got := make(chan string, 1)
 	go func() {
 		b, _ := io.ReadAll(client)

@@ -5,6 +5,7 @@ package api
 // hijacked connection.
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -50,7 +51,12 @@ func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan st
 		}
 	}
 	b = append(b, "\r\n"...)
-	raw := &hijackedOut{conn: conn, timeout: s.cfg.WriteTimeout}
+	raw := &hijackedOut{conn: conn, w: conn, timeout: s.cfg.WriteTimeout}
+	if lc, ok := conn.(*limitedConn); ok {
+		// Write to the connection beneath the listener's wrapper: only the net package's
+		// own connections send net.Buffers with one writev instead of a write per frame.
+		raw.w = lc.Conn
+	}
 	if err := raw.write(b); err != nil {
 		conn.Close()
 		return nil, nil, err
@@ -93,7 +99,8 @@ func (o *sseOut) close() {} // the response ends when the handler returns
 
 // hijackedOut writes a stream's body as HTTP/1.1 chunks straight to the connection.
 type hijackedOut struct {
-	conn    net.Conn
+	conn    net.Conn  // deadlines and Close (which gives the listener its slot back)
+	w       io.Writer // the same connection, unwrapped for writev
 	timeout time.Duration
 }
 
@@ -116,7 +123,7 @@ func (o *hijackedOut) send(frames ...[]byte) error {
 	bufs := make(net.Buffers, 0, len(frames)+2)
 	bufs = append(append(append(bufs, append(size, "\r\n"...)), frames...), crlf)
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
-	_, err := bufs.WriteTo(o.conn)
+	_, err := bufs.WriteTo(o.w)
 	return err
 }
 
