@@ -499,6 +499,24 @@ func TestVerifierJWKSInitialFetchFailureIsNotFatal(t *testing.T) {
 	require.NoError(t, err)
 }
 
+func TestVerifierJWKSOversizedDocumentKeepsPreviousKeys(t *testing.T) {
+	k := jwtKeys()
+	srv := newJWKSServer(t, jwkFor("k1", k.rsa.Public()))
+	clk := newJWTClock()
+	v := newJWTVerifier(t, KeyConfig{JWKSURL: srv.URL, Now: clk.Now})
+	tok1 := signJWT(t, jwt.SigningMethodRS256, k.rsa, "k1", jwtClaims())
+	tok2 := signJWT(t, jwt.SigningMethodES256, k.p256, "k2", jwtClaims())
+
+	// A document over jwksMaxBytes is refused whole, even though it starts with a usable key.
+	srv.setKeys(t, jwkFor("k2", k.p256.Public()), jwkFor("pad", k.ed.Public(), "pad", strings.Repeat("A", jwksMaxBytes)))
+	clk.Add(11 * time.Second)
+	_, err := v.Verify(context.Background(), tok2)
+	require.Error(t, err)
+	require.EqualValues(t, 2, srv.hits.Load())
+	_, err = v.Verify(context.Background(), tok1)
+	require.NoError(t, err, "the keys fetched before stay in use")
+}
+
 func FuzzVerify(f *testing.F) {
 	k := jwtKeys()
 	srv := newJWKSServer(f, jwkFor("r1", k.rsa.Public()), jwkFor("e1", k.p256.Public()))
