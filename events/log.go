@@ -82,27 +82,13 @@ type Log struct {
 
 // NewLog returns a Log with the Hub it publishes to (see Hub). Call Start to run it.
 func NewLog(cfg Config) *Log {
-	if cfg.SafetyPoll <= 0 {
-		cfg.SafetyPoll = time.Second
-	}
-	if cfg.PingAfter <= 0 {
-		cfg.PingAfter = 5 * time.Second
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 1000
-	}
-	if cfg.ReadInterval <= 0 {
-		cfg.ReadInterval = time.Millisecond
-	}
-	if cfg.DoorbellInterval <= 0 {
-		cfg.DoorbellInterval = 2 * time.Millisecond
-	}
-	if cfg.StreamBuffer <= 0 {
-		cfg.StreamBuffer = 1024
-	}
-	if cfg.StreamBufferBytes <= 0 {
-		cfg.StreamBufferBytes = 1 << 20
-	}
+	orDefault(&cfg.SafetyPoll, time.Second)
+	orDefault(&cfg.PingAfter, 5*time.Second)
+	orDefault(&cfg.BatchSize, 1000)
+	orDefault(&cfg.ReadInterval, time.Millisecond)
+	orDefault(&cfg.DoorbellInterval, 2*time.Millisecond)
+	orDefault(&cfg.StreamBuffer, 1024)
+	orDefault(&cfg.StreamBufferBytes, 1<<20)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -154,6 +140,13 @@ func (l *Log) Written() {
 
 // Rings is how many times Written was called.
 func (l *Log) Rings() uint64 { return l.rings.Load() }
+
+// orDefault sets a setting left at zero (or below) to its default.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
 
 // pace waits until at least interval has passed since last; false when ctx ended first.
 func pace(ctx context.Context, last time.Time, interval time.Duration) bool {

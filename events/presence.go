@@ -57,15 +57,9 @@ type PresenceConfig struct {
 
 // NewPresence returns a Presence over cfg's pool that announces changes with cfg.Publish.
 func NewPresence(cfg PresenceConfig) *Presence {
-	if cfg.Grace <= 0 {
-		cfg.Grace = 5 * time.Second
-	}
-	if cfg.Beat <= 0 {
-		cfg.Beat = 5 * time.Second
-	}
-	if cfg.Stale <= 0 {
-		cfg.Stale = 20 * time.Second
-	}
+	orDefault(&cfg.Grace, 5*time.Second)
+	orDefault(&cfg.Beat, 5*time.Second)
+	orDefault(&cfg.Stale, 20*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
