@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -418,4 +419,29 @@ func TestHijackedStreamHoldsAndReturnsItsConnectionSlot(t *testing.T) {
 		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		return err == nil && r.StatusCode == 200
 	}, wait, 20*time.Millisecond, "the stream's slot is free again")
+}
+
+// failingConn is a connection whose writes fail, as to a client that stopped reading,
+// and which counts the writes it was asked for.
+type failingConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *failingConn) Write([]byte) (int, error) {
+	c.writes++
+	return 0, errors.New("write timeout")
+}
+func (c *failingConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *failingConn) Close() error                     { return nil }
+
+// A stream whose write failed closes without trying to write the last chunk: the client
+// is not reading, and another write would hold the connection for another timeout.
+func TestStreamClosesAtOnceAfterAFailedWrite(t *testing.T) {
+	conn := &failingConn{}
+	out := &hijackedOut{conn: conn, w: conn, timeout: time.Second}
+	require.Error(t, out.send([]byte("data: x\n\n")))
+	require.Equal(t, 1, conn.writes)
+	out.close()
+	require.Equal(t, 1, conn.writes, "no last chunk after a failed write")
 }

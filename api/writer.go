@@ -57,6 +57,13 @@ func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan st
 		// own connections send net.Buffers with one writev instead of a write per frame.
 		raw.w = lc.Conn
 	}
+	if tc, ok := raw.w.(*net.TCPConn); ok {
+		// A small send buffer: with the kernel's autotuning (up to 4 MiB) a client that
+		// stops reading absorbs most of a megabyte before a write blocks, so thousands of
+		// them pin gigabytes of kernel memory and the write timeout starts late. A stream
+		// sends a few kilobytes at a time; 64 KiB (the kernel doubles it) is plenty.
+		_ = tc.SetWriteBuffer(streamSendBuffer)
+	}
 	if err := raw.write(b); err != nil {
 		conn.Close()
 		return nil, nil, err
@@ -97,16 +104,21 @@ func (o *sseOut) send(frames ...[]byte) error {
 
 func (o *sseOut) close() {} // the response ends when the handler returns
 
+// streamSendBuffer is the socket send buffer of a hijacked stream (see startResponse).
+const streamSendBuffer = 64 << 10
+
 // hijackedOut writes a stream's body as HTTP/1.1 chunks straight to the connection.
 type hijackedOut struct {
 	conn    net.Conn  // deadlines and Close (which gives the listener its slot back)
 	w       io.Writer // the same connection, unwrapped for writev
 	timeout time.Duration
+	failed  bool // a write failed: the client is gone or not reading
 }
 
 func (o *hijackedOut) write(b []byte) error {
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
 	_, err := o.conn.Write(b)
+	o.failed = o.failed || err != nil
 	return err
 }
 
@@ -124,14 +136,19 @@ func (o *hijackedOut) send(frames ...[]byte) error {
 	bufs = append(append(append(bufs, append(size, "\r\n"...)), frames...), crlf)
 	_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
 	_, err := bufs.WriteTo(o.w)
+	o.failed = o.failed || err != nil
 	return err
 }
 
 var crlf = []byte("\r\n")
 
 // close ends the body properly (the last chunk) and the connection: the client sees a
-// clean end of stream and reconnects.
+// clean end of stream and reconnects. After a failed write there is no one to tell, and
+// a client that reads gets the last chunk at once: neither waits another write timeout.
 func (o *hijackedOut) close() {
-	_ = o.write([]byte("0\r\n\r\n"))
+	if !o.failed {
+		_ = o.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = o.conn.Write([]byte("0\r\n\r\n"))
+	}
 	o.conn.Close()
 }
