@@ -40,7 +40,8 @@ var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
 func TestMain(m *testing.M) {
 	// Every goroutine a test starts (instances, streams, listeners, pools) must be gone
 	// once the tests have run: one left behind is a leak in the code or in a test's cleanup.
-	os.Exit(dbtest.RunTests(m, "chatd_test_api", chatd.Schema, &testDB, func() error { return goleak.Find() }))
+	// CHAT_TEST_POOL=pgbouncer puts the instances' pools behind PgBouncer (poolChoice).
+	os.Exit(dbtest.RunTests(poolChoice{m}, "chatd_test_api", chatd.Schema, &testDB, func() error { return goleak.Find() }))
 }
 
 // instance is one chatd instance on the test database, served over real HTTP.
@@ -67,7 +68,7 @@ func newInstance(t testing.TB, opts ...func(*Config, *events.Config)) *instance 
 func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *instance {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
-	pool, err := db.Open(ctx, testDB, 20)
+	pool, err := db.Open(ctx, testPoolURL, 20) // testDB, or through PgBouncer (poolChoice)
 	require.NoError(t, err)
 	verifier, err := NewVerifier(ctx, KeyConfig{Secret: testSecret})
 	require.NoError(t, err)
@@ -85,7 +86,10 @@ func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *ins
 	for _, o := range opts {
 		o(&cfg, &ecfg)
 	}
-	pool = cfg.Pool // an option may put the instance on another pool (throughPgBouncer)
+	if cfg.Pool != pool { // an option put the instance on another pool (throughPool, newScratchInstance)
+		pool.Close() // or its health check goroutine outlives the tests (goleak in TestMain)
+		pool = cfg.Pool
+	}
 	var presence *events.Presence
 	ecfg.Online = func(ctx context.Context, users []string) map[string]bool { return presence.Online(ctx, users) }
 	log := events.NewLog(ecfg)

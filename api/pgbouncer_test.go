@@ -27,20 +27,39 @@ import (
 // URL for PgBouncer in transaction mode (before 1.21, or without max_prepared_statements).
 const pgBouncerExecMode = "exec"
 
-// startPgBouncer runs PgBouncer in transaction mode in front of the test database, with
-// the settings the README gives (and no ignore_startup_parameters: chatd needs none), and
-// a pool of server sessions smaller than chatd's, so clients share them. It returns the
-// URL of the test database through it, without a statement mode.
-func startPgBouncer(t testing.TB) string {
-	t.Helper()
-	bin := requireTool(t, "pgbouncer")
-	direct, err := pgx.ParseConfig(testDB)
-	require.NoError(t, err)
+// pgBouncer is a PgBouncer process in transaction mode in front of one database.
+type pgBouncer struct {
+	URL string // the database through it, without a statement mode
+	cmd *exec.Cmd
+	dir string
+}
+
+// runPgBouncer starts bin in transaction mode in front of dbURL's database, with the
+// settings the README gives (and no ignore_startup_parameters: chatd needs none) and at
+// most poolSize server sessions, so that clients share them. It needs no testing.TB, so
+// that TestMain can put the whole package behind it (CHAT_TEST_POOL=pgbouncer).
+func runPgBouncer(bin, dbURL string, poolSize int) (_ *pgBouncer, err error) {
+	direct, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	port, err := loopbackPort()
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "chatd-pgbouncer-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.Chmod(dir, 0o755)) // readable by the postgres user (below)
-	port := freePort(t)
+	if err != nil {
+		return nil, err
+	}
+	p := &pgBouncer{dir: dir}
+	defer func() {
+		if err != nil {
+			p.stop()
+		}
+	}()
+	if err := os.Chmod(dir, 0o755); err != nil { // readable by the postgres user (below)
+		return nil, err
+	}
 	ini := fmt.Sprintf(`[databases]
 %[1]s = host=%[2]s port=%[3]d dbname=%[1]s
 [pgbouncer]
@@ -50,40 +69,69 @@ unix_socket_dir =
 auth_type = trust
 auth_file = %[5]s/users.txt
 pool_mode = transaction
-default_pool_size = 4
-max_client_conn = 200
-`, direct.Database, direct.Host, direct.Port, port, dir)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "users.txt"), []byte(fmt.Sprintf("%q \"\"\n", direct.User)), 0o644))
+default_pool_size = %[6]d
+max_client_conn = 500
+`, direct.Database, direct.Host, direct.Port, port, dir, poolSize)
+	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.txt"), []byte(fmt.Sprintf("%q \"\"\n", direct.User)), 0o644); err != nil {
+		return nil, err
+	}
 	logFile, err := os.Create(filepath.Join(dir, "stderr"))
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	defer logFile.Close()
 	args := []string{filepath.Join(dir, "pgbouncer.ini")}
 	if os.Geteuid() == 0 { // PgBouncer refuses to run as root
-		_, err := osuser.Lookup("postgres")
-		require.NoError(t, err, "running as root, PgBouncer needs a user to switch to")
+		if _, err := osuser.Lookup("postgres"); err != nil {
+			return nil, fmt.Errorf("running as root, PgBouncer needs a user to switch to: %w", err)
+		}
 		args = append([]string{"-u", "postgres"}, args...)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile // files: no copying goroutines to leak
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p.cmd = cmd
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
+			break
 		}
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "PgBouncer did not listen")
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(filepath.Join(dir, "stderr"))
+			return nil, fmt.Errorf("PgBouncer did not listen on %s: %s", addr, out)
+		}
+	}
 	u := url.URL{Scheme: "postgres", User: url.User(direct.User), Host: addr, Path: "/" + direct.Database,
 		RawQuery: "sslmode=disable"}
-	return u.String()
+	p.URL = u.String()
+	return p, nil
+}
+
+// stop kills PgBouncer, waits for it and removes its files.
+func (p *pgBouncer) stop() {
+	if p.cmd != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+	os.RemoveAll(p.dir)
+}
+
+// startPgBouncer runs PgBouncer in front of the test database for one test, with 4
+// server sessions, and returns the URL of the test database through it, without a
+// statement mode.
+func startPgBouncer(t testing.TB) string {
+	t.Helper()
+	p, err := runPgBouncer(requireTool(t, "pgbouncer"), testDB, 4)
+	require.NoError(t, err)
+	t.Cleanup(p.stop)
+	return p.URL
 }
 
 // throughPool is an instance option: its pool goes to poolURL, its listener stays on the
@@ -92,8 +140,7 @@ func throughPool(t testing.TB, poolURL string) func(*Config, *events.Config) {
 	return func(c *Config, e *events.Config) {
 		pool, err := db.Open(context.Background(), poolURL, 20)
 		require.NoError(t, err)
-		c.Pool.Close()
-		c.Pool, e.Pool = pool, pool
+		c.Pool, e.Pool = pool, pool // newInstance closes the one it opened
 		e.ListenURL = testDB
 	}
 }
@@ -244,3 +291,41 @@ func BenchmarkSendByStatementMode(b *testing.B) {
 		})
 	}
 }
+
+// testPoolURL is where newInstance's pools connect: the test database, or with
+// CHAT_TEST_POOL=pgbouncer the same database through one PgBouncer in transaction mode,
+// with the README's statement mode for it, while listeners stay direct on testDB. CI runs
+// the suite both ways (.ci/run), so that chatd behind a pooler is tested as a whole.
+var testPoolURL string
+
+// poolChoice runs the package's tests with testPoolURL set as CHAT_TEST_POOL says.
+type poolChoice struct{ m *testing.M }
+
+func (p poolChoice) Run() int {
+	testPoolURL = testDB
+	switch mode := os.Getenv("CHAT_TEST_POOL"); mode {
+	case "":
+		return p.m.Run()
+	case "pgbouncer":
+	default:
+		fmt.Fprintf(os.Stderr, "CHAT_TEST_POOL=%q: want pgbouncer, or unset for a direct pool\n", mode)
+		return 1
+	}
+	bin, ok := findTool("pgbouncer")
+	if !ok {
+		fmt.Fprintln(os.Stderr, "CHAT_TEST_POOL=pgbouncer: pgbouncer is not installed (apt-get install -y pgbouncer)")
+		return 1
+	}
+	// The README's default_pool_size: 20 server sessions for every instance of every test.
+	pb, err := runPgBouncer(bin, testDB, 20)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "CHAT_TEST_POOL=pgbouncer:", err)
+		return 1
+	}
+	defer pb.stop()
+	testPoolURL = pb.URL + "&default_query_exec_mode=" + pgBouncerExecMode
+	return p.m.Run()
+}
+
+// pooledThroughPgBouncer reports whether newInstance's pools go through PgBouncer.
+func pooledThroughPgBouncer() bool { return testPoolURL != testDB }

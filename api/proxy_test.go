@@ -20,13 +20,8 @@ import (
 // is skipped, unless CHAT_TEST_REQUIRE_ALL is set (CI installs everything).
 func requireTool(t testing.TB, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
-			if p := filepath.Join(dir, name); fileExists(p) {
-				return p
-			}
-		}
+	path, ok := findTool(name)
+	if !ok {
 		if os.Getenv("CHAT_TEST_REQUIRE_ALL") != "" {
 			t.Fatalf("%s is required (CHAT_TEST_REQUIRE_ALL is set)", name)
 		}
@@ -35,16 +30,38 @@ func requireTool(t testing.TB, name string) string {
 	return path
 }
 
+// findTool is the path of an external program, on PATH or in /usr/sbin or /usr/bin.
+func findTool(name string) (string, bool) {
+	if path, err := exec.LookPath(name); err == nil {
+		return path, true
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
 
 func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopbackPort()
 	require.NoError(t, err)
+	return port
+}
+
+// loopbackPort is a free TCP port on 127.0.0.1 (freePort for code without a testing.TB).
+func loopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // startNginx runs nginx in front of upstream with two servers: a stock reverse proxy with a
