@@ -355,6 +355,9 @@ func (r *faultRun) report(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nchatd faults: run %s, 2 instances, %d conversations, %d streams, %.0f msgs/s from %d senders, %.1fs\n",
 		r.opt.runID, len(r.b.convs), len(r.b.streams), r.opt.rate, r.opt.clients, time.Since(r.start).Seconds())
+	if r.opt.pooler != "" {
+		fmt.Fprintf(w, "pools:    through PgBouncer at %s (transaction mode, default_query_exec_mode=exec), listeners direct\n", r.opt.pooler)
+	}
 	if c == nil {
 		fmt.Fprintln(w, "no checks ran")
 		return

@@ -58,6 +58,8 @@ func (o *options) checkFaults() error {
 		return errors.New("-pg-ctl is required to restart PostgreSQL (or -phases kill)")
 	case err != nil || !isLoopbackHost(pu.Hostname()):
 		return fmt.Errorf("-pg %q: want a postgres:// URL on a loopback address", o.pgServer)
+	case o.pooler != "" && !isLoopbackAddr(o.pooler):
+		return fmt.Errorf("-pgbouncer %q: want host:port on a loopback address", o.pooler)
 	case o.streams < 4 || o.streams%2 != 0:
 		return errors.New("-streams must be even and at least 4")
 	case o.rate <= 0 || o.clients < 1:
@@ -66,6 +68,11 @@ func (o *options) checkFaults() error {
 		return errors.New("-pg-down and -timeout must be positive")
 	}
 	return nil
+}
+
+func isLoopbackAddr(hostPort string) bool {
+	h, _, err := net.SplitHostPort(hostPort)
+	return err == nil && isLoopbackHost(h)
 }
 
 func isLoopbackHost(h string) bool {
@@ -174,6 +181,13 @@ func (r *faultRun) setup(ctx context.Context) error {
 	if err := migrate(ctx, opt.chatdBin, chatdEnv(env)); err != nil {
 		return err
 	}
+	if opt.pooler != "" {
+		// Set up as the README's "Through PgBouncer" says for PgBouncer before 1.21: migrate
+		// (above) created the database directly; the pools go through the pooler with the
+		// statement mode it needs, each listener keeps a session of its own on PostgreSQL.
+		env["CHAT_DATABASE_URL"], env["CHAT_LISTEN_DATABASE_URL"] = throughPooler(dbURL, opt.pooler), dbURL
+		logf("pools through PgBouncer at %s (transaction mode), listeners direct", opt.pooler)
+	}
 	for k, name := range []string{"A", "B"} {
 		in, err := newInstance(name, opt.chatdBin, opt.workDir, env)
 		if err != nil {
@@ -206,6 +220,17 @@ func (r *faultRun) setup(ctx context.Context) error {
 	}
 	logf("streams: %d ready", len(r.b.streams))
 	return nil
+}
+
+// throughPooler is dbURL with its server replaced by the pooler at hostPort and
+// default_query_exec_mode=exec, which PgBouncer in transaction mode before 1.21 needs.
+func throughPooler(dbURL, hostPort string) string {
+	u, _ := url.Parse(dbURL) // checked by scratchDatabaseURL
+	u.Host = hostPort
+	q := u.Query()
+	q.Set("default_query_exec_mode", "exec")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // chatdEnv is this process's environment without any CHAT_* variable, plus env: a stray

@@ -104,6 +104,7 @@ type options struct {
 	pgCtl    string
 	pgServer string
 	pgDown   time.Duration
+	pooler   string // host:port of a PgBouncer in transaction mode for the instances' pools
 	workDir  string
 	phases   string
 	timeout  time.Duration
@@ -141,6 +142,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.chatdBin, "chatd", "", "faults: the chatd binary to run")
 	fs.StringVar(&o.pgCtl, "pg-ctl", "", `faults: command that stops and starts PostgreSQL when "stop" or "start" is appended, e.g. "pg_ctlcluster --skip-systemctl-redirect 15 main"`)
 	fs.StringVar(&o.pgServer, "pg", "postgres://127.0.0.1:5432/postgres?sslmode=disable", "faults: PostgreSQL server to create the scratch database on (loopback only)")
+	fs.StringVar(&o.pooler, "pgbouncer", "", "faults: host:port of a PgBouncer in transaction mode that serves the scratch database (faults.sh starts one with -pgbouncer): the instances' pools go through it with default_query_exec_mode=exec, their listeners and chatd migrate go to -pg directly, as the README says")
 	fs.DurationVar(&o.pgDown, "pg-down", 3*time.Second, "faults: how long PostgreSQL stays stopped")
 	fs.StringVar(&o.workDir, "work-dir", "", "faults: directory for chatd logs and the pid file (default: a new temporary one)")
 	fs.StringVar(&o.phases, "phases", "kill,pg", "faults: which faults to inject: kill (SIGKILL of one instance), pg (PostgreSQL restart)")
