@@ -368,18 +368,7 @@ type watchEnd struct{ behind, closed time.Time }
 func startCloseMonitor(ctx context.Context, addr string) *closeMonitor {
 	ta, _ := net.ResolveTCPAddr("tcp", addr)
 	m := &closeMonitor{server: procAddr(ta), conns: map[string]*watched{}}
-	go func() {
-		t := time.NewTicker(closeScan)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				m.scan()
-			}
-		}
-	}()
+	go onTick(ctx, closeScan, m.scan)
 	return m
 }
 

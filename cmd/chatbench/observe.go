@@ -190,16 +190,7 @@ func (w *dbWatch) sample(ctx context.Context) (dbSample, error) {
 
 // watch samples every interval until ctx ends.
 func (w *dbWatch) watch(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, _ = w.sample(ctx)
-		}
-	}
+	onTick(ctx, every, func() { _, _ = w.sample(ctx) })
 }
 
 // exec runs one statement on the watcher's connection (pgbench's scratch table).
