@@ -437,3 +437,31 @@ func (o *options) checkHostile() error {
 	}
 	return nil
 }
+
+// startVictims starts the one instance that -mode slowread and slowclients (mode) attack,
+// with env, and mints the victims, the senders and their groups (victimGroups). A failure
+// is reported on stderr before it is returned; r is to be cleaned up either way, as
+// startHostile's is.
+func startVictims(ctx context.Context, opt options, mode string, env map[string]string, victims, senders, per int) (r *hostileRun, v, s []*user, groups []string, err error) {
+	r, err = startHostile(ctx, opt, 1, env)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench: "+mode+" setup:", err)
+		return r, nil, nil, nil, err
+	}
+	v, s, groups, err = r.victimGroups(ctx, victims, senders, per)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatbench: "+mode+":", err)
+	}
+	return r, v, s, groups, err
+}
+
+// saveJSON writes a hostile mode's result to path (-json) when one is given; a failure
+// is logged, as the result has already been printed.
+func saveJSON(path string, res any) {
+	if path == "" {
+		return
+	}
+	if err := writeJSON(path, res); err != nil {
+		logf("json: %v", err)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -43,15 +42,9 @@ func runSlowclients(ctx context.Context, opt options) int {
 	if opt.attackers == 0 {
 		opt.attackers = 5000
 	}
-	r, err := startHostile(ctx, opt, 1, map[string]string{"CHAT_BODY_TIMEOUT": "10s"})
+	r, victims, senders, groups, err := startVictims(ctx, opt, "slowclients", map[string]string{"CHAT_BODY_TIMEOUT": "10s"}, slowclientsVictims, slowclientsVictims/slowclientsGroupSize, slowclientsGroupSize)
 	defer r.cleanup()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "chatbench: slowclients setup:", err)
-		return 2
-	}
-	victims, senders, groups, err := r.victimGroups(ctx, slowclientsVictims, slowclientsVictims/slowclientsGroupSize, slowclientsGroupSize)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chatbench: slowclients:", err)
 		return 2
 	}
 	res := &SlowclientsResult{}
@@ -107,11 +100,7 @@ func runSlowclients(ctx context.Context, opt options) int {
 	if a != nil && a.firstErr != "" {
 		fmt.Printf("  first attacker error: %s\n", a.firstErr)
 	}
-	if opt.jsonPath != "" {
-		if err := writeJSON(opt.jsonPath, res); err != nil {
-			logf("json: %v", err)
-		}
-	}
+	saveJSON(opt.jsonPath, res)
 	if !res.OK {
 		return 1
 	}

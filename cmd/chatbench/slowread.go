@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -42,15 +41,9 @@ func runSlowread(ctx context.Context, opt options) int {
 	if opt.attackers == 0 {
 		opt.attackers = 2000
 	}
-	r, err := startHostile(ctx, opt, 1, map[string]string{"CHAT_MAX_MESSAGE_BYTES": "4096"})
+	r, victims, senders, groups, err := startVictims(ctx, opt, "slowread", map[string]string{"CHAT_MAX_MESSAGE_BYTES": "4096"}, slowreadVictims, slowreadSenders, slowreadVictims)
 	defer r.cleanup()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "chatbench: slowread setup:", err)
-		return 2
-	}
-	victims, senders, groups, err := r.victimGroups(ctx, slowreadVictims, slowreadSenders, slowreadVictims)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chatbench: slowread:", err)
 		return 2
 	}
 	res := &SlowreadResult{}
@@ -114,6 +107,17 @@ func runSlowread(ctx context.Context, opt options) int {
 		res.Attackers = a.results([atkKinds]float64{})
 	}
 
+	printSlowread(res, opt, a)
+	saveJSON(opt.jsonPath, res)
+	if !res.RSSBudgetMet || res.Quiet.Error != "" || res.Attack.Error != "" {
+		return 1
+	}
+	return 0
+}
+
+// printSlowread writes what -mode slowread measured, one line per phase and per attacker
+// kind, then the memory against the budget.
+func printSlowread(res *SlowreadResult, opt options, a *attack) {
 	fmt.Printf("slowread: %d non-reading streams of %d users, %d senders posting %d messages of 4,096 '<'; normal users: %d streams, %.0f msgs/s for %s\n",
 		opt.attackers, slowreadVictims, slowreadSenders, opt.flood, opt.streams, opt.rate, opt.duration)
 	fmt.Printf("  quiet:   %s\n", res.Quiet)
@@ -128,15 +132,6 @@ func runSlowread(ctx context.Context, opt options) int {
 	if a != nil && a.firstErr != "" {
 		fmt.Printf("  first attacker error (%d refused or failed): %s\n", a.refuse.Load(), a.firstErr)
 	}
-	if opt.jsonPath != "" {
-		if err := writeJSON(opt.jsonPath, res); err != nil {
-			logf("json: %v", err)
-		}
-	}
-	if !res.RSSBudgetMet || res.Quiet.Error != "" || res.Attack.Error != "" {
-		return 1
-	}
-	return 0
 }
 
 // rssMiB is the first instance's resident memory now.
