@@ -102,12 +102,28 @@ func (b *bench) close() {
 
 // setup mints the users' tokens and creates one direct conversation per pair of streams.
 func (b *bench) setup(ctx context.Context) error {
+	if err := b.signUsers(); err != nil {
+		return err
+	}
+	n := b.opt.streams / 2
+	before := b.scrape(ctx)
+	start := time.Now()
+	if err := b.createConversations(ctx); err != nil {
+		return err
+	}
+	logf("setup: %d conversations in %.1fs", n, time.Since(start).Seconds())
+	b.waitReader(ctx, before, start, float64(n*len(b.opt.urls)))
+	b.planStreams()
+	return nil
+}
+
+// signUsers makes the two users of every conversation, with tokens that outlive the run.
+func (b *bench) signUsers() error {
 	opt := b.opt
-	n := opt.streams / 2
 	// Streams end when their token expires: cover the whole run with room to spare.
 	ttl := 2*time.Hour + opt.duration + opt.idleFor + 2*opt.drain
 	now := time.Now()
-	b.convs = make([]conversation, n)
+	b.convs = make([]conversation, opt.streams/2)
 	for i := range b.convs {
 		for k, side := range []string{"a", "b"} {
 			id := fmt.Sprintf("%s-%d-%s", opt.runID, i, side)
@@ -118,9 +134,13 @@ func (b *bench) setup(ctx context.Context) error {
 			b.convs[i].users[k] = &user{id: id, token: tok}
 		}
 	}
+	return nil
+}
 
-	before := b.scrape(ctx)
-	start := time.Now()
+// createConversations creates the conversations, setupWorkers at a time, each through
+// the instance its index picks; the first failure stops them all.
+func (b *bench) createConversations(ctx context.Context) error {
+	n := b.opt.streams / 2
 	var next atomic.Int64
 	var done atomic.Int64
 	errc := make(chan error, setupWorkers)
@@ -165,11 +185,13 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	default:
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	logf("setup: %d conversations in %.1fs", n, time.Since(start).Seconds())
-	b.waitReader(ctx, before, start, float64(n*len(opt.urls)))
+	return ctx.Err()
+}
+
+// planStreams lays out the streams, two per conversation, over the instances and the
+// source addresses.
+func (b *bench) planStreams() {
+	opt := b.opt
 	b.streams = make([]*stream, opt.streams)
 	for k := range b.streams {
 		inst := k % len(opt.urls)
@@ -183,7 +205,6 @@ func (b *bench) setup(ctx context.Context) error {
 			dialer: b.dialers[k%len(b.dialers)],
 		}
 	}
-	return nil
 }
 
 func hostPort(u *url.URL) string {
