@@ -66,49 +66,9 @@ func runSoak(ctx context.Context, opt options) int {
 	logf("soak: %s of mixed load on 2 instances, %.0f sends/s, %d streams, B restarted at %s",
 		opt.soakFor, opt.rate, len(r.b.streams), opt.soakFor/2)
 
-	wctx, stopWork := context.WithDeadline(ctx, start.Add(opt.soakFor))
-	var wg sync.WaitGroup
-	work := func(f func(context.Context, int), k int) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(wctx, k)
-		}()
-	}
-	work(s.send, 0)
-	work(s.read, 0)
-	for k := range soakChurners {
-		work(s.churn, k)
-	}
-	for k := range soakPollers {
-		work(s.poll, k)
-	}
 	restartAt := opt.soakFor / 2
-	var restartErr error
-	if sleepCtx(wctx, restartAt) {
-		logf("soak: restarting chatd B (SIGTERM)")
-		r.inst[1].stop(5 * time.Second)
-		sleepCtx(wctx, 2*time.Second)
-		if restartErr = r.inst[1].start(wctx, faultReady); restartErr == nil {
-			logf("soak: chatd B is back, pid %d", r.inst[1].cmd.Process.Pid)
-			fs.goHome()
-		} else {
-			logf("soak: restarting B: %v", restartErr)
-		}
-	}
-	<-wctx.Done()
-	stopWork()
-	wg.Wait()
-	// Deliveries still on their way.
-	want := int64(0)
-	for i := range s.accepted {
-		if s.accepted[i].Load() {
-			want += 2
-		}
-	}
-	for deadline := time.Now().Add(15 * time.Second); s.t.delivered.Load() < want && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
+	restartErr := s.mix(ctx, fs, start, restartAt)
+	s.awaitDeliveries()
 	time.Sleep(300 * time.Millisecond)
 	smp.stop()
 	fs.close()
@@ -135,6 +95,60 @@ func runSoak(ctx context.Context, opt options) int {
 		return 1
 	}
 	return 0
+}
+
+// mix runs the mixed load (sends, reads, churners and pollers) from start until -soak-for
+// is over, restarting instance B with SIGTERM at restartAt; it returns why B did not come
+// back, if it did not.
+func (s *soakRun) mix(ctx context.Context, fs *faultStreams, start time.Time, restartAt time.Duration) error {
+	opt, r := s.opt, s.hostileRun
+	wctx, stopWork := context.WithDeadline(ctx, start.Add(opt.soakFor))
+	var wg sync.WaitGroup
+	work := func(f func(context.Context, int), k int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(wctx, k)
+		}()
+	}
+	work(s.send, 0)
+	work(s.read, 0)
+	for k := range soakChurners {
+		work(s.churn, k)
+	}
+	for k := range soakPollers {
+		work(s.poll, k)
+	}
+	var restartErr error
+	if sleepCtx(wctx, restartAt) {
+		logf("soak: restarting chatd B (SIGTERM)")
+		r.inst[1].stop(5 * time.Second)
+		sleepCtx(wctx, 2*time.Second)
+		if restartErr = r.inst[1].start(wctx, faultReady); restartErr == nil {
+			logf("soak: chatd B is back, pid %d", r.inst[1].cmd.Process.Pid)
+			fs.goHome()
+		} else {
+			logf("soak: restarting B: %v", restartErr)
+		}
+	}
+	<-wctx.Done()
+	stopWork()
+	wg.Wait()
+	return restartErr
+}
+
+// awaitDeliveries waits (up to 15 s) for the deliveries still on their way: two for every
+// accepted message.
+func (s *soakRun) awaitDeliveries() {
+	want := int64(0)
+	for i := range s.accepted {
+		if s.accepted[i].Load() {
+			want += 2
+		}
+	}
+	for deadline := time.Now().Add(15 * time.Second); s.t.delivered.Load() < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // do runs one operation against instance inst, and once more against the other when the
