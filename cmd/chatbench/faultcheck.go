@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -37,11 +35,17 @@ func (r *faultRun) verify(ctx context.Context) {
 	}
 	c := &faultCounts{}
 	r.counts = c
-	p := r.fp
+	r.checkAnswers(c)
+	r.checkStreams(c)
+	r.checkHistoryAndStreams(ctx, c)
+	r.recoveryTimes(c)
+	r.checkLogs(c)
+}
 
-	// The answers the senders got.
+// checkAnswers checks the answers the senders and the stream opens got.
+func (r *faultRun) checkAnswers(c *faultCounts) {
+	p, fs := r.fp, r.fs
 	c.acked, c.replays = p.acked.Load(), p.replays.Load()
-	fs := r.fs
 	r.failNonZero("",
 		tally{p.bad5xx.Load(), "POST answers were a 5xx other than 503 (a 500 is a bug)"},
 		tally{p.s503Bare.Load(), "POST answers were 503 without a valid Retry-After"},
@@ -61,18 +65,14 @@ func (r *faultRun) verify(ctx context.Context) {
 	if p.full.Load() > 0 {
 		logf("note: the senders used every message slot (%d) and stopped early", len(p.msgs))
 	}
+}
 
-	// Each recipient's stream: every acknowledged message exactly once.
-	t := r.t
+// checkStreams checks each recipient's stream: every acknowledged message exactly once,
+// in seq order, in its own conversation.
+func (r *faultRun) checkStreams(c *faultCounts) {
+	p, t := r.fp, r.t
 	c.deliveries = t.delivered.Load()
-	nc := len(r.b.convs)
-	counts := make([][]int32, len(r.b.streams)) // per stream, per message index
-	for k, s := range r.b.streams {
-		counts[k] = make([]int32, len(p.msgs))
-		for _, idx := range s.got {
-			counts[k][idx]++
-		}
-	}
+	counts := r.deliveryCounts()
 	for k := range r.b.streams {
 		for i, n := range counts[k] {
 			if n > 1 {
@@ -83,6 +83,7 @@ func (r *faultRun) verify(ctx context.Context) {
 			}
 		}
 	}
+	nc := len(r.b.convs)
 	for i := range p.msgs {
 		if p.msgs[i].ackAt == 0 {
 			continue
@@ -108,25 +109,42 @@ func (r *faultRun) verify(ctx context.Context) {
 		tally{t.misrouted.Load(), "message events of another conversation"},
 		tally{t.unparsed.Load(), "message events chatbench could not parse"},
 		tally{t.resets.Load(), "`event: reset` on a resume by Last-Event-ID"})
+}
 
-	// The history: every acknowledged message exactly once, seqs 1..n.
+// deliveryCounts is, per stream and per message index, how often the message arrived.
+func (r *faultRun) deliveryCounts() [][]int32 {
+	counts := make([][]int32, len(r.b.streams))
+	for k, s := range r.b.streams {
+		counts[k] = make([]int32, len(r.fp.msgs))
+		for _, idx := range s.got {
+			counts[k][idx]++
+		}
+	}
+	return counts
+}
+
+// checkHistoryAndStreams reads the history: every acknowledged message exactly once, seqs
+// 1..n, and no stream short of its conversation's history.
+func (r *faultRun) checkHistoryAndStreams(ctx context.Context, c *faultCounts) {
 	hist, err := r.history(ctx)
 	if err != nil {
 		c.historyErr = err
 		r.fail("history: %v", err)
-	} else {
-		r.checkHistory(c, hist)
-		for k, s := range r.b.streams {
-			if len(s.got) < len(hist[k/2]) {
-				c.streamShort++
-			}
-		}
-		if c.streamShort > 0 {
-			r.fail("%d streams received fewer messages than their conversation's history holds", c.streamShort)
+		return
+	}
+	r.checkHistory(c, hist)
+	for k, s := range r.b.streams {
+		if len(s.got) < len(hist[k/2]) {
+			c.streamShort++
 		}
 	}
+	if c.streamShort > 0 {
+		r.fail("%d streams received fewer messages than their conversation's history holds", c.streamShort)
+	}
+}
 
-	r.recoveryTimes(c)
+// checkLogs fails the run on a panic or an internal error in any chatd's log.
+func (r *faultRun) checkLogs(c *faultCounts) {
 	c.logErrors = map[string]int{}
 	for _, in := range r.inst {
 		c.logBugs = append(c.logBugs, in.logProblems(c.logErrors, 5)...)
@@ -341,85 +359,4 @@ func (r *faultRun) streamsDeliveringAfter(at int64) time.Duration {
 		worst = max(worst, time.Duration(first-at))
 	}
 	return worst
-}
-
-// report prints the summary.
-func (r *faultRun) report(w io.Writer) {
-	c := r.counts
-	p := r.fp
-	sec := func(d time.Duration) string {
-		if d < 0 {
-			return "never"
-		}
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	}
-	fmt.Fprintf(w, "\nchatd faults: run %s, 2 instances, %d conversations, %d streams, %.0f msgs/s from %d senders, %.1fs\n",
-		r.opt.runID, len(r.b.convs), len(r.b.streams), r.opt.rate, r.opt.clients, time.Since(r.start).Seconds())
-	if r.opt.pooler != "" {
-		fmt.Fprintf(w, "pools:    through PgBouncer at %s (transaction mode, default_query_exec_mode=exec), listeners direct\n", r.opt.pooler)
-	}
-	if c == nil {
-		fmt.Fprintln(w, "no checks ran")
-		return
-	}
-	fmt.Fprintf(w, "posts:    %d messages acknowledged (%d answered 200 to a retry: stored before its first answer was lost), %d attempts in all\n",
-		c.acked, c.replays, r.attempts())
-	fmt.Fprintf(w, "          connection errors %d (retried on the other instance), 503 %d (without Retry-After %d), other 5xx %d, refused %d, given up %d\n",
-		p.connErrs.Load(), p.s503.Load(), p.s503Bare.Load(), p.bad5xx.Load(), p.refused.Load(), p.gaveUp.Load())
-	if k := r.kill; k != nil {
-		fmt.Fprintf(w, "kill -9:  chatd B (pid %d) killed %.1fs into the run with %d streams on it, %d messages started before\n",
-			k.pid, k.at.Sub(r.start).Seconds(), k.displaced, k.postsBefore)
-		fmt.Fprintf(w, "          all streams on A %s after; every stream delivering again %s after; %d messages hit by the kill, %d of them stored before it (200), longest wait for an acknowledgement %s\n",
-			sec(k.streamsUp), sec(c.killStreams), c.killConnErrMsgs, c.killReplayed, sec(c.killWait))
-	}
-	if g := r.pgr; g != nil {
-		fmt.Fprintf(w, "pg:       stop took %s, down %s, accepting again %s after the stop began; /readyz 200 on both %s later\n",
-			sec(g.stopped.Sub(g.stopAt)), r.opt.pgDown, sec(g.back.Sub(g.stopAt)), sec(g.readyAfter))
-		first, last := p.first503.Load(), p.last503.Load()
-		if first != 0 {
-			fmt.Fprintf(w, "          503s to POST: %d, from %s to %s after the stop began, on %d messages; streams refused with 503: %d\n",
-				p.s503.Load(), sec(time.Duration(first-g.stopAt.UnixNano())), sec(time.Duration(last-g.stopAt.UnixNano())), c.pg503Msgs, r.fs.s503.Load())
-		} else {
-			fmt.Fprintf(w, "          503s to POST: none\n")
-		}
-		fmt.Fprintf(w, "          first acknowledgement %s after PostgreSQL was back; every stream delivering again %s after; longest wait for an acknowledgement %s\n",
-			sec(c.pgFirstAck), sec(c.pgStreams), sec(c.pgWait))
-	}
-	fmt.Fprintf(w, "streams:  %d deliveries, %d connections (%d ended by the server or a fault), lost %d, duplicated %d, out of order %d, resets %d\n",
-		c.deliveries, r.fs.connects.Load(), r.fs.drops.Load(), c.streamLost, c.streamDups, r.t.seqErrs.Load(), r.t.resets.Load())
-	if c.historyErr == nil {
-		fmt.Fprintf(w, "history:  %d messages stored (read in %d pages of up to %d), lost %d, duplicated %d, seq gaps %d, mismatched %d, stored but never acknowledged %d\n",
-			c.histMessages, r.historyPages, historyPage, c.histLost, c.histDups, c.histGaps, c.histMismatch, c.histUnacked)
-	}
-	if len(c.logErrors) > 0 {
-		var parts []string
-		for msg, n := range c.logErrors {
-			parts = append(parts, fmt.Sprintf("%q ×%d", msg, n))
-		}
-		sort.Strings(parts)
-		fmt.Fprintf(w, "chatd log: ERROR lines by message: %s\n", strings.Join(parts, ", "))
-	}
-	for _, l := range c.logBugs {
-		fmt.Fprintf(w, "          %.500s\n", l)
-	}
-	for _, s := range append(append([]string(nil), p.problems...), r.fs.problems...) {
-		fmt.Fprintf(w, "          client saw: %s\n", s)
-	}
-	if len(r.failures) == 0 {
-		fmt.Fprintln(w, "result:   PASS")
-		return
-	}
-	fmt.Fprintf(w, "result:   FAIL (%d)\n", len(r.failures))
-	for _, f := range r.failures {
-		fmt.Fprintf(w, "  - %s\n", f)
-	}
-}
-
-// attempts is the number of POSTs sent.
-func (r *faultRun) attempts() int {
-	n := 0
-	for i := range r.fp.msgs {
-		n += r.fp.msgs[i].tries
-	}
-	return n
 }
