@@ -5,10 +5,14 @@ package events
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/chatd/chatd/db"
 )
+
+// errLogInterval is the least time between two log lines about failed reads.
+const errLogInterval = 5 * time.Second
 
 // readLoop reads the log whenever woken, and on the safety timer. Reads are at least
 // ReadInterval apart: under load, one read then takes every event of the interval instead
@@ -24,7 +28,8 @@ func (l *Log) readLoop(ctx context.Context) {
 	followUp.Stop()
 	const firstFollowUp = 5 * time.Millisecond
 	delay := time.Duration(0)
-	var lastRead time.Time
+	var lastRead, lastErrLog time.Time
+	failed := 0 // reads that failed since the last error line
 	for {
 		select {
 		case <-ctx.Done():
@@ -41,7 +46,17 @@ func (l *Log) readLoop(ctx context.Context) {
 		lastRead = time.Now()
 		found, err := l.catchUp(ctx)
 		if err != nil && ctx.Err() == nil {
-			l.cfg.Logger.Error("read event log", "err", err)
+			failed++
+			// While the database is away every wake fails: one line per few seconds says
+			// so, with how many reads failed, instead of one line per read.
+			if time.Since(lastErrLog) >= errLogInterval {
+				level := slog.LevelError
+				if db.IsUnavailable(err) {
+					level = slog.LevelWarn // PostgreSQL restarting: expected, and retried
+				}
+				l.cfg.Logger.Log(ctx, level, "read event log; retrying", "err", err, "failed_reads", failed)
+				lastErrLog, failed = time.Now(), 0
+			}
 		}
 		if found > 0 && delay > 0 {
 			delay = firstFollowUp
