@@ -188,11 +188,7 @@ func TestStalledRequestBodiesDoNotHoldConnections(t *testing.T) {
 // waiting for a request; a freed slot is taken again.
 func TestConnectionCapRefusesWith503(t *testing.T) {
 	in := newInstance(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := NewHTTPServer(in.Server.Config.Handler)
-	go func() { _ = srv.Serve(LimitListener(ln, ConnLimits{Max: 2, RetryAfter: 3 * time.Second})) }()
-	t.Cleanup(func() { srv.Close() })
+	ln := serveCapped(t, in.Server.Config.Handler, ConnLimits{Max: 2, RetryAfter: 3 * time.Second})
 	url := "http://" + ln.Addr().String()
 
 	idle1, err := net.Dial("tcp", ln.Addr().String())
@@ -209,25 +205,12 @@ func TestConnectionCapRefusesWith503(t *testing.T) {
 	require.True(t, closed)
 
 	idle1.Close()
-	require.Eventually(t, func() bool {
-		conn, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return false
-		}
-		defer conn.Close()
-		_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: chatd\r\nConnection: close\r\n\r\n")
-		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		return err == nil && r.StatusCode == 200
-	}, wait, 20*time.Millisecond, "the slot idle1 held is free again: %s", url)
+	require.Eventually(t, func() bool { return healthzOK(ln.Addr().String()) }, wait, 20*time.Millisecond, "the slot idle1 held is free again: %s", url)
 }
 
 func TestConnectionCapPerAddress(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
-	go func() { _ = srv.Serve(LimitListener(ln, ConnLimits{Max: 100, PerAddr: 1, RetryAfter: time.Second})) }()
-	t.Cleanup(func() { srv.Close() })
+	ln := serveCapped(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}),
+		ConnLimits{Max: 100, PerAddr: 1, RetryAfter: time.Second})
 	held, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer held.Close()
@@ -247,11 +230,7 @@ func TestConnectionCapPerAddress(t *testing.T) {
 // the listener's connection, and gives its slot back when it ends.
 func TestHijackedStreamHoldsAndReturnsItsConnectionSlot(t *testing.T) {
 	in := newInstance(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := NewHTTPServer(in.Server.Config.Handler)
-	go func() { _ = srv.Serve(LimitListener(ln, ConnLimits{Max: 1, RetryAfter: time.Second})) }()
-	t.Cleanup(func() { srv.Close() })
+	ln := serveCapped(t, in.Server.Config.Handler, ConnLimits{Max: 1, RetryAfter: time.Second})
 	capped := "http://" + ln.Addr().String()
 
 	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
@@ -263,17 +242,7 @@ func TestHijackedStreamHoldsAndReturnsItsConnectionSlot(t *testing.T) {
 	require.Equal(t, 503, res.StatusCode, "the stream holds the one connection")
 
 	s.close()
-	require.Eventually(t, func() bool {
-		conn, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return false
-		}
-		defer conn.Close()
-		_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: chatd\r\nConnection: close\r\n\r\n")
-		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
-		r, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		return err == nil && r.StatusCode == 200
-	}, wait, 20*time.Millisecond, "the stream's slot is free again")
+	require.Eventually(t, func() bool { return healthzOK(ln.Addr().String()) }, wait, 20*time.Millisecond, "the stream's slot is free again")
 }
 
 // failingConn is a connection whose writes fail, as to a client that stopped reading,
@@ -299,4 +268,29 @@ func TestStreamClosesAtOnceAfterAFailedWrite(t *testing.T) {
 	require.Equal(t, 1, conn.writes)
 	out.close()
 	require.Equal(t, 1, conn.writes, "no last chunk after a failed write")
+}
+
+// serveCapped serves h as an instance does (NewHTTPServer) on a loopback listener within
+// limits, until the test ends.
+func serveCapped(t *testing.T, h http.Handler, limits ConnLimits) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := NewHTTPServer(h)
+	go func() { _ = srv.Serve(LimitListener(ln, limits)) }()
+	t.Cleanup(func() { srv.Close() })
+	return ln
+}
+
+// healthzOK reports whether a new connection to addr is served: GET /healthz answers 200.
+func healthzOK(addr string) bool {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: chatd\r\nConnection: close\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	return err == nil && r.StatusCode == 200
 }
