@@ -95,8 +95,8 @@ WITH conv AS (
             AND d.client_id = sqlc.narg(client_id)::text))
     RETURNING c.id, c.last_seq
 ), msg AS (
-    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id)
-    SELECT conv.id, conv.last_seq, @sender_id, @body, sqlc.narg(client_id)::text FROM conv
+    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, attachments)
+    SELECT conv.id, conv.last_seq, @sender_id, @body, sqlc.narg(client_id)::text, @attachments::jsonb FROM conv
     RETURNING *
 ), rd AS (
     UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq), took_part = true
@@ -106,7 +106,7 @@ WITH conv AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT msg.conversation_id, 'message', msg.id FROM msg
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
 FROM msg;
 
 -- name: GetMessageByClientID :one
@@ -132,14 +132,16 @@ SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > @after
 ORDER BY seq ASC LIMIT @row_limit;
 
 -- name: ChangeMessage :one
--- Edits (erase false: the new body, edited_at) or soft-deletes (erase true: the body
--- erased, deleted_at) the sender's own message, unless it is deleted already, and logs
--- message_updated or message_deleted; no row otherwise. The row and its seq stay.
+-- Edits (erase false: the new body, edited_at) or soft-deletes (erase true: the body and
+-- the attachments erased, deleted_at) the sender's own message, unless it is deleted
+-- already, and logs message_updated or message_deleted; no row otherwise. The row and its
+-- seq stay.
 WITH u AS (
     UPDATE messages SET
         body = CASE WHEN @erase::boolean THEN '' ELSE @body::text END,
         edited_at = CASE WHEN @erase::boolean THEN messages.edited_at ELSE now() END,
-        deleted_at = CASE WHEN @erase::boolean THEN now() END
+        deleted_at = CASE WHEN @erase::boolean THEN now() END,
+        attachments = CASE WHEN @erase::boolean THEN '[]'::jsonb ELSE messages.attachments END
     WHERE messages.conversation_id = @conversation_id AND messages.id = @id
       AND messages.sender_id = @sender_id AND messages.deleted_at IS NULL
     RETURNING *
@@ -148,7 +150,7 @@ WITH u AS (
     SELECT u.conversation_id, CASE WHEN @erase::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
     FROM u
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
 FROM u;
 
 
@@ -203,7 +205,7 @@ DELETE FROM tickets WHERE expires_at <= now();
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at,
+    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments,
     ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
           ORDER BY r.user_id)::text[] AS recipients
 FROM events e
@@ -224,7 +226,7 @@ LIMIT @row_limit;
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, '{}'::text[] AS recipients
+    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments, '{}'::text[] AS recipients
 FROM members r
 CROSS JOIN LATERAL (
     SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
@@ -402,7 +404,7 @@ SELECT querytree(chat_search_query(@q::text))::text AS tree;
 -- mark the matches (the API turns them into <mark> after escaping the text), so any in
 -- the body are removed first.
 SELECT p.id, p.conversation_id, p.seq, p.sender_id, p.body, p.client_id, p.created_at,
-    p.edited_at, p.deleted_at,
+    p.edited_at, p.deleted_at, p.attachments,
     ts_headline(chat_search_config(), translate(p.body, E'\x01\x02', ''), chat_search_query(@q::text),
         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=8')::text AS snippet
 FROM (

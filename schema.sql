@@ -77,8 +77,14 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at      timestamptz NOT NULL DEFAULT now(),
     edited_at       timestamptz,
     deleted_at      timestamptz,
+    -- Attachments by reference, [{url, name, content_type, size, width?, height?}], checked
+    -- by the API (api/attachments.go) before they are stored; never the files themselves.
+    attachments     jsonb       NOT NULL DEFAULT '[]',
     UNIQUE (conversation_id, seq)
 );
+-- Databases from before attachments get the column; the default fills existing rows
+-- without rewriting the table.
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS attachments jsonb NOT NULL DEFAULT '[]';
 -- The idempotency key: a repeated send with the same client_id finds the original. Partial,
 -- so a send without a client_id pays for no entry.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (conversation_id, sender_id, client_id)
@@ -154,7 +160,7 @@ SELECT m.user_id AS member_id, c.id, c.kind, c.title, c.created_at, c.updated_at
        AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
     lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
     lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
-    lm.deleted_at AS lm_deleted_at
+    lm.deleted_at AS lm_deleted_at, lm.attachments AS lm_attachments
 FROM members m
 JOIN conversations c ON c.id = m.conversation_id
 LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq;

@@ -61,6 +61,7 @@ var codes = map[string]int{
 	"body_too_long":          http.StatusUnprocessableEntity,
 	"empty_body":             http.StatusUnprocessableEntity,
 	"invalid_body":           http.StatusUnprocessableEntity,
+	"invalid_attachment":     http.StatusUnprocessableEntity,
 	"invalid_client_id":      http.StatusUnprocessableEntity,
 	"invalid_participants":   http.StatusUnprocessableEntity,
 	"invalid_seq":            http.StatusUnprocessableEntity,

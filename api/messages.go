@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -21,9 +22,35 @@ const maxClientID = 64
 // clientIDConstraint is the unique index that makes client_id an idempotency key.
 const clientIDConstraint = "messages_client_id"
 
+// messageRequest is an edit, and the part of a send an edit shares: an edit changes the
+// body only, so attachments there are ignored like any other unknown field.
 type messageRequest struct {
 	Body     *string `json:"body"`
 	ClientID *string `json:"client_id"`
+}
+
+type sendRequest struct {
+	messageRequest
+	Attachments json.RawMessage `json:"attachments"`
+}
+
+// decodeSend reads a send: JSON, its attachments checked (api/attachments.go), and a valid
+// body, which may be empty or absent when there are attachments.
+func (s *Server) decodeSend(c *gin.Context) (req sendRequest, attachments []byte, err error) {
+	if err = s.decodeJSON(c, &req); err != nil {
+		return
+	}
+	attachments, n, err := checkAttachments(req.Attachments, s.cfg.AttachmentHosts)
+	if err != nil {
+		return
+	}
+	if n > 0 && req.Body == nil {
+		req.Body = new(string)
+	}
+	if n > 0 && strings.TrimSpace(*req.Body) == "" && len(*req.Body) <= s.cfg.MaxMessageBytes {
+		return req, attachments, nil // attachments only: no text needed
+	}
+	return req, attachments, s.validBody(req.Body)
 }
 
 // decodeMessage reads a send or an edit: JSON, with a valid body.
@@ -57,7 +84,7 @@ func (s *Server) sendMessage(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	req, err := s.decodeMessage(c)
+	req, attachments, err := s.decodeSend(c)
 	if err != nil {
 		return err
 	}
@@ -68,7 +95,8 @@ func (s *Server) sendMessage(c *gin.Context) error {
 		return errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
 	}
 	me := user(c)
-	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID, Body: *req.Body})
+	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID,
+		Body: *req.Body, Attachments: attachments})
 	switch {
 	case err == nil:
 		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))

@@ -232,8 +232,9 @@ func restRequireConversationObject(t testing.TB, raw json.RawMessage) map[string
 func restRequireMessageObject(t testing.TB, raw json.RawMessage) {
 	t.Helper()
 	o := restRequireKeys(t, raw, "id", "conversation_id", "seq", "sender_id", "body", "client_id",
-		"created_at", "edited_at", "deleted_at")
+		"created_at", "edited_at", "deleted_at", "attachments")
 	require.Regexp(t, restTimeFormat, string(o["created_at"]))
+	require.Equal(t, byte('['), o["attachments"][0], "attachments is always a list: %s", raw)
 	var seq int64
 	require.NoError(t, json.Unmarshal(o["seq"], &seq), "seq is an integer")
 	var id string

@@ -93,7 +93,7 @@ func (s *Server) searchPage(c *gin.Context, params db.SearchMessagesParams, limi
 	}
 	for _, r := range rows {
 		m := db.Message{ID: r.ID, ConversationID: r.ConversationID, Seq: r.Seq, SenderID: r.SenderID, Body: r.Body,
-			ClientID: r.ClientID, CreatedAt: r.CreatedAt, EditedAt: r.EditedAt, DeletedAt: r.DeletedAt}
+			ClientID: r.ClientID, CreatedAt: r.CreatedAt, EditedAt: r.EditedAt, DeletedAt: r.DeletedAt, Attachments: r.Attachments}
 		results = append(results, searchResult{Message: events.MessageFrom(m), Snippet: markSnippet(r.Snippet)})
 	}
 	return results, next, nil

@@ -57,6 +57,9 @@ type Config struct {
 	// MetricsToken lets /metrics answer on the public address to requests that carry it as
 	// a Bearer token; empty, /metrics answers only on its own address (MetricsHandler).
 	MetricsToken string
+	// AttachmentHosts are the hosts (host or host:port, as ParseAttachmentHosts reads them)
+	// that attachment URLs may point to; none: every attachment is refused.
+	AttachmentHosts []string
 }
 
 // Server is the HTTP interface of one chatd instance.
@@ -71,6 +74,11 @@ type Server struct {
 	streams *streamCounter
 	users   *userCache
 	metrics *metrics
+	csp     string // the web page's Content-Security-Policy
+	// page is index.html as served (webIndex), made once.
+	page     []byte
+	pageErr  error
+	pageOnce sync.Once
 	// detached counts the streams that live on after their handler returned (hijacked
 	// connections), which http.Server.Shutdown does not know about.
 	detached sync.WaitGroup
@@ -97,6 +105,7 @@ func NewServer(cfg Config) *Server {
 		streams: newStreamCounter(cfg.StreamsPerUser, cfg.MaxStreams),
 		users:   newUserCache(),
 		metrics: newMetrics(cfg.Registry, cfg.Hub, cfg.Log, cfg.Pool),
+		csp:     webCSP(cfg.AttachmentHosts),
 	}
 	s.engine = s.routes()
 	return s
@@ -153,8 +162,8 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/metrics", s.handle(s.publicMetrics))
 	r.DELETE("/v1/session", s.handle(s.deleteSession))
 	if s.cfg.Web != nil {
-		r.GET("/", webHeaders, s.handle(s.webIndex))
-		r.GET("/web/*file", webHeaders, gin.WrapH(http.StripPrefix("/web", http.FileServer(s.cfg.Web))))
+		r.GET("/", s.webHeaders, s.handle(s.webIndex))
+		r.GET("/web/*file", s.webHeaders, gin.WrapH(http.StripPrefix("/web", http.FileServer(s.cfg.Web))))
 	}
 	if s.cfg.Dev {
 		r.POST("/dev/token", s.handle(s.devToken))

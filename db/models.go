@@ -53,23 +53,24 @@ type Member struct {
 }
 
 type MemberConversation struct {
-	MemberID    string
-	ID          pgtype.UUID
-	Kind        string
-	Title       *string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	ActivityAt  time.Time
-	LastReadSeq int64
-	UnreadCount int64
-	LmID        pgtype.UUID
-	LmSeq       *int64
-	LmSenderID  *string
-	LmBody      *string
-	LmClientID  *string
-	LmCreatedAt *time.Time
-	LmEditedAt  *time.Time
-	LmDeletedAt *time.Time
+	MemberID      string
+	ID            pgtype.UUID
+	Kind          string
+	Title         *string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	ActivityAt    time.Time
+	LastReadSeq   int64
+	UnreadCount   int64
+	LmID          pgtype.UUID
+	LmSeq         *int64
+	LmSenderID    *string
+	LmBody        *string
+	LmClientID    *string
+	LmCreatedAt   *time.Time
+	LmEditedAt    *time.Time
+	LmDeletedAt   *time.Time
+	LmAttachments []byte
 }
 
 type Message struct {
@@ -82,6 +83,7 @@ type Message struct {
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Attachments    []byte
 }
 
 type Presence struct {

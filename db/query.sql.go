@@ -33,7 +33,7 @@ const backfillEvents = `-- name: BackfillEvents :many
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, '{}'::text[] AS recipients
+    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments, '{}'::text[] AS recipients
 FROM members r
 CROSS JOIN LATERAL (
     SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
@@ -75,6 +75,7 @@ type BackfillEventsRow struct {
 	MCreatedAt     *time.Time
 	MEditedAt      *time.Time
 	MDeletedAt     *time.Time
+	MAttachments   []byte
 	Recipients     []string
 }
 
@@ -117,6 +118,7 @@ func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) 
 			&i.MCreatedAt,
 			&i.MEditedAt,
 			&i.MDeletedAt,
+			&i.MAttachments,
 			&i.Recipients,
 		); err != nil {
 			return nil, err
@@ -134,16 +136,17 @@ WITH u AS (
     UPDATE messages SET
         body = CASE WHEN $1::boolean THEN '' ELSE $2::text END,
         edited_at = CASE WHEN $1::boolean THEN messages.edited_at ELSE now() END,
-        deleted_at = CASE WHEN $1::boolean THEN now() END
+        deleted_at = CASE WHEN $1::boolean THEN now() END,
+        attachments = CASE WHEN $1::boolean THEN '[]'::jsonb ELSE messages.attachments END
     WHERE messages.conversation_id = $3 AND messages.id = $4
       AND messages.sender_id = $5 AND messages.deleted_at IS NULL
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT u.conversation_id, CASE WHEN $1::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
     FROM u
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
 FROM u
 `
 
@@ -165,11 +168,13 @@ type ChangeMessageRow struct {
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Attachments    []byte
 }
 
-// Edits (erase false: the new body, edited_at) or soft-deletes (erase true: the body
-// erased, deleted_at) the sender's own message, unless it is deleted already, and logs
-// message_updated or message_deleted; no row otherwise. The row and its seq stay.
+// Edits (erase false: the new body, edited_at) or soft-deletes (erase true: the body and
+// the attachments erased, deleted_at) the sender's own message, unless it is deleted
+// already, and logs message_updated or message_deleted; no row otherwise. The row and its
+// seq stay.
 func (q *Queries) ChangeMessage(ctx context.Context, arg ChangeMessageParams) (ChangeMessageRow, error) {
 	row := q.db.QueryRow(ctx, changeMessage,
 		arg.Erase,
@@ -189,6 +194,7 @@ func (q *Queries) ChangeMessage(ctx context.Context, arg ChangeMessageParams) (C
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Attachments,
 	)
 	return i, err
 }
@@ -472,7 +478,7 @@ func (q *Queries) ExpireInstances(ctx context.Context, staleSeconds float64) ([]
 }
 
 const getConversation = `-- name: GetConversation :one
-SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at FROM member_conversations WHERE id = $1 AND member_id = $2
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_attachments FROM member_conversations WHERE id = $1 AND member_id = $2
 `
 
 type GetConversationParams struct {
@@ -502,6 +508,7 @@ func (q *Queries) GetConversation(ctx context.Context, arg GetConversationParams
 		&i.LmCreatedAt,
 		&i.LmEditedAt,
 		&i.LmDeletedAt,
+		&i.LmAttachments,
 	)
 	return i, err
 }
@@ -523,7 +530,7 @@ func (q *Queries) GetDirectConversation(ctx context.Context, arg GetDirectConver
 }
 
 const getMessage = `-- name: GetMessage :one
-SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at FROM messages x
+SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at, x.attachments FROM messages x
 JOIN members m ON m.conversation_id = x.conversation_id AND m.user_id = $1
 WHERE x.conversation_id = $2 AND x.id = $3
 `
@@ -548,12 +555,13 @@ func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Attachments,
 	)
 	return i, err
 }
 
 const getMessageByClientID = `-- name: GetMessageByClientID :one
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages
 WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3
 `
 
@@ -576,6 +584,7 @@ func (q *Queries) GetMessageByClientID(ctx context.Context, arg GetMessageByClie
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Attachments,
 	)
 	return i, err
 }
@@ -626,7 +635,7 @@ func (q *Queries) LeaveInstance(ctx context.Context, id string) error {
 }
 
 const listConversations = `-- name: ListConversations :many
-SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at FROM member_conversations
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_attachments FROM member_conversations
 WHERE member_id = $1
   AND ($2::timestamptz IS NULL
        OR (activity_at, id) < ($2::timestamptz, $3::uuid))
@@ -675,6 +684,7 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 			&i.LmCreatedAt,
 			&i.LmEditedAt,
 			&i.LmDeletedAt,
+			&i.LmAttachments,
 		); err != nil {
 			return nil, err
 		}
@@ -687,7 +697,7 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 }
 
 const listLatestMessages = `-- name: ListLatestMessages :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages WHERE conversation_id = $1
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages WHERE conversation_id = $1
 ORDER BY seq DESC LIMIT $2
 `
 
@@ -715,6 +725,7 @@ func (q *Queries) ListLatestMessages(ctx context.Context, arg ListLatestMessages
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Attachments,
 		); err != nil {
 			return nil, err
 		}
@@ -760,7 +771,7 @@ func (q *Queries) ListMembers(ctx context.Context, arg ListMembersParams) ([]str
 }
 
 const listMessagesAfter = `-- name: ListMessagesAfter :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages WHERE conversation_id = $1 AND seq > $2
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages WHERE conversation_id = $1 AND seq > $2
 ORDER BY seq ASC LIMIT $3
 `
 
@@ -789,6 +800,7 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Attachments,
 		); err != nil {
 			return nil, err
 		}
@@ -801,7 +813,7 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 }
 
 const listMessagesBefore = `-- name: ListMessagesBefore :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages WHERE conversation_id = $1 AND seq < $2
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages WHERE conversation_id = $1 AND seq < $2
 ORDER BY seq DESC LIMIT $3
 `
 
@@ -830,6 +842,7 @@ func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBefore
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Attachments,
 		); err != nil {
 			return nil, err
 		}
@@ -1125,7 +1138,7 @@ const readEvents = `-- name: ReadEvents :many
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at,
+    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments,
     ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
           ORDER BY r.user_id)::text[] AS recipients
 FROM events e
@@ -1158,6 +1171,7 @@ type ReadEventsRow struct {
 	MCreatedAt     *time.Time
 	MEditedAt      *time.Time
 	MDeletedAt     *time.Time
+	MAttachments   []byte
 	Recipients     []string
 }
 
@@ -1188,6 +1202,7 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 			&i.MCreatedAt,
 			&i.MEditedAt,
 			&i.MDeletedAt,
+			&i.MAttachments,
 			&i.Recipients,
 		); err != nil {
 			return nil, err
@@ -1202,11 +1217,11 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 
 const searchMessages = `-- name: SearchMessages :many
 SELECT p.id, p.conversation_id, p.seq, p.sender_id, p.body, p.client_id, p.created_at,
-    p.edited_at, p.deleted_at,
+    p.edited_at, p.deleted_at, p.attachments,
     ts_headline(chat_search_config(), translate(p.body, E'\x01\x02', ''), chat_search_query($1::text),
         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=8')::text AS snippet
 FROM (
-    SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at FROM messages x
+    SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at, x.attachments FROM messages x
     WHERE chat_search_vector(x.body) @@ chat_search_query($1::text)
       AND x.deleted_at IS NULL
       AND x.conversation_id = ANY(ARRAY(
@@ -1240,6 +1255,7 @@ type SearchMessagesRow struct {
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Attachments    []byte
 	Snippet        string
 }
 
@@ -1277,6 +1293,7 @@ func (q *Queries) SearchMessages(ctx context.Context, arg SearchMessagesParams) 
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Attachments,
 			&i.Snippet,
 		); err != nil {
 			return nil, err
@@ -1317,9 +1334,9 @@ WITH conv AS (
             AND d.client_id = $3::text))
     RETURNING c.id, c.last_seq
 ), msg AS (
-    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id)
-    SELECT conv.id, conv.last_seq, $2, $4, $3::text FROM conv
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, attachments)
+    SELECT conv.id, conv.last_seq, $2, $4, $3::text, $5::jsonb FROM conv
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
 ), rd AS (
     UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq), took_part = true
     FROM msg
@@ -1328,7 +1345,7 @@ WITH conv AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT msg.conversation_id, 'message', msg.id FROM msg
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
 FROM msg
 `
 
@@ -1337,6 +1354,7 @@ type SendMessageParams struct {
 	SenderID       string
 	ClientID       *string
 	Body           string
+	Attachments    []byte
 }
 
 type SendMessageRow struct {
@@ -1349,6 +1367,7 @@ type SendMessageRow struct {
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Attachments    []byte
 }
 
 // Sends a message in one statement (one round trip, one commit). Taking the next seq with
@@ -1366,6 +1385,7 @@ func (q *Queries) SendMessage(ctx context.Context, arg SendMessageParams) (SendM
 		arg.SenderID,
 		arg.ClientID,
 		arg.Body,
+		arg.Attachments,
 	)
 	var i SendMessageRow
 	err := row.Scan(
@@ -1378,6 +1398,7 @@ func (q *Queries) SendMessage(ctx context.Context, arg SendMessageParams) (SendM
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Attachments,
 	)
 	return i, err
 }

@@ -28,7 +28,7 @@ type eventRow struct {
 func rowOf(r db.ReadEventsRow) eventRow {
 	return eventRow{cursor: Cursor{Tx: r.Tx, ID: r.ID}, typ: r.Type, conv: r.ConversationID, user: r.UserID,
 		seq: r.Seq, recipients: r.Recipients,
-		message: joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)}
+		message: joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt, r.MAttachments)}
 }
 
 // errBadEvent marks an event row that cannot be rendered. It is logged and skipped: one

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -54,7 +55,13 @@ type Message struct {
 	CreatedAt      Time    `json:"created_at"`
 	EditedAt       *Time   `json:"edited_at"`
 	DeletedAt      *Time   `json:"deleted_at"`
+	// Attachments is the stored JSON array as it stands (the API checked every entry before
+	// storing it), never null: `[]` without attachments.
+	Attachments json.RawMessage `json:"attachments"`
 }
+
+// noAttachments is the attachments of a message that has none.
+var noAttachments = json.RawMessage("[]")
 
 // MessageFrom converts a stored message to its wire form.
 func MessageFrom(m db.Message) Message {
@@ -68,18 +75,26 @@ func MessageFrom(m db.Message) Message {
 		CreatedAt:      Time(m.CreatedAt),
 		EditedAt:       timePtr(m.EditedAt),
 		DeletedAt:      timePtr(m.DeletedAt),
+		Attachments:    attachmentsOf(m.Attachments),
 	}
+}
+
+func attachmentsOf(stored []byte) json.RawMessage {
+	if len(stored) == 0 {
+		return noAttachments
+	}
+	return stored
 }
 
 // joinedMessage is a message read through a LEFT JOIN, whose columns are all nullable; it
 // returns nil when no message was joined.
 func joinedMessage(id, conv pgtype.UUID, seq *int64, sender, body, clientID *string,
-	created, edited, deleted *time.Time) *Message {
+	created, edited, deleted *time.Time, attachments []byte) *Message {
 	if !id.Valid || seq == nil || sender == nil || body == nil || created == nil {
 		return nil
 	}
 	m := MessageFrom(db.Message{ID: id, ConversationID: conv, Seq: *seq, SenderID: *sender, Body: *body,
-		ClientID: clientID, CreatedAt: *created, EditedAt: edited, DeletedAt: deleted})
+		ClientID: clientID, CreatedAt: *created, EditedAt: edited, DeletedAt: deleted, Attachments: attachments})
 	return &m
 }
 
@@ -112,7 +127,7 @@ func ConversationFrom(r db.MemberConversation) Conversation {
 		Title:        r.Title,
 		Participants: []Participant{},
 		LastMessage: joinedMessage(r.LmID, r.ID, r.LmSeq, r.LmSenderID, r.LmBody, r.LmClientID,
-			r.LmCreatedAt, r.LmEditedAt, r.LmDeletedAt),
+			r.LmCreatedAt, r.LmEditedAt, r.LmDeletedAt, r.LmAttachments),
 		LastReadSeq: r.LastReadSeq,
 		UnreadCount: r.UnreadCount,
 		CreatedAt:   Time(r.CreatedAt),

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chatd/chatd/api"
 )
 
 // config is every setting of `chatd serve`, loaded from CHAT_* environment variables;
@@ -50,6 +52,7 @@ type config struct {
 	MetricsAddr      string
 	MetricsToken     string
 	SearchLanguage   string
+	AttachmentHosts  string
 	Dev              bool
 }
 
@@ -115,6 +118,9 @@ func (c *config) settings() []setting {
 		// simple indexes words as written, in any language; a language's configuration
 		// (english, french, ...) also finds other forms of a word but knows only that one.
 		{"CHAT_SEARCH_LANGUAGE", "simple", "text search configuration of message search (a name in pg_ts_config); a change rebuilds the search index at start", &c.SearchLanguage},
+		// None by default: an attachment points the recipients' browsers at a host, so only
+		// the application's own storage should be allowed.
+		{"CHAT_ATTACHMENT_HOSTS", "", "comma-separated hosts (host or host:port) that attachment URLs may point to; none: attachments are refused", &c.AttachmentHosts},
 		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
 	}
 }
@@ -232,6 +238,9 @@ func (c *config) validate() error {
 	check(c.PresenceGrace >= 0 && c.PresenceGrace <= time.Minute, "CHAT_PRESENCE_GRACE must be between 0 and 1m")
 	check(c.EventRetention >= time.Hour, "CHAT_EVENT_RETENTION must be at least 1h")
 	check(c.DatabaseURL != "", "CHAT_DATABASE_URL is required")
+	if _, err := api.ParseAttachmentHosts(c.AttachmentHosts); err != nil {
+		errs = append(errs, fmt.Errorf("CHAT_ATTACHMENT_HOSTS: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

@@ -65,6 +65,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	attachmentHosts, _ := api.ParseAttachmentHosts(cfg.AttachmentHosts) // checked by load
 	server := api.NewServer(api.Config{
 		Pool: pool, Verifier: verifier, Hub: log.Hub(), Log: log, Presence: presence, Logger: logger, Registry: reg,
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxMessageBytes: cfg.MaxMessageBytes, BodyTimeout: cfg.BodyTimeout,
@@ -74,6 +75,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
 		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, DevIssuer: cfg.JWTIssuer,
 		DevAudience: cfg.JWTAudience, Web: web.FS(), MetricsToken: cfg.MetricsToken,
+		AttachmentHosts: attachmentHosts,
 	})
 	if cfg.DebugAddr != "" {
 		go serveOps(logger, "pprof", cfg.DebugAddr, pprofMux())

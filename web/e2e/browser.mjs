@@ -8,13 +8,29 @@ import { join } from 'node:path';
 const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-export async function launch() {
+// launch starts Chromium with the common flags and any extra ones a test needs.
+export async function launch(extra = []) {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: [...args, `--user-data-dir=${mkdtempSync(join(tmpdir(), 'chatd-e2e-'))}`],
+    args: [...args, ...extra, `--user-data-dir=${mkdtempSync(join(tmpdir(), 'chatd-e2e-'))}`],
   }).catch(async (e) => {
     // Playwright manages its own fresh profile; some versions refuse the flag.
     if (!String(e).includes('user-data-dir')) throw e;
-    return chromium.launch({ executablePath: '/usr/bin/chromium', args });
+    return chromium.launch({ executablePath: '/usr/bin/chromium', args: [...args, ...extra] });
   });
+}
+
+// verdict runs a script's steps and prints its verdict for api/browser_test.go: PASS, or
+// FAIL with the error; then the browser closes and the process ends.
+export async function verdict(browser, steps) {
+  try {
+    await steps();
+    console.log('PASS');
+  } catch (e) {
+    console.log('FAIL ' + (e && e.stack ? e.stack : e));
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+    process.exit();
+  }
 }

@@ -372,6 +372,21 @@ test('outbox: a transient failure keeps the order and retries with backoff', asy
   client.stop();
 });
 
+test('outbox: attachments are kept with the message and sent with it; none, none sent', async () => {
+  const posted = [];
+  const route = (req) => {
+    if (req.path.endsWith('/messages')) posted.push(req.body);
+    return undefined;
+  };
+  const { client, clock } = setup({ route });
+  const photo = { url: 'https://cdn.example.com/a.jpg', name: 'a.jpg', content_type: 'image/jpeg', size: 10, width: 4, height: 3 };
+  client.send('c1', '', { attachments: [photo] });
+  client.send('c1', 'plain');
+  await clock.advance(0);
+  assert.deepEqual(posted.map((b) => [b.body, b.attachments]), [['', [photo]], ['plain', undefined]]);
+  client.stop();
+});
+
 test('tabs: one leader connects and relays; when it closes another takes over from the shared cursor', async () => {
   const shared = { clock: new Clock(), ES: fakeEventSource(), locks: new Locks(), BC: fakeBroadcastChannel() };
   shared.server = new FakeServer((req) => (req.path === '/v1/session' ? { status: 204 } : undefined));

@@ -5,6 +5,7 @@
 
 import { ApiError, ChatClient } from './chatd.js';
 import { initSearch } from './search.js';
+import { attachmentsNode, attachmentsSummary } from './attachments.js';
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
@@ -649,7 +650,7 @@ function renderList() {
       const last = c.last_message;
       const preview = !last
         ? 'No messages yet'
-        : (last.sender_id === myId() ? 'You: ' : '') + (last.deleted_at ? 'message deleted' : last.body);
+        : (last.sender_id === myId() ? 'You: ' : '') + (last.deleted_at ? 'message deleted' : last.body || attachmentsSummary(last.attachments));
       const active = c.id === state.openId;
       const button = h('button', { type: 'button', class: 'conv' + (active ? ' active' : ''),
         'aria-current': active ? 'true' : null, onclick: () => openConversation(c.id) },
@@ -727,7 +728,7 @@ function renderMessages(toBottom = false) {
 function messageNode(li, m, seenText) {
   const mine = m.sender_id === myId();
   const editing = state.editing?.id === m.id;
-  const sig = JSON.stringify([m.body, m.edited_at, m.deleted_at, editing, seenText, displayName(m.sender_id)]);
+  const sig = JSON.stringify([m.body, m.edited_at, m.deleted_at, m.attachments?.length, editing, seenText, displayName(m.sender_id)]);
   if (li && li.dataset.sig === sig) return li;
   li ||= h('li', { 'data-key': m.id });
   li.dataset.sig = sig;
@@ -740,12 +741,13 @@ function messageNode(li, m, seenText) {
   let body;
   if (m.deleted_at) body = h('p', { class: 'body', text: 'message deleted' });
   else if (editing) body = editBox(m);
-  else body = h('p', { class: 'body', text: m.body });
+  else body = m.body || !m.attachments?.length ? h('p', { class: 'body', text: m.body }) : null;
+  const files = !m.deleted_at && attachmentsNode(m.attachments);
   const actions = mine && !m.deleted_at && !editing && h('div', { class: 'actions' },
     h('button', { type: 'button', class: 'link', 'data-testid': 'edit-button', text: 'Edit', onclick: () => startEdit(m) }),
     h('button', { type: 'button', class: 'link', 'data-testid': 'delete-button', text: 'Delete', onclick: () => deleteMessage(m) }));
   const seen = seenText ? h('div', { class: 'seen', 'data-testid': 'seen', text: seenText }) : null;
-  li.replaceChildren(...[meta, body, actions, seen].filter(Boolean));
+  li.replaceChildren(...[meta, body, files, actions, seen].filter(Boolean));
   return li;
 }
 

@@ -32,8 +32,9 @@ export const EPHEMERAL = ['typing', 'presence'];
  * @typedef {'leader'|'follower'|null} Role
  * @typedef {{id?: string, type: string, data: any}} ChatEvent
  * @typedef {{status: number, code?: string, message: string}} SendError
- * @typedef {{client_id: string, conversation_id: string, body: string, state: 'pending'|'failed',
- *   error?: SendError, created_at: number}} OutboxItem
+ * @typedef {{url: string, name: string, content_type: string, size: number, width?: number, height?: number}} Attachment
+ * @typedef {{client_id: string, conversation_id: string, body: string, attachments?: Attachment[],
+ *   state: 'pending'|'failed', error?: SendError, created_at: number}} OutboxItem
  * @typedef {{getItem(k: string): string|null, setItem(k: string, v: string): void, removeItem(k: string): void}} KV
  * @typedef {{fresh: boolean}} TokenRequest
  */
@@ -714,12 +715,14 @@ export class ChatClient {
    * client_id makes every retry of it harmless.
    * @param {string} conversationId
    * @param {string} body
-   * @param {{clientId?: string}} [opt]
+   * @param {{clientId?: string, attachments?: Attachment[]}} [opt] attachments: references to files
+   *   the app uploaded itself (see the README, Attachments); body may then be ''.
    * @returns {OutboxItem}
    */
   send(conversationId, body, opt = {}) {
     /** @type {OutboxItem} */
     const item = { client_id: opt.clientId || uid(), conversation_id: conversationId, body, state: 'pending', created_at: this.env.now() };
+    if (opt.attachments?.length) item.attachments = opt.attachments;
     this._editOutbox((items) => [...items, item]);
     this.flush(true);
     return item;
@@ -778,7 +781,7 @@ export class ChatClient {
       /** @type {Response} */ let res;
       /** @type {any} */ let data = null;
       try {
-        res = await this._fetch('POST', `/v1/conversations/${encodeURIComponent(item.conversation_id)}/messages`, { body: item.body, client_id: item.client_id });
+        res = await this._fetch('POST', `/v1/conversations/${encodeURIComponent(item.conversation_id)}/messages`, { body: item.body, client_id: item.client_id, ...(item.attachments ? { attachments: item.attachments } : {}) });
         data = await res.json().catch(() => null);
       } catch {
         return this._flushLater(0); // unreachable: keep it, and everything after it, in order
