@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -209,5 +210,37 @@ func TestStatementDeltas(t *testing.T) {
 		{Query: "INSERT", Calls: 2000, CallsPer1k: 1000, RowsPer1k: 1000, MeanExecMs: 0.5, TotalExecMs: 1000}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("statementDeltas = %+v, want %+v", got, want)
+	}
+}
+
+func FuzzParseProcStat(f *testing.F) {
+	f.Add([]byte("4242 (postgres: a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 99 0 0"))
+	f.Add([]byte("1 ()) R 0 0 0 0 0 0 0 0 0 0 1 2"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		comm, ticks, ok := parseProcStat(data)
+		if ok && (ticks < 0 || !bytes.Contains(data, []byte("("+comm+")"))) {
+			t.Fatalf("parseProcStat(%q) = %q %d", data, comm, ticks)
+		}
+	})
+}
+
+func TestThroughputChartReadsTheSummary(t *testing.T) {
+	var s throughputSummary
+	err := json.Unmarshal([]byte(`{"mode":"instances","pgbench":{"tps":2000},"runs":[
+		{"instances":1,"offered":600,"accepted_per_s":600,"recipient_p99_ms":20,"pg_cpu_ms_per_1k":900},
+		{"instances":2,"offered":600,"accepted_per_s":590,"recipient_p99_ms":null,"pg_cpu_ms_per_1k":1200}]}`), &s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.chart()
+	p99, right := c.series[0].pts, c.series[len(c.series)-1].pts
+	if len(p99) != 2 || p99[0] != (point{1, 20}) || p99[1].x != 2 || !math.IsNaN(p99[1].y) {
+		t.Errorf("recipient p99 series %v: want x = instances and a gap for the missing figure", p99)
+	}
+	if right[1] != (point{2, 1200}) || !strings.Contains(c.subtitle, "2000 tps") {
+		t.Errorf("right axis %v, subtitle %q", right, c.subtitle)
+	}
+	if img := c.render(600, 400); img.Bounds().Dx() != 600 {
+		t.Error("render")
 	}
 }
