@@ -35,8 +35,11 @@ type CostResult struct {
 	PGProcesses       int     `json:"pg_processes"`
 	PGProcessesOfDB   int     `json:"pg_processes_of_db"`
 	StatsAfterSettleS float64 `json:"stats_after_settle_s"`
+	// The pg_stat_database window: the load window and the settle after it, in which the
+	// instances' idle work (a safety read of the log a second each, presence beats) counts too.
+	StatsWindowS float64 `json:"stats_window_s"`
 
-	// pg_stat_database of -db's database over the window, and per 1,000 messages.
+	// pg_stat_database of -db's database over its window, and per 1,000 messages.
 	Stats      map[string]int64   `json:"pg_stat_database"`
 	StatsPer1k map[string]float64 `json:"pg_stat_database_per_1k"`
 	StatsError string             `json:"pg_stat_database_error,omitempty"`
@@ -134,6 +137,7 @@ func (c *costProbe) finish(ctx context.Context, messages int64) *CostResult {
 	sleepCtx(ctx, b.opt.pgSettle)
 	r.StatsAfterSettleS = b.opt.pgSettle.Seconds()
 	stats, err := b.db.stats(ctx)
+	r.StatsWindowS = time.Since(c.at).Seconds()
 	if err == nil {
 		err = c.errs["stats"]
 	}

@@ -30,7 +30,8 @@ func (t *table) costRows(c *CostResult) {
 		for _, k := range pgStatColumns {
 			parts = append(parts, fmt.Sprintf("%s %.0f", k, c.StatsPer1k[k]))
 		}
-		t.row("  per 1,000 messages", "%s (pg_stat_database, read %.0fs after the drain)", strings.Join(parts, ", "), c.StatsAfterSettleS)
+		t.row("  per 1,000 messages", "%s (pg_stat_database over %.1fs: read %.0fs after the drain, so the instances' idle work then counts too)",
+			strings.Join(parts, ", "), c.StatsWindowS, c.StatsAfterSettleS)
 	}
 	if c.StatementsNote != "" {
 		t.row("  statements", "%s", c.StatementsNote)

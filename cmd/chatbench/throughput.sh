@@ -16,7 +16,8 @@
 # INSTANCES_LIST="1 2 4 8" runs instead one RATE (600 msgs/s) per instance count, each
 # on fresh instances over the same database, POOL_TOTAL (40) pool connections shared out.
 #
-# Results in $OUT (bench-out/throughput): one .txt/.json/.log per run, summary.md,
+# PGPORT (5432) names another PostgreSQL on 127.0.0.1, e.g. one that preloads
+# pg_stat_statements. Results in $OUT (bench-out/throughput): one .txt/.json/.log per run, summary.md,
 # summary.json and summary.png.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,12 +29,13 @@ clients=${CLIENTS:-512}
 streams=${STREAMS:-200}
 settle=${SETTLE:-11s}
 pool_total=${POOL_TOTAL:-40}
+export PGPORT=${PGPORT:-5432} # psql's, and the scratch database's URL
 mkdir -p "$out"
 rm -f "$out"/run-*.json "$out"/run-*.txt "$out"/run-*.log "$out"/summary.* "$out"/rows.jsonl
 go build -o "$out/chatd" ./cmd/chatd
 go build -o "$out/chatbench" ./cmd/chatbench
 name=chatd_tp_$RANDOM$RANDOM
-db="postgres://127.0.0.1:5432/$name?sslmode=disable"
+db="postgres://127.0.0.1:$PGPORT/$name?sslmode=disable"
 pids=()
 stop_instances() {
   [ ${#pids[@]} -eq 0 ] && return
