@@ -244,3 +244,25 @@ func TestThroughputChartReadsTheSummary(t *testing.T) {
 		t.Error("render")
 	}
 }
+
+func TestReferenceDefaultsAreIssue9s(t *testing.T) {
+	o, err := parseFlags([]string{"-mode", "pgbench", "-db", "postgres://127.0.0.1/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.pgbenchClients != 8 || o.pgbenchJobs != 2 || o.pgbenchTime != 10*time.Second || o.bodyBytes != 100 {
+		t.Errorf("reference -c %d -j %d -T %s, body %d bytes; want -c 8 -j 2 -T 10s, 100 bytes",
+			o.pgbenchClients, o.pgbenchJobs, o.pgbenchTime, o.bodyBytes)
+	}
+	for _, args := range [][]string{
+		{"-mode", "pgbench"}, // no -db
+		{"-mode", "pgbench", "-db", "postgres://x/y", "-pgbench-jobs", "9"},
+		{"-mode", "pgbench", "-db", "postgres://x/y", "-pgbench-time", "500ms"},
+		{"-secret", "s", "-body-bytes", "5000"},
+		{"-secret", "s", "-pg-cost"}, // no -db
+	} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+}
