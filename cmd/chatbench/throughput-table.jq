@@ -15,4 +15,7 @@ def pair(a; b): "\(a | r1) / \(b | r1)";
   (if .highest_held then "Highest rate held: \(.highest_held | r0) msgs/s = \(.ratio_to_pgbench * 100 | round / 100)x pgbench."
    else "No rate held." end)
  else empty end),
-(.runs[0].statements_note // empty | "Statements: \(.)")
+(.runs[0].statements_note // empty | "Statements: \(.)"),
+(.runs[] | select((.statements // []) != []) |
+  "", "Statements per 1,000 messages at \(.instances)x \(.offered | r0) msgs/s (pg_stat_statements; mean execution time):", "",
+  (.statements[:8][] | "- \(.calls_per_1k | r0) × \(.mean_exec_ms * 1000 | round / 1000) ms: `\(.query[:100])`"))
