@@ -1,7 +1,8 @@
-# throughput.sh's summary: its rows (slurped), the pgbench reference ($pg), the highest rate
-# held and its ratio to pgbench's tps.
+# throughput.sh's summary: its rows (slurped), the pgbench reference ($pg) and, for a ramp,
+# the highest rate held and its ratio to pgbench's tps (one rate over instance counts has
+# no "highest").
 ($pg[0].pgbench) as $ref
-| ([.[] | select(.held) | .offered] | max) as $best
+| (if $mode == "ramp" then [.[] | select(.held) | .offered] | max else null end) as $best
 | {
     mode: $mode,
     pgbench: $ref,

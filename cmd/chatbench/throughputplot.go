@@ -82,7 +82,6 @@ func (s *throughputSummary) chart() *chart {
 		rcpt99.pts = append(rcpt99.pts, point{x, val(r.RecipientP99)})
 		rcpt50.pts = append(rcpt50.pts, point{x, val(r.RecipientP50)})
 		post99.pts = append(post99.pts, point{x, val(r.PostP99)})
-		limit.pts = append(limit.pts, point{x, 1000})
 		if s.Mode == "instances" {
 			right.pts = append(right.pts, point{x, val(r.PGCPUMsPer1k)})
 		} else {
@@ -106,6 +105,18 @@ func (s *throughputSummary) chart() *chart {
 			c.subtitle += fmt.Sprintf("; highest rate held %.0f msgs/s = %.2fx", *s.HighestHeld, *s.Ratio)
 		}
 	}
+	// The limit spans the axis, a little past the last run so that its points are not
+	// drawn on the frame.
+	xmax := 0.0
+	for _, p := range rcpt99.pts {
+		xmax = max(xmax, p.x)
+	}
+	if s.Mode == "instances" {
+		xmax++
+	} else {
+		xmax *= 1.1
+	}
+	limit.pts = []point{{0, 1000}, {xmax, 1000}}
 	c.series = []series{rcpt99, rcpt50, post99, limit, right}
 	return c
 }
