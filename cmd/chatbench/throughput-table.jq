@@ -15,6 +15,7 @@ def pair(a; b): "\(a | r1) / \(b | r1)";
   (if .highest_held then "Highest rate held: \(.highest_held | r0) msgs/s = \(.ratio_to_pgbench * 100 | round / 100)x pgbench."
    else "No rate held." end)
  else empty end),
+(.idle // empty | "Server RSS per idle stream: \(.rss_per_stream_kib | r1) KiB (\(.streams) streams over the same instances)\(if (.failures // []) != [] then "; the idle run failed: " + (.failures | join("; ")) else "" end)."),
 (.runs[0].statements_note // empty | "Statements: \(.)"),
 (.runs[] | select((.statements // []) != []) |
   "", "Statements per 1,000 messages at \(.instances)x \(.offered | r0) msgs/s (pg_stat_statements; mean execution time):", "",

@@ -13,6 +13,9 @@
 # of PostgreSQL, and PostgreSQL's transactions, rows and (when pg_stat_statements is loaded)
 # statements per 1,000 messages.
 #
+# IDLE_STREAMS=15000 then holds that many idle streams on the same instances for IDLE_FOR
+# (30s): the server's memory per idle stream, the issue's last row.
+#
 # INSTANCES_LIST="1 2 4 8" runs instead one RATE (600 msgs/s) per instance count, each
 # on fresh instances over the same database, POOL_TOTAL (40) pool connections shared out.
 #
@@ -31,7 +34,7 @@ settle=${SETTLE:-11s}
 pool_total=${POOL_TOTAL:-40}
 export PGPORT=${PGPORT:-5432} # psql's, and the scratch database's URL
 mkdir -p "$out"
-rm -f "$out"/run-*.json "$out"/run-*.txt "$out"/run-*.log "$out"/summary.* "$out"/rows.jsonl
+rm -f "$out"/run-*.json "$out"/run-*.txt "$out"/run-*.log "$out"/summary.* "$out"/rows.jsonl "$out"/idle.*
 go build -o "$out/chatd" ./cmd/chatd
 go build -o "$out/chatbench" ./cmd/chatbench
 name=chatd_tp_$RANDOM$RANDOM
@@ -109,9 +112,17 @@ else
     [ "$(tail -n 1 "$out/rows.jsonl" | jq .held)" = true ] || break
   done
   mode=ramp
+  # The issue's last row, memory per idle stream, on the same instances (IDLE_STREAMS > 0).
+  if [ "${IDLE_STREAMS:-0}" -gt 0 ]; then
+    "$out/chatbench" -mode idle -url "$urls" -db "$db" -pool-cap "$pool_cap" -streams "$IDLE_STREAMS" \
+      -idle-for "${IDLE_FOR:-30s}" -json "$out/idle.json" >"$out/idle.txt" 2>"$out/idle.log" ||
+      echo "throughput.sh: the idle run failed (see $out/idle.txt)" >&2
+  fi
 fi
 
-jq -s --arg mode "$mode" --slurpfile pg "$out/pgbench.json" -f cmd/chatbench/throughput-summary.jq \
+idle=(--argjson idle '[]')
+[ -s "$out/idle.json" ] && idle=(--slurpfile idle "$out/idle.json")
+jq -s --arg mode "$mode" --slurpfile pg "$out/pgbench.json" "${idle[@]}" -f cmd/chatbench/throughput-summary.jq \
   "$out/rows.jsonl" >"$out/summary.json"
 jq -r -f cmd/chatbench/throughput-table.jq "$out/summary.json" | tee "$out/summary.md"
 "$out/chatbench" -mode throughput-plot -summary "$out/summary.json" -plot "$out/summary.png" ||
