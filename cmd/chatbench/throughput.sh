@@ -20,8 +20,8 @@
 # on fresh instances over the same database, POOL_TOTAL (40) pool connections shared out.
 #
 # PGPORT (5432) names another PostgreSQL on 127.0.0.1, e.g. one that preloads
-# pg_stat_statements. Results in $OUT (bench-out/throughput): one .txt/.json/.log per run, summary.md,
-# summary.json and summary.png.
+# pg_stat_statements. Results in $OUT (bench-out/throughput): one .txt/.json/.log per run,
+# summary.md, summary.json and summary.png.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin"
