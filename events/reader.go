@@ -46,7 +46,7 @@ func (l *Log) readLoop(ctx context.Context) {
 	delay := time.Duration(0)
 	var lastRead, lastErrLog time.Time
 	var took time.Duration // the last read's
-	failed := 0 // reads that failed since the last error line
+	failed := 0            // reads that failed since the last error line
 	for {
 		select {
 		case <-ctx.Done():
