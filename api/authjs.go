@@ -152,15 +152,19 @@ func (k *authjsKeys) identity(plain []byte, header map[jose.HeaderKey]any) (Iden
 	if err := k.validator.Validate(c); err != nil {
 		return Identity{}, fmt.Errorf("authjs: %w", err)
 	}
-	if len(header) > 0 {
-		var payload map[string]any
-		if err := json.Unmarshal(plain, &payload); err != nil {
-			return Identity{}, fmt.Errorf("authjs: claims: %w", err)
+	var payload map[string]any // read only when the header copies a claim: Auth.js's never does
+	for _, name := range []string{"iss", "sub", "aud"} {
+		v, ok := header[jose.HeaderKey(name)]
+		if !ok {
+			continue
 		}
-		for _, name := range []string{"iss", "sub", "aud"} {
-			if v, ok := header[jose.HeaderKey(name)]; ok && !reflect.DeepEqual(v, payload[name]) {
-				return Identity{}, fmt.Errorf("authjs: header %s does not match the claim", name)
+		if payload == nil {
+			if err := json.Unmarshal(plain, &payload); err != nil {
+				return Identity{}, fmt.Errorf("authjs: claims: %w", err)
 			}
+		}
+		if !reflect.DeepEqual(v, payload[name]) {
+			return Identity{}, fmt.Errorf("authjs: header %s does not match the claim", name)
 		}
 	}
 	if err := checkSub(c.Subject); err != nil {

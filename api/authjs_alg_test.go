@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,6 +149,47 @@ func FuzzAuthJSCookie(f *testing.F) {
 			require.LessOrEqual(t, len(token), maxAuthJSTokenBytes)
 			if id, err := v.VerifyAuthJS(token, name); err == nil {
 				require.NotEmpty(t, id.Sub)
+			}
+		}
+	})
+}
+
+// BenchmarkAuthJS measures what a request pays to be authenticated by an Auth.js token, and
+// what a hostile one pays to be refused: the largest token accepted, and a Cookie header
+// as large as the HTTP server admits, made of chunks.
+func BenchmarkAuthJS(b *testing.B) {
+	v, err := NewVerifier(context.Background(), KeyConfig{AuthJSSecrets: [][]byte{[]byte("retired-secret"), []byte(authjsSecret)}})
+	require.NoError(b, err)
+	key, err := deriveAuthJSKey([]byte(authjsSecret), authjsSecureCookie)
+	require.NoError(b, err)
+	mk := func(pad int) string {
+		claims := authjsClaims("alice")
+		claims["picture"] = strings.Repeat("p", pad)
+		return crafted{alg: jose.DIRECT, enc: jose.A256CBC_HS512, key: key.key[jose.A256CBC_HS512],
+			kid: key.kid[jose.A256CBC_HS512], claims: claims}.token(b)
+	}
+	for name, tok := range map[string]string{"typical session": mk(200), "largest accepted": mk(23_500)} {
+		b.Run(name+" as Bearer", func(b *testing.B) {
+			require.LessOrEqual(b, len(tok), maxAuthJSTokenBytes)
+			for b.Loop() {
+				if _, err := v.Verify(context.Background(), tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	var hdr strings.Builder
+	for i := 0; hdr.Len() < 60<<10; i++ {
+		fmt.Fprintf(&hdr, "%s.%d=%s; ", authjsSecureCookie, i%maxAuthJSChunks, strings.Repeat("x", 3936))
+	}
+	req := &http.Request{Header: http.Header{"Cookie": {hdr.String()}}}
+	b.Run("60 KiB Cookie header refused", func(b *testing.B) {
+		for b.Loop() {
+			for _, name := range authjsSalts {
+				if tok, present, err := authjsCookieToken(req.Cookies(), name); err == nil && present {
+					_, err = v.VerifyAuthJS(tok, name)
+					require.Error(b, err)
+				}
 			}
 		}
 	})
