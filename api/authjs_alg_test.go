@@ -194,3 +194,33 @@ func BenchmarkAuthJS(b *testing.B) {
 		}
 	})
 }
+
+func TestAuthJSCookieAssembly(t *testing.T) {
+	var chunks []string // nine full chunks of Auth.js's size: more than maxAuthJSTokenBytes
+	for i := range maxAuthJSChunks {
+		chunks = append(chunks, fmt.Sprintf("authjs.session-token.%d=%s", i, strings.Repeat("x", 3936)))
+	}
+	nineChunks := strings.Join(chunks, "; ")
+	for _, tt := range []struct {
+		name, header, want string
+		present, ok        bool
+	}{
+		{"whole", "authjs.session-token=abc", "abc", true, true},
+		{"chunks in index order", "authjs.session-token.1=def; authjs.session-token.0=abc", "abcdef", true, true},
+		{"first of a name counts", "authjs.session-token=abc; authjs.session-token=zzz", "abc", true, true},
+		{"other cookies alike in name", "authjs.session-tokenx=1; authjs.session-token.01=2; authjs.session-token.-1=3; authjs.session-token.a=4", "", false, true},
+		{"empty value", "authjs.session-token=", "", false, true},
+		{"a gap", "authjs.session-token.0=abc; authjs.session-token.2=ghi", "", true, false},
+		{"whole beside chunks", "authjs.session-token=abc; authjs.session-token.0=def", "", true, false},
+		{"index past the bound", "authjs.session-token.0=a; authjs.session-token.9=b", "", true, false},
+		{"over the size bound", nineChunks, "", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req := &http.Request{Header: http.Header{"Cookie": {tt.header}}}
+			got, present, err := authjsCookieToken(req.Cookies(), authjsCookie)
+			require.Equal(t, tt.present, present)
+			require.Equal(t, tt.ok, err == nil, "%v", err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
