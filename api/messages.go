@@ -19,9 +19,6 @@ import (
 // maxClientID is the longest idempotency key accepted.
 const maxClientID = 64
 
-// clientIDConstraint is the unique index that makes client_id an idempotency key.
-const clientIDConstraint = "messages_client_id"
-
 // messageRequest is an edit, and the part of a send an edit shares: an edit changes the
 // body only, so attachments there are ignored like any other unknown field.
 type messageRequest struct {
@@ -95,18 +92,21 @@ func (s *Server) sendMessage(c *gin.Context) error {
 		return errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
 	}
 	me := user(c)
-	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID,
-		Body: *req.Body, Attachments: attachments})
+	send := db.Send{ConversationID: conv, SenderID: me, Body: *req.Body, Attachments: attachments}
+	if req.ClientID != nil {
+		send.ClientID = *req.ClientID
+	}
+	out, err := s.sender.Send(c, send)
 	switch {
-	case err == nil:
-		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
-		return nil
-	case errors.Is(err, pgx.ErrNoRows) && req.ClientID == nil:
-		return errNotFound
-	case errors.Is(err, pgx.ErrNoRows), db.IsUniqueViolation(err, clientIDConstraint):
-		return s.sentBefore(c, conv, me, *req.ClientID)
-	default:
+	case err != nil:
 		return err
+	case out.OK:
+		c.JSON(http.StatusCreated, events.MessageFrom(out.Message))
+		return nil
+	case req.ClientID == nil:
+		return errNotFound
+	default:
+		return s.sentBefore(c, conv, me, *req.ClientID)
 	}
 }
 

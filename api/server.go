@@ -66,6 +66,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	q       *db.Queries
+	sender  *db.Sender // every send goes through it: concurrent sends share a commit
 	log     *slog.Logger
 	now     func() time.Time
 	engine  *gin.Engine
@@ -98,6 +99,7 @@ func NewServer(cfg Config) *Server {
 	s := &Server{
 		cfg:     cfg,
 		q:       db.New(cfg.Pool),
+		sender:  db.NewSender(cfg.Pool, db.SenderConfig{}),
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		limits:  newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
@@ -263,7 +265,7 @@ func (s *Server) cors(c *gin.Context) {
 	}
 	if c.Request.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, "+chatRequestHeader)
 		h.Set("Access-Control-Max-Age", "600")
 		c.AbortWithStatus(http.StatusNoContent)
 		return

@@ -26,6 +26,7 @@ type config struct {
 	JWTIssuer        string
 	JWTAudience      string
 	JWTLeeway        time.Duration
+	AuthJSSecret     string
 	Heartbeat        time.Duration
 	AllowedOrigins   string
 	CookieSecure     bool
@@ -74,6 +75,7 @@ func (c *config) settings() []setting {
 		{"CHAT_JWT_AUDIENCE", "", "required aud claim, when set", &c.JWTAudience},
 		// Clocks drift; 30 s is the contract's ceiling.
 		{"CHAT_JWT_LEEWAY", "30s", "clock leeway for exp and nbf (at most 30s)", &c.JWTLeeway},
+		{"CHAT_AUTHJS_SECRET", "", "the Auth.js app's AUTH_SECRET, comma-separated to rotate (current first): its session tokens are accepted (or CHAT_AUTHJS_SECRET_FILE)", &c.AuthJSSecret},
 		// nginx and AWS ALB close connections idle for 60 s; four pings fit in that.
 		{"CHAT_SSE_HEARTBEAT", "15s", "interval of the stream's ': ping' comment", &c.Heartbeat},
 		{"CHAT_ALLOWED_ORIGINS", "", "comma-separated origins allowed by CORS", &c.AllowedOrigins},
@@ -133,8 +135,8 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 		if !ok {
 			v = s.def
 		}
-		if s.env == "CHAT_JWT_SECRET" && !ok {
-			secret, fromFile, err := jwtSecret()
+		if secretSettings[s.env] && !ok {
+			secret, fromFile, err := secretSetting(s.env)
 			if err != nil {
 				return err
 			}
@@ -174,20 +176,24 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 // devAddr is where -dev listens unless CHAT_ADDR or -addr says otherwise: loopback only.
 const devAddr = "127.0.0.1:8080"
 
-// jwtSecret reads CHAT_JWT_SECRET, or the file CHAT_JWT_SECRET_FILE names without its
-// trailing line break (editors and `echo` add one); given reports whether either was set.
-// `serve` and `token` both read the secret here, so they always agree on it.
-func jwtSecret() (secret string, given bool, err error) {
-	if v, ok := os.LookupEnv("CHAT_JWT_SECRET"); ok {
+// secretSettings are the settings that may also come from a file, named by the variable
+// with _FILE appended, so that a secret need not sit in the environment.
+var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_AUTHJS_SECRET": true}
+
+// secretSetting reads the variable env, or the file env_FILE names without its trailing line
+// break (editors and `echo` add one); given reports whether either was set. `serve` and
+// `token` both read secrets here, so they always agree on them.
+func secretSetting(env string) (secret string, given bool, err error) {
+	if v, ok := os.LookupEnv(env); ok {
 		return v, true, nil
 	}
-	file := os.Getenv("CHAT_JWT_SECRET_FILE")
+	file := os.Getenv(env + "_FILE")
 	if file == "" {
 		return "", false, nil
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", true, fmt.Errorf("CHAT_JWT_SECRET_FILE: %w", err)
+		return "", true, fmt.Errorf("%s_FILE: %w", env, err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), true, nil
 }
@@ -241,6 +247,7 @@ func (c *config) validate() error {
 	if _, err := api.ParseAttachmentHosts(c.AttachmentHosts); err != nil {
 		errs = append(errs, fmt.Errorf("CHAT_ATTACHMENT_HOSTS: %w", err))
 	}
+	check(c.AuthJSSecret == "" || len(c.authjsSecrets()) > 0, "CHAT_AUTHJS_SECRET lists no secret")
 	return errors.Join(errs...)
 }
 
@@ -261,6 +268,18 @@ func (c *config) origins() []string {
 	for _, o := range strings.Split(c.AllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// authjsSecrets splits CHAT_AUTHJS_SECRET: Auth.js secrets (base64 or hex, as `npx auth
+// secret` and `openssl rand` make them) never hold a comma.
+func (c *config) authjsSecrets() [][]byte {
+	var out [][]byte
+	for _, s := range strings.Split(c.AuthJSSecret, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, []byte(s))
 		}
 	}
 	return out

@@ -113,9 +113,10 @@ func newVerifier(ctx context.Context, cfg *config) (*api.Verifier, error) {
 		}
 	}
 	verifier, err := api.NewVerifier(ctx, api.KeyConfig{Secret: []byte(cfg.JWTSecret), PublicKeyPEM: pem,
-		JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway})
+		JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway,
+		AuthJSSecrets: cfg.authjsSecrets()})
 	if err != nil {
-		return nil, fmt.Errorf("token keys: %w (set CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY_FILE or CHAT_JWKS_URL)", err)
+		return nil, fmt.Errorf("token keys: %w (set CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY_FILE, CHAT_JWKS_URL or CHAT_AUTHJS_SECRET)", err)
 	}
 	return verifier, nil
 }
