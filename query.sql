@@ -85,7 +85,9 @@ FROM (SELECT DISTINCT hashtext(c::text) AS k FROM unnest(@conversation_ids::uuid
 
 -- name: SendMessages :many
 -- Sends a batch of messages, any conversations, in one statement after LockConversations.
--- Each input row (ord = its position, from 1) is sent when its sender is a participant and
+-- Attachments come as text (no array at all, or a missing entry: none), so that any
+-- statement mode encodes them alike. Each input row (ord = its position, from 1) is sent
+-- when its sender is a participant and
 -- its client_id (empty: none) is neither used in the conversation by that sender nor by an
 -- earlier row of the batch; the rows sent come back with their ord, the others do not (the
 -- caller tells a repeat from an outsider by looking the client_id up). A conversation's
@@ -97,7 +99,7 @@ WITH input AS (
     SELECT (@conversation_ids::uuid[])[i]::uuid AS conversation_id,
         (@sender_ids::text[])[i]::text AS sender_id, (@bodies::text[])[i]::text AS body,
         NULLIF((@client_ids::text[])[i], '')::text AS client_id,
-        (@attachments::text[])[i]::jsonb AS attachments, i::bigint AS ord
+        COALESCE((@attachments::text[])[i]::jsonb, '[]') AS attachments, i::bigint AS ord
     FROM generate_series(1, cardinality(@conversation_ids::uuid[])) AS i
 ), ok AS (
     SELECT i.*, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS n

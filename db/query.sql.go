@@ -1342,7 +1342,7 @@ WITH input AS (
     SELECT ($1::uuid[])[i]::uuid AS conversation_id,
         ($2::text[])[i]::text AS sender_id, ($3::text[])[i]::text AS body,
         NULLIF(($4::text[])[i], '')::text AS client_id,
-        ($5::text[])[i]::jsonb AS attachments, i::bigint AS ord
+        COALESCE(($5::text[])[i]::jsonb, '[]') AS attachments, i::bigint AS ord
     FROM generate_series(1, cardinality($1::uuid[])) AS i
 ), ok AS (
     SELECT i.conversation_id, i.sender_id, i.body, i.client_id, i.attachments, i.ord, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS n
@@ -1405,7 +1405,9 @@ type SendMessagesRow struct {
 }
 
 // Sends a batch of messages, any conversations, in one statement after LockConversations.
-// Each input row (ord = its position, from 1) is sent when its sender is a participant and
+// Attachments come as text (no array at all, or a missing entry: none), so that any
+// statement mode encodes them alike. Each input row (ord = its position, from 1) is sent
+// when its sender is a participant and
 // its client_id (empty: none) is neither used in the conversation by that sender nor by an
 // earlier row of the batch; the rows sent come back with their ord, the others do not (the
 // caller tells a repeat from an outsider by looking the client_id up). A conversation's
