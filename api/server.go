@@ -182,6 +182,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.ring, s.handle(s.deleteMessage))
 	v1.POST("/conversations/:id/read", s.limit, s.ring, s.handle(s.markRead))
 	v1.POST("/conversations/:id/typing", s.limit, s.handle(s.typing))
+	get(v1, "/search", s.limitReads, s.handle(s.search))
 	return r
 }
 

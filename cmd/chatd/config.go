@@ -50,6 +50,7 @@ type config struct {
 	DebugAddr        string
 	MetricsAddr      string
 	MetricsToken     string
+	SearchLanguage   string
 	Dev              bool
 }
 
@@ -113,6 +114,9 @@ func (c *config) settings() []setting {
 		{"CHAT_DEBUG_ADDR", "", "address of the pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060", &c.DebugAddr},
 		// Metrics tell how busy the service is and how it is used: not for everyone.
 		{"CHAT_METRICS_ADDR", "", "address of /metrics for Prometheus, e.g. 127.0.0.1:9090 (no token needed there)", &c.MetricsAddr},
+		// simple indexes words as written, in any language; a language's configuration
+		// (english, french, ...) also finds other forms of a word but knows only that one.
+		{"CHAT_SEARCH_LANGUAGE", "simple", "text search configuration of message search (a name in pg_ts_config); a change rebuilds the search index at start", &c.SearchLanguage},
 		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
 	}
 }

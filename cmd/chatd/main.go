@@ -68,7 +68,10 @@ func migrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	return db.Migrate(ctx, pool, chatd.Schema)
+	if err := db.Migrate(ctx, pool, chatd.Schema); err != nil {
+		return err
+	}
+	return db.SetSearchLanguage(ctx, pool, cfg.SearchLanguage)
 }
 
 func token(args []string, stdout io.Writer) error {

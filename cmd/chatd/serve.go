@@ -50,6 +50,9 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err := db.Migrate(ctx, pool, chatd.Schema); err != nil {
 		return err
 	}
+	if err := db.SetSearchLanguage(ctx, pool, cfg.SearchLanguage); err != nil {
+		return err
+	}
 
 	// Background work lives until the HTTP server has drained, not just until the signal.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
