@@ -32,6 +32,7 @@ func TestDigestAfterDelay(t *testing.T) {
 	require.Equal(t, http.StatusOK, d.Status)
 	require.True(t, strings.HasPrefix(d.ID, "msg_"))
 
+	requireDigestContract(t, d.Body)
 	var got Digest
 	require.NoError(t, json.Unmarshal(d.Body, &got))
 	require.Equal(t, "unread.digest", got.Type)
