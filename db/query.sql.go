@@ -1122,12 +1122,20 @@ WITH batch AS (
     LIMIT $3
 ), last AS (
     SELECT b.tx, b.id FROM batch b ORDER BY b.tx DESC, b.id DESC LIMIT 1
-), rcpt AS (
-    SELECT DISTINCT m.user_id FROM batch b
+), senders AS (
+    -- Who sent in which conversation: a member is a recipient of the batch unless it sent
+    -- every one of the conversation's messages in it. Joining members per conversation,
+    -- not per message, keeps a busy group's batch from multiplying by its size.
+    SELECT DISTINCT b.conversation_id, x.sender_id FROM batch b
     JOIN messages x ON x.id = b.message_id
-    JOIN members m ON m.conversation_id = b.conversation_id AND m.user_id IS DISTINCT FROM x.sender_id
-    JOIN users u ON u.id = m.user_id AND u.notify_webhook
     WHERE b.type = 'message'
+), rcpt AS (
+    SELECT DISTINCT m.user_id
+    FROM (SELECT DISTINCT s.conversation_id FROM senders s) c
+    JOIN members m ON m.conversation_id = c.conversation_id
+    JOIN users u ON u.id = m.user_id AND u.notify_webhook
+    WHERE EXISTS (SELECT 1 FROM senders s
+                  WHERE s.conversation_id = c.conversation_id AND s.sender_id IS DISTINCT FROM m.user_id)
 ), ins AS (
     INSERT INTO notify_pending (user_id) SELECT r.user_id FROM rcpt r ORDER BY r.user_id
     ON CONFLICT DO NOTHING

@@ -37,7 +37,7 @@ var (
 
 // newDB creates a database of the test's own (chatd's schema and River's tables, migrated
 // as `chatd migrate` does) and returns a pool on it and its URL.
-func newDB(t *testing.T) (*pgxpool.Pool, string) {
+func newDB(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
 	url, drop, err := dbtest.Create(ctx, dbtest.ServerURL(), "chatd_test_notify", "")
@@ -49,7 +49,7 @@ func newDB(t *testing.T) (*pgxpool.Pool, string) {
 }
 
 // newPool opens a pool of its own on url, closed when the test ends.
-func newPool(t *testing.T, url string) *pgxpool.Pool {
+func newPool(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
 	pool, err := db.Open(context.Background(), url, 8)
 	require.NoError(t, err)
