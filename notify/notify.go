@@ -71,7 +71,6 @@ type Notifier struct {
 	client    *http.Client
 	now       func() time.Time
 	delivered atomic.Uint64
-	scanned   chan struct{} // has a value after each scan that moved the cursor (tests)
 	stop      context.CancelFunc
 	done      chan struct{}
 }
@@ -96,7 +95,7 @@ func New(cfg Config) (*Notifier, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Notifier{cfg: cfg, logger: cfg.Logger, client: newHTTPClient(cfg.Timeout), now: time.Now,
-		scanned: make(chan struct{}, 1), done: make(chan struct{})}
+		done: make(chan struct{})}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &checkWorker{n: n})
 	river.AddWorker(workers, &deliverWorker{n: n})

@@ -52,7 +52,6 @@ func (n *Notifier) scanLoop(ctx context.Context) {
 // messages pending, schedules a check for each that was not pending yet, and moves the
 // cursor past the batch, all in one transaction. more reports a full batch.
 func (n *Notifier) scanOnce(ctx context.Context) (more bool, err error) {
-	moved := false
 	err = db.InTxRaw(ctx, n.cfg.Pool, func(tx pgx.Tx) error {
 		q := db.New(tx)
 		mine, err := q.NotifyScanLock(ctx)
@@ -80,14 +79,8 @@ func (n *Notifier) scanOnce(ctx context.Context) (more bool, err error) {
 				return err
 			}
 		}
-		more, moved = row.Events >= scanBatch, true
+		more = row.Events >= scanBatch
 		return nil
 	})
-	if err == nil && moved {
-		select {
-		case n.scanned <- struct{}{}:
-		default:
-		}
-	}
 	return more, err
 }
