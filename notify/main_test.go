@@ -90,6 +90,7 @@ func uniq(prefix string) string {
 // chat is a group conversation of two users, made with the service's own queries.
 type chat struct {
 	q        *db.Queries
+	sender   *db.Sender
 	id       pgtype.UUID
 	from, to string // a named sender, and the recipient the tests watch
 }
@@ -98,7 +99,7 @@ type chat struct {
 func newChat(t *testing.T, pool *pgxpool.Pool) *chat {
 	t.Helper()
 	ctx := context.Background()
-	c := &chat{q: db.New(pool), from: uniq("alice"), to: uniq("bob")}
+	c := &chat{q: db.New(pool), sender: db.NewSender(pool, db.SenderConfig{}), from: uniq("alice"), to: uniq("bob")}
 	name := "Alice"
 	require.NoError(t, c.q.UpsertUser(ctx, db.UpsertUserParams{ID: c.from, Name: &name}))
 	require.NoError(t, c.q.EnsureUsers(ctx, []string{c.to}))
@@ -111,9 +112,10 @@ func newChat(t *testing.T, pool *pgxpool.Pool) *chat {
 }
 
 // send sends body from the sender, the way POST .../messages does.
-func (c *chat) send(t *testing.T, body string) db.SendMessageRow {
+func (c *chat) send(t *testing.T, body string) db.Message {
 	t.Helper()
-	m, err := c.q.SendMessage(context.Background(), db.SendMessageParams{ConversationID: c.id, SenderID: c.from, Body: body})
+	sent, err := c.sender.Send(context.Background(), db.Send{ConversationID: c.id, SenderID: c.from, Body: body})
 	require.NoError(t, err)
-	return m
+	require.True(t, sent.OK)
+	return sent.Message
 }
