@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 )
@@ -44,12 +45,17 @@ func deliveryFailedOnce(t *testing.T, pool *pgxpool.Pool, user string) {
 func scannedPast(t *testing.T, pool *pgxpool.Pool, message [16]byte) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		var past bool
-		err := pool.QueryRow(context.Background(), `
-			SELECT (c.tx, c.id) >= (e.tx, e.id) FROM notify_cursor c, events e
-			WHERE e.message_id = $1`, message).Scan(&past)
+		past, err := cursorPast(pool, pgtype.UUID{Bytes: message, Valid: true})
 		return err == nil && past
 	}, 20*time.Second, 10*time.Millisecond)
+}
+
+// cursorPast reports whether the notifier's cursor has passed the event of message.
+func cursorPast(pool *pgxpool.Pool, message pgtype.UUID) (bool, error) {
+	var past bool
+	err := pool.QueryRow(context.Background(), `SELECT (c.tx, c.id) >= (e.tx, e.id) FROM notify_cursor c, events e
+		WHERE e.message_id = $1`, message).Scan(&past)
+	return past, err
 }
 
 // jobsOf returns how many jobs of kind user has had.
