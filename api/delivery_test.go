@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatd/chatd/db"
@@ -134,7 +135,11 @@ func holdSendTransaction(in *instance, conv, sender string) (release func(), don
 	go func() {
 		heldDone <- db.InTx(context.Background(), in.Pool, func(q *db.Queries) error {
 			id, _ := events.ParseUUID(conv)
-			_, err := q.SendMessage(context.Background(), db.SendMessageParams{ConversationID: id, SenderID: sender, Body: "held"})
+			arg := db.SendMessagesParams{ConversationIds: []pgtype.UUID{id}, SenderIds: []string{sender}, Bodies: []string{"held"}, ClientIds: []string{""}}
+			err := q.LockConversations(context.Background(), arg.ConversationIds)
+			if err == nil {
+				_, err = q.SendMessages(context.Background(), arg)
+			}
 			close(held)
 			<-hold
 			return err

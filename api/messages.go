@@ -18,9 +18,6 @@ import (
 // maxClientID is the longest idempotency key accepted.
 const maxClientID = 64
 
-// clientIDConstraint is the unique index that makes client_id an idempotency key.
-const clientIDConstraint = "messages_client_id"
-
 type messageRequest struct {
 	Body     *string `json:"body"`
 	ClientID *string `json:"client_id"`
@@ -68,17 +65,21 @@ func (s *Server) sendMessage(c *gin.Context) error {
 		return errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
 	}
 	me := user(c)
-	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID, Body: *req.Body})
+	send := db.Send{ConversationID: conv, SenderID: me, Body: *req.Body}
+	if req.ClientID != nil {
+		send.ClientID = *req.ClientID
+	}
+	out, err := s.sender.Send(c, send)
 	switch {
-	case err == nil:
-		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
-		return nil
-	case errors.Is(err, pgx.ErrNoRows) && req.ClientID == nil:
-		return errNotFound
-	case errors.Is(err, pgx.ErrNoRows), db.IsUniqueViolation(err, clientIDConstraint):
-		return s.sentBefore(c, conv, me, *req.ClientID)
-	default:
+	case err != nil:
 		return err
+	case out.OK:
+		c.JSON(http.StatusCreated, events.MessageFrom(out.Message))
+		return nil
+	case req.ClientID == nil:
+		return errNotFound
+	default:
+		return s.sentBefore(c, conv, me, *req.ClientID)
 	}
 }
 
