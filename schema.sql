@@ -197,3 +197,27 @@ CREATE TABLE IF NOT EXISTS presence (
     PRIMARY KEY (user_id, instance_id)
 );
 CREATE INDEX IF NOT EXISTS presence_instance ON presence (instance_id);
+
+-- Notification webhooks (notify/). A user may opt out of digests through the server API;
+-- notified_at is when the last digest was made for the user, so that a user who stays
+-- away gets one digest per absence, not one per message.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS notify_webhook boolean NOT NULL DEFAULT true;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS notified_at timestamptz;
+
+-- How far the notifier has followed the event log: one row, moved in the transaction that
+-- schedules the checks for what it read, so no message is scheduled twice or skipped.
+-- The row is created at the log's head by the first notifier that starts.
+CREATE TABLE IF NOT EXISTS notify_cursor (
+    one boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
+    tx  xid8    NOT NULL,
+    id  bigint  NOT NULL
+);
+
+-- Users with a digest check scheduled (a River job of kind notify_check). The notifier
+-- inserts a user here with ON CONFLICT DO NOTHING and schedules a check only for the rows
+-- it inserted: a message to a user who already has a check pending costs an index probe,
+-- not a write. The check deletes its row before it reads anything (notify/check.go).
+CREATE TABLE IF NOT EXISTS notify_pending (
+    user_id text        NOT NULL PRIMARY KEY,
+    since   timestamptz NOT NULL DEFAULT now()
+);

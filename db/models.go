@@ -86,6 +86,17 @@ type Message struct {
 	Attachments    []byte
 }
 
+type NotifyCursor struct {
+	One bool
+	Tx  uint64
+	ID  int64
+}
+
+type NotifyPending struct {
+	UserID string
+	Since  time.Time
+}
+
 type Presence struct {
 	UserID     string
 	InstanceID string
@@ -104,8 +115,10 @@ type Ticket struct {
 }
 
 type User struct {
-	ID         string
-	Name       *string
-	CreatedAt  time.Time
-	LastSeenAt *time.Time
+	ID            string
+	Name          *string
+	CreatedAt     time.Time
+	LastSeenAt    *time.Time
+	NotifyWebhook bool
+	NotifiedAt    *time.Time
 }

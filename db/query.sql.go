@@ -1008,6 +1008,276 @@ func (q *Queries) Notify(ctx context.Context, arg NotifyParams) error {
 	return err
 }
 
+const notifyCursor = `-- name: NotifyCursor :one
+SELECT tx, id FROM notify_cursor
+`
+
+type NotifyCursorRow struct {
+	Tx uint64
+	ID int64
+}
+
+func (q *Queries) NotifyCursor(ctx context.Context) (NotifyCursorRow, error) {
+	row := q.db.QueryRow(ctx, notifyCursor)
+	var i NotifyCursorRow
+	err := row.Scan(&i.Tx, &i.ID)
+	return i, err
+}
+
+const notifyCursorInit = `-- name: NotifyCursorInit :exec
+
+INSERT INTO notify_cursor (tx, id)
+SELECT COALESCE(h.tx, f.tx), COALESCE(h.id, f.id) FROM event_floor f
+LEFT JOIN LATERAL (
+    SELECT e.tx, e.id FROM events e
+    WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.tx DESC, e.id DESC LIMIT 1) h ON true
+ON CONFLICT DO NOTHING
+`
+
+// Notification webhooks (notify/).
+// The notifier's first start begins at the log's head: what was sent before webhooks were
+// configured is not announced.
+func (q *Queries) NotifyCursorInit(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, notifyCursorInit)
+	return err
+}
+
+const notifyDigest = `-- name: NotifyDigest :many
+SELECT c.id AS conversation_id, c.title, c.unread_count,
+    x.id AS message_id, x.seq, x.sender_id, su.name AS sender_name, x.preview
+FROM (
+    SELECT cv.id, cv.title, cv.activity_at, m.last_read_seq, n.unread_count
+    FROM members m
+    JOIN conversations cv ON cv.id = m.conversation_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS unread_count FROM messages y
+        WHERE y.conversation_id = m.conversation_id AND y.seq > m.last_read_seq
+          AND y.sender_id IS DISTINCT FROM m.user_id AND y.deleted_at IS NULL) n
+    WHERE m.user_id = $1 AND n.unread_count > 0
+    ORDER BY cv.activity_at DESC, cv.id
+    LIMIT $2
+) c
+CROSS JOIN LATERAL (
+    SELECT y.id, y.seq, y.sender_id, left(y.body, $3::int) AS preview
+    FROM messages y
+    WHERE y.conversation_id = c.id AND y.seq > c.last_read_seq
+      AND y.sender_id IS DISTINCT FROM $1::text AND y.deleted_at IS NULL
+    ORDER BY y.seq
+    LIMIT $4
+) x
+LEFT JOIN users su ON su.id = x.sender_id
+ORDER BY c.activity_at DESC, c.id, x.seq
+`
+
+type NotifyDigestParams struct {
+	UserID           string
+	MaxConversations int32
+	PreviewChars     int32
+	MaxMessages      int32
+}
+
+type NotifyDigestRow struct {
+	ConversationID pgtype.UUID
+	Title          *string
+	UnreadCount    int64
+	MessageID      pgtype.UUID
+	Seq            int64
+	SenderID       string
+	SenderName     *string
+	Preview        string
+}
+
+// The digest of a user's unread messages: the most recently active conversations with
+// unread messages, each with its unread count and its first unread messages, cut to
+// preview_chars characters (one more than shown, so the caller knows it was cut).
+func (q *Queries) NotifyDigest(ctx context.Context, arg NotifyDigestParams) ([]NotifyDigestRow, error) {
+	rows, err := q.db.Query(ctx, notifyDigest,
+		arg.UserID,
+		arg.MaxConversations,
+		arg.PreviewChars,
+		arg.MaxMessages,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []NotifyDigestRow
+	for rows.Next() {
+		var i NotifyDigestRow
+		if err := rows.Scan(
+			&i.ConversationID,
+			&i.Title,
+			&i.UnreadCount,
+			&i.MessageID,
+			&i.Seq,
+			&i.SenderID,
+			&i.SenderName,
+			&i.Preview,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const notifyMarkNotified = `-- name: NotifyMarkNotified :exec
+UPDATE users SET notified_at = now() WHERE id = $1
+`
+
+func (q *Queries) NotifyMarkNotified(ctx context.Context, userID string) error {
+	_, err := q.db.Exec(ctx, notifyMarkNotified, userID)
+	return err
+}
+
+const notifyPend = `-- name: NotifyPend :exec
+INSERT INTO notify_pending (user_id) VALUES ($1) ON CONFLICT DO NOTHING
+`
+
+func (q *Queries) NotifyPend(ctx context.Context, userID string) error {
+	_, err := q.db.Exec(ctx, notifyPend, userID)
+	return err
+}
+
+const notifyScan = `-- name: NotifyScan :one
+WITH batch AS (
+    SELECT e.tx, e.id, e.conversation_id, e.type, e.message_id FROM events e
+    WHERE (e.tx, e.id) > ($1::xid8, $2::bigint)
+      AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.tx, e.id
+    LIMIT $3
+), last AS (
+    SELECT b.tx, b.id FROM batch b ORDER BY b.tx DESC, b.id DESC LIMIT 1
+), senders AS (
+    -- Who sent in which conversation: a member is a recipient of the batch unless it sent
+    -- every one of the conversation's messages in it. Joining members per conversation,
+    -- not per message, keeps a busy group's batch from multiplying by its size.
+    SELECT DISTINCT b.conversation_id, x.sender_id FROM batch b
+    JOIN messages x ON x.id = b.message_id
+    WHERE b.type = 'message'
+), rcpt AS (
+    SELECT DISTINCT m.user_id
+    FROM (SELECT DISTINCT s.conversation_id FROM senders s) c
+    JOIN members m ON m.conversation_id = c.conversation_id
+    JOIN users u ON u.id = m.user_id AND u.notify_webhook
+    WHERE EXISTS (SELECT 1 FROM senders s
+                  WHERE s.conversation_id = c.conversation_id AND s.sender_id IS DISTINCT FROM m.user_id)
+), ins AS (
+    INSERT INTO notify_pending (user_id) SELECT r.user_id FROM rcpt r ORDER BY r.user_id
+    ON CONFLICT DO NOTHING
+    RETURNING user_id
+), mv AS (
+    UPDATE notify_cursor c SET tx = last.tx, id = last.id FROM last
+)
+SELECT last.tx, last.id, (SELECT count(*) FROM batch)::int AS events,
+    ARRAY(SELECT i.user_id FROM ins i ORDER BY i.user_id)::text[] AS scheduled
+FROM last
+`
+
+type NotifyScanParams struct {
+	AfterTx  uint64
+	AfterID  int64
+	RowLimit int32
+}
+
+type NotifyScanRow struct {
+	Tx        uint64
+	ID        int64
+	Events    int32
+	Scheduled []string
+}
+
+// One step of the notifier along the event log, from its cursor, below the fence (see
+// ReadEvents): the recipients of the messages in the next batch of events who accept
+// webhooks become pending, those not pending before are returned (each gets a check
+// scheduled in the same transaction), and the cursor moves past the batch. No row when no
+// new event is final.
+func (q *Queries) NotifyScan(ctx context.Context, arg NotifyScanParams) (NotifyScanRow, error) {
+	row := q.db.QueryRow(ctx, notifyScan, arg.AfterTx, arg.AfterID, arg.RowLimit)
+	var i NotifyScanRow
+	err := row.Scan(
+		&i.Tx,
+		&i.ID,
+		&i.Events,
+		&i.Scheduled,
+	)
+	return i, err
+}
+
+const notifyScanLock = `-- name: NotifyScanLock :one
+SELECT pg_try_advisory_xact_lock(1852797812, 0)
+`
+
+// One notifier at a time follows the log. A transaction-level advisory lock, taken before
+// anything is written: a scan that finds nothing new never gets a transaction id, so it
+// never holds back the event-log fence of the instances' readers.
+func (q *Queries) NotifyScanLock(ctx context.Context) (bool, error) {
+	row := q.db.QueryRow(ctx, notifyScanLock)
+	var pg_try_advisory_xact_lock bool
+	err := row.Scan(&pg_try_advisory_xact_lock)
+	return pg_try_advisory_xact_lock, err
+}
+
+const notifyState = `-- name: NotifyState :one
+SELECT u.notify_webhook, u.last_seen_at, u.notified_at, now()::timestamptz AS db_now,
+    EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
+            WHERE p.user_id = u.id
+              AND i.heartbeat_at > now() - make_interval(secs => $1::float8)) AS online,
+    EXISTS (SELECT 1 FROM members m
+            JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
+            WHERE m.user_id = u.id AND x.sender_id IS DISTINCT FROM m.user_id
+              AND x.deleted_at IS NULL) AS unread
+FROM users u WHERE u.id = $2
+`
+
+type NotifyStateParams struct {
+	StaleSeconds float64
+	UserID       string
+}
+
+type NotifyStateRow struct {
+	NotifyWebhook bool
+	LastSeenAt    *time.Time
+	NotifiedAt    *time.Time
+	DbNow         time.Time
+	Online        bool
+	Unread        bool
+}
+
+// What a check decides on, read at the database's clock (last_seen_at is written with it):
+// whether the user accepts webhooks, is online anywhere (a stream or poll, see presence),
+// has anything unread (by others, system messages included, not deleted), when it was
+// last seen and last notified.
+func (q *Queries) NotifyState(ctx context.Context, arg NotifyStateParams) (NotifyStateRow, error) {
+	row := q.db.QueryRow(ctx, notifyState, arg.StaleSeconds, arg.UserID)
+	var i NotifyStateRow
+	err := row.Scan(
+		&i.NotifyWebhook,
+		&i.LastSeenAt,
+		&i.NotifiedAt,
+		&i.DbNow,
+		&i.Online,
+		&i.Unread,
+	)
+	return i, err
+}
+
+const notifyTakePending = `-- name: NotifyTakePending :exec
+DELETE FROM notify_pending WHERE user_id = $1
+`
+
+// A check's first statement: from here on a new message makes the user pending again and
+// schedules a new check (or waits for this transaction and then does), and everything the
+// check reads afterwards includes any message whose scheduling found the row still there.
+func (q *Queries) NotifyTakePending(ctx context.Context, userID string) error {
+	_, err := q.db.Exec(ctx, notifyTakePending, userID)
+	return err
+}
+
 const oldestWriteTransaction = `-- name: OldestWriteTransaction :one
 SELECT COALESCE(EXTRACT(epoch FROM max(now() - xact_start)), 0)::float8 AS age
 FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/chatd/chatd/api"
+	"github.com/chatd/chatd/notify"
 )
 
 // config is every setting of `chatd serve`, loaded from CHAT_* environment variables;
@@ -54,6 +56,11 @@ type config struct {
 	MetricsToken     string
 	SearchLanguage   string
 	AttachmentHosts  string
+	WebhookURL       string
+	WebhookSecret    string
+	NotifyAfter      time.Duration
+	WebhookTimeout   time.Duration
+	WebhookBackoff   time.Duration
 	Dev              bool
 }
 
@@ -124,6 +131,15 @@ func (c *config) settings() []setting {
 		// the application's own storage should be allowed.
 		{"CHAT_ATTACHMENT_HOSTS", "", "comma-separated hosts (host or host:port) that attachment URLs may point to; none: attachments are refused", &c.AttachmentHosts},
 		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
+		{"CHAT_WEBHOOK_URL", "", "receiver of unread-digest webhooks (unset: no webhooks)", &c.WebhookURL},
+		{"CHAT_WEBHOOK_SECRET", "", "webhook signing secret, whsec_<base64> or raw, at least 16 bytes (or CHAT_WEBHOOK_SECRET_FILE)", &c.WebhookSecret},
+		// A minute: long enough that someone who just switched tabs or lost the network
+		// for a moment is not told by email, short enough to still be news.
+		{"CHAT_NOTIFY_AFTER", "60s", "a user away this long with unread messages gets a digest webhook", &c.NotifyAfter},
+		{"CHAT_WEBHOOK_TIMEOUT", "10s", "one webhook attempt, connection to answer", &c.WebhookTimeout},
+		// Doubling from 10 s to a cap of 1 h takes about 28 attempts to fill the 24 h of
+		// retries: a receiver's short hiccup costs seconds, a long outage little traffic.
+		{"CHAT_WEBHOOK_BACKOFF", "10s", "wait before a webhook's first retry, doubled after each failure up to 1h, for 24h", &c.WebhookBackoff},
 	}
 }
 
@@ -178,7 +194,7 @@ const devAddr = "127.0.0.1:8080"
 
 // secretSettings are the settings that may also come from a file, named by the variable
 // with _FILE appended, so that a secret need not sit in the environment.
-var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_AUTHJS_SECRET": true}
+var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_AUTHJS_SECRET": true, "CHAT_WEBHOOK_SECRET": true}
 
 // secretSetting reads the variable env, or the file env_FILE names without its trailing line
 // break (editors and `echo` add one); given reports whether either was set. `serve` and
@@ -248,7 +264,38 @@ func (c *config) validate() error {
 		errs = append(errs, fmt.Errorf("CHAT_ATTACHMENT_HOSTS: %w", err))
 	}
 	check(c.AuthJSSecret == "" || len(c.authjsSecrets()) > 0, "CHAT_AUTHJS_SECRET lists no secret")
+	errs = append(errs, c.validateWebhooks()...)
 	return errors.Join(errs...)
+}
+
+// validateWebhooks checks the webhook settings: both or neither of the URL and the
+// secret, an http(s) URL, a secret the signer accepts, sane durations.
+func (c *config) validateWebhooks() []error {
+	if c.WebhookURL == "" && c.WebhookSecret == "" {
+		return nil
+	}
+	var errs []error
+	if c.WebhookURL == "" || c.WebhookSecret == "" {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_URL and CHAT_WEBHOOK_SECRET (or CHAT_WEBHOOK_SECRET_FILE) go together"))
+	}
+	if u, err := url.Parse(c.WebhookURL); c.WebhookURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_URL must be an http or https URL"))
+	}
+	if c.WebhookSecret != "" {
+		if _, err := notify.ParseSecret(c.WebhookSecret); err != nil {
+			errs = append(errs, fmt.Errorf("CHAT_WEBHOOK_SECRET: %w", err)) // says why, never the secret
+		}
+	}
+	if c.NotifyAfter < time.Second || c.NotifyAfter > 24*time.Hour {
+		errs = append(errs, errors.New("CHAT_NOTIFY_AFTER must be between 1s and 24h"))
+	}
+	if c.WebhookTimeout < time.Second || c.WebhookTimeout > time.Minute {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_TIMEOUT must be between 1s and 1m"))
+	}
+	if c.WebhookBackoff < 100*time.Millisecond || c.WebhookBackoff > time.Hour {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_BACKOFF must be between 100ms and 1h"))
+	}
+	return errs
 }
 
 // limits fills in the connection and stream caps left at 0 from the file limit: a few
