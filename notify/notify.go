@@ -137,6 +137,9 @@ func (n *Notifier) Start(ctx context.Context) error {
 // Stop ends the scanner and lets the jobs in progress finish until ctx ends; then they are
 // cancelled, and River retries them later (on another instance).
 func (n *Notifier) Stop(ctx context.Context) error {
+	if n.stop == nil {
+		return nil // never started
+	}
 	n.stop()
 	<-n.done
 	err := n.river.Stop(ctx)
