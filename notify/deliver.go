@@ -53,6 +53,7 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) e
 		w.n.delivered.Add(1)
 		return nil
 	}
+	w.n.failed.Add(1)
 	w.n.logger.Warn("webhook attempt failed", "webhook_id", job.Args.WebhookID, "attempt", job.Attempt, "err", err)
 	if w.n.now().Sub(job.CreatedAt) >= w.n.cfg.GiveUpAfter {
 		return river.JobCancel(fmt.Errorf("gave up after %s: %w", w.n.cfg.GiveUpAfter, err))
