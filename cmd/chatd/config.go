@@ -27,6 +27,7 @@ type config struct {
 	JWTIssuer        string
 	JWTAudience      string
 	JWTLeeway        time.Duration
+	AuthJSSecret     string
 	Heartbeat        time.Duration
 	AllowedOrigins   string
 	CookieSecure     bool
@@ -52,6 +53,7 @@ type config struct {
 	DebugAddr        string
 	MetricsAddr      string
 	MetricsToken     string
+	SearchLanguage   string
 	WebhookURL       string
 	WebhookSecret    string
 	NotifyAfter      time.Duration
@@ -78,6 +80,7 @@ func (c *config) settings() []setting {
 		{"CHAT_JWT_AUDIENCE", "", "required aud claim, when set", &c.JWTAudience},
 		// Clocks drift; 30 s is the contract's ceiling.
 		{"CHAT_JWT_LEEWAY", "30s", "clock leeway for exp and nbf (at most 30s)", &c.JWTLeeway},
+		{"CHAT_AUTHJS_SECRET", "", "the Auth.js app's AUTH_SECRET, comma-separated to rotate (current first): its session tokens are accepted (or CHAT_AUTHJS_SECRET_FILE)", &c.AuthJSSecret},
 		// nginx and AWS ALB close connections idle for 60 s; four pings fit in that.
 		{"CHAT_SSE_HEARTBEAT", "15s", "interval of the stream's ': ping' comment", &c.Heartbeat},
 		{"CHAT_ALLOWED_ORIGINS", "", "comma-separated origins allowed by CORS", &c.AllowedOrigins},
@@ -119,6 +122,9 @@ func (c *config) settings() []setting {
 		{"CHAT_DEBUG_ADDR", "", "address of the pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060", &c.DebugAddr},
 		// Metrics tell how busy the service is and how it is used: not for everyone.
 		{"CHAT_METRICS_ADDR", "", "address of /metrics for Prometheus, e.g. 127.0.0.1:9090 (no token needed there)", &c.MetricsAddr},
+		// simple indexes words as written, in any language; a language's configuration
+		// (english, french, ...) also finds other forms of a word but knows only that one.
+		{"CHAT_SEARCH_LANGUAGE", "simple", "text search configuration of message search (a name in pg_ts_config); a change rebuilds the search index at start", &c.SearchLanguage},
 		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
 		{"CHAT_WEBHOOK_URL", "", "receiver of unread-digest webhooks (unset: no webhooks)", &c.WebhookURL},
 		{"CHAT_WEBHOOK_SECRET", "", "webhook signing secret, whsec_<base64> or raw, at least 16 bytes (or CHAT_WEBHOOK_SECRET_FILE)", &c.WebhookSecret},
@@ -141,7 +147,7 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 			v = s.def
 		}
 		if secretSettings[s.env] && !ok {
-			secret, fromFile, err := secretFile(s.env)
+			secret, fromFile, err := secretSetting(s.env)
 			if err != nil {
 				return err
 			}
@@ -181,13 +187,14 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 // devAddr is where -dev listens unless CHAT_ADDR or -addr says otherwise: loopback only.
 const devAddr = "127.0.0.1:8080"
 
-// secretSettings are the settings that may also come from a file named by <NAME>_FILE.
-// `serve` and `token` both read the JWT secret through load, so they always agree on it.
-var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_WEBHOOK_SECRET": true}
+// secretSettings are the settings that may also come from a file, named by the variable
+// with _FILE appended, so that a secret need not sit in the environment.
+var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_AUTHJS_SECRET": true, "CHAT_WEBHOOK_SECRET": true}
 
-// secretFile reads the variable env, or the file env_FILE names without its trailing line
-// break (editors and `echo` add one); given reports whether either was set.
-func secretFile(env string) (secret string, given bool, err error) {
+// secretSetting reads the variable env, or the file env_FILE names without its trailing line
+// break (editors and `echo` add one); given reports whether either was set. `serve` and
+// `token` both read secrets here, so they always agree on them.
+func secretSetting(env string) (secret string, given bool, err error) {
 	if v, ok := os.LookupEnv(env); ok {
 		return v, true, nil
 	}
@@ -248,6 +255,7 @@ func (c *config) validate() error {
 	check(c.PresenceGrace >= 0 && c.PresenceGrace <= time.Minute, "CHAT_PRESENCE_GRACE must be between 0 and 1m")
 	check(c.EventRetention >= time.Hour, "CHAT_EVENT_RETENTION must be at least 1h")
 	check(c.DatabaseURL != "", "CHAT_DATABASE_URL is required")
+	check(c.AuthJSSecret == "" || len(c.authjsSecrets()) > 0, "CHAT_AUTHJS_SECRET lists no secret")
 	errs = append(errs, c.validateWebhooks()...)
 	return errors.Join(errs...)
 }
@@ -299,6 +307,18 @@ func (c *config) origins() []string {
 	for _, o := range strings.Split(c.AllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// authjsSecrets splits CHAT_AUTHJS_SECRET: Auth.js secrets (base64 or hex, as `npx auth
+// secret` and `openssl rand` make them) never hold a comma.
+func (c *config) authjsSecrets() [][]byte {
+	var out [][]byte
+	for _, s := range strings.Split(c.AuthJSSecret, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, []byte(s))
 		}
 	}
 	return out

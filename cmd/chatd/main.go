@@ -69,7 +69,10 @@ func migrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	return db.Migrate(ctx, pool, chatd.Schema, notify.Migrate)
+	if err := db.Migrate(ctx, pool, chatd.Schema, notify.Migrate); err != nil {
+		return err
+	}
+	return db.SetSearchLanguage(ctx, pool, cfg.SearchLanguage)
 }
 
 func token(args []string, stdout io.Writer) error {

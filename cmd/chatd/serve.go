@@ -53,6 +53,9 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err := db.Migrate(ctx, pool, chatd.Schema, notify.Migrate); err != nil {
 		return err
 	}
+	if err := db.SetSearchLanguage(ctx, pool, cfg.SearchLanguage); err != nil {
+		return err
+	}
 
 	// Background work lives until the HTTP server has drained, not just until the signal.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -127,9 +130,10 @@ func newVerifier(ctx context.Context, cfg *config) (*api.Verifier, error) {
 		}
 	}
 	verifier, err := api.NewVerifier(ctx, api.KeyConfig{Secret: []byte(cfg.JWTSecret), PublicKeyPEM: pem,
-		JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway})
+		JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway,
+		AuthJSSecrets: cfg.authjsSecrets()})
 	if err != nil {
-		return nil, fmt.Errorf("token keys: %w (set CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY_FILE or CHAT_JWKS_URL)", err)
+		return nil, fmt.Errorf("token keys: %w (set CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY_FILE, CHAT_JWKS_URL or CHAT_AUTHJS_SECRET)", err)
 	}
 	return verifier, nil
 }
