@@ -15,15 +15,53 @@ INSERT INTO users (id) SELECT unnest(@ids::text[]) ON CONFLICT DO NOTHING;
 
 -- name: CreateDirectConversation :one
 -- Returns no row when the pair already has its conversation.
-INSERT INTO conversations (kind, direct_a, direct_b) VALUES ('direct', @a, @b)
-ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' DO NOTHING
+INSERT INTO conversations (kind, direct_a, direct_b, title, metadata)
+VALUES ('direct', @a, @b, sqlc.narg(title), @metadata)
+ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' AND external_id IS NULL DO NOTHING
 RETURNING id;
 
 -- name: GetDirectConversation :one
-SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = @a AND direct_b = @b;
+SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = @a AND direct_b = @b AND external_id IS NULL;
 
 -- name: CreateGroupConversation :one
 INSERT INTO conversations (kind, title) VALUES ('group', sqlc.narg(title)) RETURNING id;
+
+-- name: CreateServerConversation :one
+-- A conversation the application's backend opens. Returns no row when external_id is
+-- taken: ON CONFLICT waits for a concurrent creator with the same external_id to commit,
+-- so of any number of concurrent creations exactly one inserts.
+INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata)
+VALUES (@kind, sqlc.narg(title), sqlc.narg(direct_a), sqlc.narg(direct_b), sqlc.narg(external_id), @metadata)
+ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: ConversationByExternalID :one
+SELECT id FROM conversations WHERE external_id = @external_id;
+
+-- name: ServerConversation :one
+-- One conversation as the application's backend sees it: the columns of
+-- member_conversations, read by no member (nothing read, nothing unread).
+SELECT ''::text AS member_id, c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at,
+    c.external_id, c.metadata, c.closed_at, 0::bigint AS last_read_seq, 0::bigint AS unread_count,
+    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
+    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
+    lm.deleted_at AS lm_deleted_at, lm.kind AS lm_kind
+FROM conversations c
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
+WHERE c.id = @conversation_id;
+
+-- name: CloseConversation :one
+-- Closes a conversation once; closing it again changes nothing. No row for an unknown id.
+UPDATE conversations
+SET closed_at = COALESCE(closed_at, now()), updated_at = CASE WHEN closed_at IS NULL THEN now() ELSE updated_at END
+WHERE id = @conversation_id
+RETURNING id;
+
+-- name: SetNotifyWebhook :exec
+-- Whether the notification webhook may write to a user; a user not seen yet is created
+-- with the setting, like a participant named before it signs in.
+INSERT INTO users (id, notify_webhook) VALUES (@id, @notify_webhook)
+ON CONFLICT (id) DO UPDATE SET notify_webhook = EXCLUDED.notify_webhook;
 
 -- name: AddMembers :exec
 -- The creator has taken part from the start; the others once they send or read.
@@ -63,7 +101,7 @@ LIMIT @row_limit;
 
 -- name: ConversationsByID :many
 -- The shared fields of conversations, for rendering conversation events in one query.
-SELECT id, kind, title, created_at FROM conversations WHERE id = ANY(@ids::uuid[]);
+SELECT id, kind, title, created_at, external_id, metadata, closed_at FROM conversations WHERE id = ANY(@ids::uuid[]);
 
 -- name: ListParticipants :many
 SELECT m.conversation_id, u.id, u.name, m.took_part
@@ -86,7 +124,7 @@ WITH conv AS (
     UPDATE conversations c
     SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
     WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
-      AND c.id = @conversation_id
+      AND c.id = @conversation_id AND c.closed_at IS NULL
       AND EXISTS (SELECT 1 FROM members s
                   WHERE s.conversation_id = @conversation_id AND s.user_id = @sender_id)
       AND (sqlc.narg(client_id)::text IS NULL OR NOT EXISTS (
@@ -106,8 +144,46 @@ WITH conv AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT msg.conversation_id, 'message', msg.id FROM msg
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
 FROM msg;
+
+-- name: SendRefusal :one
+-- Why SendMessage or SendSystemMessage wrote nothing: whether the conversation exists,
+-- whether the sender (NULL: the server) may see it, and whether it is closed.
+SELECT EXISTS (SELECT 1 FROM conversations c WHERE c.id = @conversation_id) AS found,
+    (sqlc.narg(sender_id)::text IS NULL OR EXISTS (SELECT 1 FROM members m
+        WHERE m.conversation_id = @conversation_id AND m.user_id = sqlc.narg(sender_id)::text))::boolean AS member,
+    EXISTS (SELECT 1 FROM conversations c WHERE c.id = @conversation_id AND c.closed_at IS NOT NULL) AS closed;
+
+-- name: SendSystemMessage :one
+-- A system message: SendMessage without a sender, posted by the application's backend into
+-- any open conversation. No participant's read position or took_part changes: a system
+-- message is unread for every participant and says nothing of anyone's presence. No row
+-- when the conversation is unknown or closed, or the client_id was used already.
+WITH conv AS (
+    UPDATE conversations c
+    SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
+    WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
+      AND c.id = @conversation_id AND c.closed_at IS NULL
+      AND (sqlc.narg(client_id)::text IS NULL OR NOT EXISTS (
+          SELECT 1 FROM messages d
+          WHERE d.conversation_id = @conversation_id AND d.sender_id IS NULL
+            AND d.client_id = sqlc.narg(client_id)::text))
+    RETURNING c.id, c.last_seq
+), msg AS (
+    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, kind)
+    SELECT conv.id, conv.last_seq, NULL, @body, sqlc.narg(client_id)::text, 'system' FROM conv
+    RETURNING *
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT msg.conversation_id, 'message', msg.id FROM msg
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
+FROM msg;
+
+-- name: GetSystemMessageByClientID :one
+SELECT * FROM messages
+WHERE conversation_id = @conversation_id AND sender_id IS NULL AND client_id = @client_id;
 
 -- name: GetMessageByClientID :one
 SELECT * FROM messages
@@ -141,14 +217,14 @@ WITH u AS (
         edited_at = CASE WHEN @erase::boolean THEN messages.edited_at ELSE now() END,
         deleted_at = CASE WHEN @erase::boolean THEN now() END
     WHERE messages.conversation_id = @conversation_id AND messages.id = @id
-      AND messages.sender_id = @sender_id AND messages.deleted_at IS NULL
+      AND messages.sender_id = @sender_id::text AND messages.deleted_at IS NULL
     RETURNING *
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT u.conversation_id, CASE WHEN @erase::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
     FROM u
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
 FROM u;
 
 
@@ -168,14 +244,18 @@ WITH u AS (
 SELECT last_read_seq FROM u;
 
 -- name: UnreadCounts :many
--- Computed from stored state each time: messages from others, not deleted, after the
--- caller's read position.
-SELECT m.conversation_id, count(*) AS unread_count
+-- Computed from stored state each time: messages from others (system messages included),
+-- not deleted, after the caller's read position. The count per membership is a lateral
+-- index range over the unread tail: a join with IS DISTINCT FROM would let the planner
+-- scan every message instead.
+SELECT m.conversation_id, u.unread_count
 FROM members m
-JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
-    AND x.sender_id <> m.user_id AND x.deleted_at IS NULL
-WHERE m.user_id = @user_id
-GROUP BY m.conversation_id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS unread_count FROM messages x
+    WHERE x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
+      AND x.sender_id IS DISTINCT FROM m.user_id AND x.deleted_at IS NULL
+) u
+WHERE m.user_id = @user_id AND u.unread_count > 0
 ORDER BY m.conversation_id;
 
 
@@ -203,7 +283,7 @@ DELETE FROM tickets WHERE expires_at <= now();
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at,
+    x.deleted_at AS m_deleted_at, x.kind AS m_kind,
     ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
           ORDER BY r.user_id)::text[] AS recipients
 FROM events e
@@ -224,7 +304,7 @@ LIMIT @row_limit;
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, '{}'::text[] AS recipients
+    x.deleted_at AS m_deleted_at, x.kind AS m_kind, '{}'::text[] AS recipients
 FROM members r
 CROSS JOIN LATERAL (
     SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id

@@ -13,8 +13,12 @@ CREATE TABLE IF NOT EXISTS users (
     id           text        NOT NULL PRIMARY KEY,
     name         text,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    last_seen_at timestamptz
+    last_seen_at timestamptz,
+    -- Whether the notification webhook may write to this user about unread messages; the
+    -- application's backend switches it per user (PUT /v1/server/users/{id}/notifications).
+    notify_webhook boolean NOT NULL DEFAULT true
 );
+ALTER TABLE users ADD COLUMN IF NOT EXISTS notify_webhook boolean NOT NULL DEFAULT true;
 
 -- last_seq is the per-conversation message counter. Sending a message increments it with
 -- UPDATE ... RETURNING, which holds the row lock until commit: seq is gap-free and its order
@@ -24,7 +28,9 @@ CREATE TABLE IF NOT EXISTS conversations (
     kind        text        NOT NULL CHECK (kind IN ('direct', 'group')),
     title       text,
     -- The two members of a direct conversation, smaller id first; the unique index makes
-    -- "get or create" race-free.
+    -- "get or create" race-free. A direct conversation the server API opens with an
+    -- external_id is one of its own (a buyer and a seller talk about each listing apart),
+    -- so the pair is unique only among direct conversations without one.
     direct_a    text REFERENCES users (id),
     direct_b    text REFERENCES users (id),
     last_seq    bigint      NOT NULL DEFAULT 0,
@@ -32,10 +38,27 @@ CREATE TABLE IF NOT EXISTS conversations (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     -- Time of the last message, or creation time while empty: the "most recently active" key.
     activity_at timestamptz NOT NULL DEFAULT now(),
+    -- The application's own key for the conversation (a listing, a booking): unique, so
+    -- that creating by external_id is idempotent and race-free (the unique index decides).
+    external_id text,
+    -- An object the application attaches (≤ 4 KiB, checked by the API) that every
+    -- participant sees in the conversation object.
+    metadata    jsonb       NOT NULL DEFAULT '{}',
+    -- Once set, nobody may send (409 conversation_closed); history stays readable.
+    closed_at   timestamptz,
     CHECK ((kind = 'direct') = (direct_a IS NOT NULL AND direct_b IS NOT NULL AND direct_a < direct_b))
 );
-CREATE UNIQUE INDEX IF NOT EXISTS conversations_direct ON conversations (direct_a, direct_b)
-    WHERE kind = 'direct';
+-- Databases from schema version 2 get the server API's columns.
+ALTER TABLE conversations ADD COLUMN IF NOT EXISTS external_id text;
+ALTER TABLE conversations ADD COLUMN IF NOT EXISTS metadata jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE conversations ADD COLUMN IF NOT EXISTS closed_at timestamptz;
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_external_id ON conversations (external_id)
+    WHERE external_id IS NOT NULL;
+-- Schema version 2's index covered every direct conversation; its successor leaves out
+-- those with an external_id (created before it, so the pair stays unique meanwhile).
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_direct_pair ON conversations (direct_a, direct_b)
+    WHERE kind = 'direct' AND external_id IS NULL;
+DROP INDEX IF EXISTS conversations_direct;
 
 -- took_part: the member has acted in the conversation (created it, sent a message in it or
 -- marked it read). A user's presence is visible only through conversations it took part in,
@@ -71,18 +94,36 @@ CREATE TABLE IF NOT EXISTS messages (
     id              uuid        NOT NULL PRIMARY KEY DEFAULT gen_random_uuid(),
     conversation_id uuid        NOT NULL,
     seq             bigint      NOT NULL,
-    sender_id       text        NOT NULL,
+    -- NULL for a system message: the application's backend posted it, no participant did.
+    sender_id       text,
     body            text        NOT NULL,
     client_id       text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     edited_at       timestamptz,
     deleted_at      timestamptz,
-    UNIQUE (conversation_id, seq)
+    kind            text        NOT NULL DEFAULT 'user',
+    UNIQUE (conversation_id, seq),
+    CONSTRAINT messages_kind CHECK ((kind = 'user' AND sender_id IS NOT NULL) OR (kind = 'system' AND sender_id IS NULL))
 );
+-- Databases from schema version 2: system messages have no sender.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'messages' AND column_name = 'kind') THEN
+        ALTER TABLE messages ADD COLUMN kind text NOT NULL DEFAULT 'user';
+        ALTER TABLE messages ALTER COLUMN sender_id DROP NOT NULL;
+        ALTER TABLE messages ADD CONSTRAINT messages_kind
+            CHECK ((kind = 'user' AND sender_id IS NOT NULL) OR (kind = 'system' AND sender_id IS NULL));
+    END IF;
+END
+$$;
 -- The idempotency key: a repeated send with the same client_id finds the original. Partial,
 -- so a send without a client_id pays for no entry.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (conversation_id, sender_id, client_id)
     WHERE client_id IS NOT NULL;
+-- The same key for system messages, whose NULL sender the index above cannot tell apart.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_system_client_id ON messages (conversation_id, client_id)
+    WHERE client_id IS NOT NULL AND sender_id IS NULL;
 
 -- The durable event log, read by cursor (tx, id). A bigserial alone is not commit order (a
 -- transaction can take id 101, another 102 and commit first), so readers only read rows whose
@@ -114,15 +155,20 @@ CREATE INDEX IF NOT EXISTS events_created ON events USING brin (created_at);
 -- so each query plans as if written out. The unread count is an index range over
 -- messages (conversation_id, seq) after the read position: what is unread, never the
 -- history (db/unread_test.go checks the plans).
-CREATE OR REPLACE VIEW member_conversations AS
+-- Dropped and created rather than replaced: CREATE OR REPLACE cannot insert columns
+-- (schema version 3 added some), and nothing stored depends on a view.
+DROP VIEW IF EXISTS member_conversations;
+CREATE VIEW member_conversations AS
 SELECT m.user_id AS member_id, c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at,
+    c.external_id, c.metadata, c.closed_at,
     m.last_read_seq,
+    -- IS DISTINCT FROM: a system message (no sender) is unread for every participant.
     (SELECT count(*) FROM messages x
      WHERE x.conversation_id = c.id AND x.seq > m.last_read_seq
-       AND x.sender_id <> m.user_id AND x.deleted_at IS NULL) AS unread_count,
+       AND x.sender_id IS DISTINCT FROM m.user_id AND x.deleted_at IS NULL) AS unread_count,
     lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
     lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
-    lm.deleted_at AS lm_deleted_at
+    lm.deleted_at AS lm_deleted_at, lm.kind AS lm_kind
 FROM members m
 JOIN conversations c ON c.id = m.conversation_id
 LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq;

@@ -21,6 +21,9 @@ const maxClientID = 64
 // clientIDConstraint is the unique index that makes client_id an idempotency key.
 const clientIDConstraint = "messages_client_id"
 
+// systemClientIDConstraint is its counterpart for system messages, which have no sender.
+const systemClientIDConstraint = "messages_system_client_id"
+
 type messageRequest struct {
 	Body     *string `json:"body"`
 	ClientID *string `json:"client_id"`
@@ -32,6 +35,26 @@ func (s *Server) decodeMessage(c *gin.Context) (req messageRequest, err error) {
 		err = s.validBody(req.Body)
 	}
 	return req, err
+}
+
+// decodeSend reads a send into a conversation: the path's :id, then decodeMessage and a
+// valid client_id (an empty one is none).
+func (s *Server) decodeSend(c *gin.Context) (pgtype.UUID, messageRequest, error) {
+	conv, err := conversationID(c)
+	if err != nil {
+		return conv, messageRequest{}, err
+	}
+	req, err := s.decodeMessage(c)
+	if err != nil {
+		return conv, req, err
+	}
+	if req.ClientID != nil && *req.ClientID == "" {
+		req.ClientID = nil
+	}
+	if req.ClientID != nil && (len(*req.ClientID) > maxClientID || !validText(*req.ClientID)) {
+		return conv, req, errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
+	}
+	return conv, req, nil
 }
 
 // validBody checks a message body as API.md fixes: at most MaxMessageBytes as sent, not
@@ -53,47 +76,56 @@ func (s *Server) validBody(body *string) error {
 // sendMessage appends a message; with a client_id already used by the caller in this
 // conversation it returns the original (200) and emits nothing.
 func (s *Server) sendMessage(c *gin.Context) error {
-	conv, err := conversationID(c)
+	conv, req, err := s.decodeSend(c)
 	if err != nil {
 		return err
-	}
-	req, err := s.decodeMessage(c)
-	if err != nil {
-		return err
-	}
-	if req.ClientID != nil && *req.ClientID == "" {
-		req.ClientID = nil
-	}
-	if req.ClientID != nil && (len(*req.ClientID) > maxClientID || !validText(*req.ClientID)) {
-		return errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
 	}
 	me := user(c)
 	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID, Body: *req.Body})
-	switch {
-	case err == nil:
+	if err == nil {
 		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
 		return nil
-	case errors.Is(err, pgx.ErrNoRows) && req.ClientID == nil:
-		return errNotFound
-	case errors.Is(err, pgx.ErrNoRows), db.IsUniqueViolation(err, clientIDConstraint):
-		return s.sentBefore(c, conv, me, *req.ClientID)
-	default:
-		return err
 	}
+	return s.sendRefused(c, conv, &me, req.ClientID, err)
 }
 
-// sentBefore answers a repeated send with the original message, or 404 when there is none
-// (the caller is not a participant).
-func (s *Server) sentBefore(c *gin.Context, conv pgtype.UUID, me, clientID string) error {
-	m, err := s.q.GetMessageByClientID(c, db.GetMessageByClientIDParams{ConversationID: conv, SenderID: me, ClientID: &clientID})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errNotFound
+var errClosed = errorf("conversation_closed", "the conversation is closed: nobody can send in it any more")
+
+// sendRefused answers a send (by sender, or by the server when sender is nil) that wrote
+// nothing: 404 when the sender cannot see the conversation; the original message (200)
+// when the client_id was used before, even once the conversation is closed (a retry of a
+// send that succeeded); 409 when the conversation is closed.
+func (s *Server) sendRefused(c *gin.Context, conv pgtype.UUID, sender, clientID *string, err error) error {
+	if !errors.Is(err, pgx.ErrNoRows) && !db.IsUniqueViolation(err, clientIDConstraint) &&
+		!db.IsUniqueViolation(err, systemClientIDConstraint) {
+		return err
 	}
+	why, err := s.q.SendRefusal(c, db.SendRefusalParams{ConversationID: conv, SenderID: sender})
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, events.MessageFrom(m))
-	return nil
+	if !why.Found || !why.Member {
+		return errNotFound
+	}
+	if clientID != nil {
+		var m db.Message
+		if sender != nil {
+			m, err = s.q.GetMessageByClientID(c, db.GetMessageByClientIDParams{ConversationID: conv, SenderID: sender, ClientID: clientID})
+		} else {
+			m, err = s.q.GetSystemMessageByClientID(c, db.GetSystemMessageByClientIDParams{ConversationID: conv, ClientID: clientID})
+		}
+		if err == nil {
+			c.JSON(http.StatusOK, events.MessageFrom(m))
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+	}
+	if why.Closed {
+		return errClosed
+	}
+	return errNotFound
 }
 
 // listMessages returns a window of history, ascending by seq (see API.md for the windows).
@@ -228,7 +260,7 @@ func (s *Server) whyUnchanged(c *gin.Context, conv, id pgtype.UUID) (db.Message,
 	if err != nil {
 		return m, err
 	}
-	if m.SenderID != user(c) {
+	if m.SenderID == nil || *m.SenderID != user(c) {
 		return m, errorf("not_sender", "only the sender can change a message")
 	}
 	return m, nil

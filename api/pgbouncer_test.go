@@ -227,12 +227,12 @@ func TestThroughPgBouncer(t *testing.T) {
 	// Bob's own sends moved his read position: what is unread is alice's after his last.
 	var want, bobLast int64
 	for _, m := range page.Messages {
-		if m.SenderID == bob.ID {
+		if *m.SenderID == bob.ID {
 			bobLast = max(bobLast, m.Seq)
 		}
 	}
 	for _, m := range page.Messages {
-		if m.SenderID == alice.ID && m.Seq > bobLast {
+		if *m.SenderID == alice.ID && m.Seq > bobLast {
 			want++
 		}
 	}

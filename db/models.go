@@ -20,6 +20,9 @@ type Conversation struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	ActivityAt time.Time
+	ExternalID *string
+	Metadata   []byte
+	ClosedAt   *time.Time
 }
 
 type Event struct {
@@ -60,6 +63,9 @@ type MemberConversation struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	ActivityAt  time.Time
+	ExternalID  *string
+	Metadata    []byte
+	ClosedAt    *time.Time
 	LastReadSeq int64
 	UnreadCount int64
 	LmID        pgtype.UUID
@@ -70,18 +76,20 @@ type MemberConversation struct {
 	LmCreatedAt *time.Time
 	LmEditedAt  *time.Time
 	LmDeletedAt *time.Time
+	LmKind      *string
 }
 
 type Message struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	Body           string
 	ClientID       *string
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Kind           string
 }
 
 type Presence struct {
@@ -102,8 +110,9 @@ type Ticket struct {
 }
 
 type User struct {
-	ID         string
-	Name       *string
-	CreatedAt  time.Time
-	LastSeenAt *time.Time
+	ID            string
+	Name          *string
+	CreatedAt     time.Time
+	LastSeenAt    *time.Time
+	NotifyWebhook bool
 }

@@ -33,7 +33,7 @@ const backfillEvents = `-- name: BackfillEvents :many
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, '{}'::text[] AS recipients
+    x.deleted_at AS m_deleted_at, x.kind AS m_kind, '{}'::text[] AS recipients
 FROM members r
 CROSS JOIN LATERAL (
     SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
@@ -75,6 +75,7 @@ type BackfillEventsRow struct {
 	MCreatedAt     *time.Time
 	MEditedAt      *time.Time
 	MDeletedAt     *time.Time
+	MKind          *string
 	Recipients     []string
 }
 
@@ -117,6 +118,7 @@ func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) 
 			&i.MCreatedAt,
 			&i.MEditedAt,
 			&i.MDeletedAt,
+			&i.MKind,
 			&i.Recipients,
 		); err != nil {
 			return nil, err
@@ -136,14 +138,14 @@ WITH u AS (
         edited_at = CASE WHEN $1::boolean THEN messages.edited_at ELSE now() END,
         deleted_at = CASE WHEN $1::boolean THEN now() END
     WHERE messages.conversation_id = $3 AND messages.id = $4
-      AND messages.sender_id = $5 AND messages.deleted_at IS NULL
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+      AND messages.sender_id = $5::text AND messages.deleted_at IS NULL
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT u.conversation_id, CASE WHEN $1::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
     FROM u
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
 FROM u
 `
 
@@ -159,12 +161,13 @@ type ChangeMessageRow struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	Body           string
 	ClientID       *string
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Kind           string
 }
 
 // Edits (erase false: the new body, edited_at) or soft-deletes (erase true: the body
@@ -189,8 +192,24 @@ func (q *Queries) ChangeMessage(ctx context.Context, arg ChangeMessageParams) (C
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Kind,
 	)
 	return i, err
+}
+
+const closeConversation = `-- name: CloseConversation :one
+UPDATE conversations
+SET closed_at = COALESCE(closed_at, now()), updated_at = CASE WHEN closed_at IS NULL THEN now() ELSE updated_at END
+WHERE id = $1
+RETURNING id
+`
+
+// Closes a conversation once; closing it again changes nothing. No row for an unknown id.
+func (q *Queries) CloseConversation(ctx context.Context, conversationID pgtype.UUID) (pgtype.UUID, error) {
+	row := q.db.QueryRow(ctx, closeConversation, conversationID)
+	var id pgtype.UUID
+	err := row.Scan(&id)
+	return id, err
 }
 
 const consumeTicket = `-- name: ConsumeTicket :one
@@ -245,6 +264,17 @@ func (q *Queries) Contacts(ctx context.Context, userIds []string) ([]ContactsRow
 	return items, nil
 }
 
+const conversationByExternalID = `-- name: ConversationByExternalID :one
+SELECT id FROM conversations WHERE external_id = $1
+`
+
+func (q *Queries) ConversationByExternalID(ctx context.Context, externalID *string) (pgtype.UUID, error) {
+	row := q.db.QueryRow(ctx, conversationByExternalID, externalID)
+	var id pgtype.UUID
+	err := row.Scan(&id)
+	return id, err
+}
+
 const conversationMembers = `-- name: ConversationMembers :many
 SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id
 `
@@ -271,14 +301,17 @@ func (q *Queries) ConversationMembers(ctx context.Context, conversationID pgtype
 }
 
 const conversationsByID = `-- name: ConversationsByID :many
-SELECT id, kind, title, created_at FROM conversations WHERE id = ANY($1::uuid[])
+SELECT id, kind, title, created_at, external_id, metadata, closed_at FROM conversations WHERE id = ANY($1::uuid[])
 `
 
 type ConversationsByIDRow struct {
-	ID        pgtype.UUID
-	Kind      string
-	Title     *string
-	CreatedAt time.Time
+	ID         pgtype.UUID
+	Kind       string
+	Title      *string
+	CreatedAt  time.Time
+	ExternalID *string
+	Metadata   []byte
+	ClosedAt   *time.Time
 }
 
 // The shared fields of conversations, for rendering conversation events in one query.
@@ -296,6 +329,9 @@ func (q *Queries) ConversationsByID(ctx context.Context, ids []pgtype.UUID) ([]C
 			&i.Kind,
 			&i.Title,
 			&i.CreatedAt,
+			&i.ExternalID,
+			&i.Metadata,
+			&i.ClosedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -308,19 +344,27 @@ func (q *Queries) ConversationsByID(ctx context.Context, ids []pgtype.UUID) ([]C
 }
 
 const createDirectConversation = `-- name: CreateDirectConversation :one
-INSERT INTO conversations (kind, direct_a, direct_b) VALUES ('direct', $1, $2)
-ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' DO NOTHING
+INSERT INTO conversations (kind, direct_a, direct_b, title, metadata)
+VALUES ('direct', $1, $2, $3, $4)
+ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' AND external_id IS NULL DO NOTHING
 RETURNING id
 `
 
 type CreateDirectConversationParams struct {
-	A *string
-	B *string
+	A        *string
+	B        *string
+	Title    *string
+	Metadata []byte
 }
 
 // Returns no row when the pair already has its conversation.
 func (q *Queries) CreateDirectConversation(ctx context.Context, arg CreateDirectConversationParams) (pgtype.UUID, error) {
-	row := q.db.QueryRow(ctx, createDirectConversation, arg.A, arg.B)
+	row := q.db.QueryRow(ctx, createDirectConversation,
+		arg.A,
+		arg.B,
+		arg.Title,
+		arg.Metadata,
+	)
 	var id pgtype.UUID
 	err := row.Scan(&id)
 	return id, err
@@ -332,6 +376,39 @@ INSERT INTO conversations (kind, title) VALUES ('group', $1) RETURNING id
 
 func (q *Queries) CreateGroupConversation(ctx context.Context, title *string) (pgtype.UUID, error) {
 	row := q.db.QueryRow(ctx, createGroupConversation, title)
+	var id pgtype.UUID
+	err := row.Scan(&id)
+	return id, err
+}
+
+const createServerConversation = `-- name: CreateServerConversation :one
+INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
+RETURNING id
+`
+
+type CreateServerConversationParams struct {
+	Kind       string
+	Title      *string
+	DirectA    *string
+	DirectB    *string
+	ExternalID *string
+	Metadata   []byte
+}
+
+// A conversation the application's backend opens. Returns no row when external_id is
+// taken: ON CONFLICT waits for a concurrent creator with the same external_id to commit,
+// so of any number of concurrent creations exactly one inserts.
+func (q *Queries) CreateServerConversation(ctx context.Context, arg CreateServerConversationParams) (pgtype.UUID, error) {
+	row := q.db.QueryRow(ctx, createServerConversation,
+		arg.Kind,
+		arg.Title,
+		arg.DirectA,
+		arg.DirectB,
+		arg.ExternalID,
+		arg.Metadata,
+	)
 	var id pgtype.UUID
 	err := row.Scan(&id)
 	return id, err
@@ -472,7 +549,7 @@ func (q *Queries) ExpireInstances(ctx context.Context, staleSeconds float64) ([]
 }
 
 const getConversation = `-- name: GetConversation :one
-SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at FROM member_conversations WHERE id = $1 AND member_id = $2
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, external_id, metadata, closed_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_kind FROM member_conversations WHERE id = $1 AND member_id = $2
 `
 
 type GetConversationParams struct {
@@ -492,6 +569,9 @@ func (q *Queries) GetConversation(ctx context.Context, arg GetConversationParams
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ActivityAt,
+		&i.ExternalID,
+		&i.Metadata,
+		&i.ClosedAt,
 		&i.LastReadSeq,
 		&i.UnreadCount,
 		&i.LmID,
@@ -502,12 +582,13 @@ func (q *Queries) GetConversation(ctx context.Context, arg GetConversationParams
 		&i.LmCreatedAt,
 		&i.LmEditedAt,
 		&i.LmDeletedAt,
+		&i.LmKind,
 	)
 	return i, err
 }
 
 const getDirectConversation = `-- name: GetDirectConversation :one
-SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = $1 AND direct_b = $2
+SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = $1 AND direct_b = $2 AND external_id IS NULL
 `
 
 type GetDirectConversationParams struct {
@@ -523,7 +604,7 @@ func (q *Queries) GetDirectConversation(ctx context.Context, arg GetDirectConver
 }
 
 const getMessage = `-- name: GetMessage :one
-SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at FROM messages x
+SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at, x.kind FROM messages x
 JOIN members m ON m.conversation_id = x.conversation_id AND m.user_id = $1
 WHERE x.conversation_id = $2 AND x.id = $3
 `
@@ -548,18 +629,19 @@ func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Kind,
 	)
 	return i, err
 }
 
 const getMessageByClientID = `-- name: GetMessageByClientID :one
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages
 WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3
 `
 
 type GetMessageByClientIDParams struct {
 	ConversationID pgtype.UUID
-	SenderID       string
+	SenderID       *string
 	ClientID       *string
 }
 
@@ -576,6 +658,35 @@ func (q *Queries) GetMessageByClientID(ctx context.Context, arg GetMessageByClie
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Kind,
+	)
+	return i, err
+}
+
+const getSystemMessageByClientID = `-- name: GetSystemMessageByClientID :one
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages
+WHERE conversation_id = $1 AND sender_id IS NULL AND client_id = $2
+`
+
+type GetSystemMessageByClientIDParams struct {
+	ConversationID pgtype.UUID
+	ClientID       *string
+}
+
+func (q *Queries) GetSystemMessageByClientID(ctx context.Context, arg GetSystemMessageByClientIDParams) (Message, error) {
+	row := q.db.QueryRow(ctx, getSystemMessageByClientID, arg.ConversationID, arg.ClientID)
+	var i Message
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.Seq,
+		&i.SenderID,
+		&i.Body,
+		&i.ClientID,
+		&i.CreatedAt,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.Kind,
 	)
 	return i, err
 }
@@ -626,7 +737,7 @@ func (q *Queries) LeaveInstance(ctx context.Context, id string) error {
 }
 
 const listConversations = `-- name: ListConversations :many
-SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at FROM member_conversations
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, external_id, metadata, closed_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_kind FROM member_conversations
 WHERE member_id = $1
   AND ($2::timestamptz IS NULL
        OR (activity_at, id) < ($2::timestamptz, $3::uuid))
@@ -665,6 +776,9 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.ActivityAt,
+			&i.ExternalID,
+			&i.Metadata,
+			&i.ClosedAt,
 			&i.LastReadSeq,
 			&i.UnreadCount,
 			&i.LmID,
@@ -675,6 +789,7 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 			&i.LmCreatedAt,
 			&i.LmEditedAt,
 			&i.LmDeletedAt,
+			&i.LmKind,
 		); err != nil {
 			return nil, err
 		}
@@ -687,7 +802,7 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 }
 
 const listLatestMessages = `-- name: ListLatestMessages :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages WHERE conversation_id = $1
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1
 ORDER BY seq DESC LIMIT $2
 `
 
@@ -715,6 +830,7 @@ func (q *Queries) ListLatestMessages(ctx context.Context, arg ListLatestMessages
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 		); err != nil {
 			return nil, err
 		}
@@ -760,7 +876,7 @@ func (q *Queries) ListMembers(ctx context.Context, arg ListMembersParams) ([]str
 }
 
 const listMessagesAfter = `-- name: ListMessagesAfter :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages WHERE conversation_id = $1 AND seq > $2
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1 AND seq > $2
 ORDER BY seq ASC LIMIT $3
 `
 
@@ -789,6 +905,7 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 		); err != nil {
 			return nil, err
 		}
@@ -801,7 +918,7 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 }
 
 const listMessagesBefore = `-- name: ListMessagesBefore :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at FROM messages WHERE conversation_id = $1 AND seq < $2
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1 AND seq < $2
 ORDER BY seq DESC LIMIT $3
 `
 
@@ -830,6 +947,7 @@ func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBefore
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 		); err != nil {
 			return nil, err
 		}
@@ -1125,7 +1243,7 @@ const readEvents = `-- name: ReadEvents :many
 SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at,
+    x.deleted_at AS m_deleted_at, x.kind AS m_kind,
     ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
           ORDER BY r.user_id)::text[] AS recipients
 FROM events e
@@ -1158,6 +1276,7 @@ type ReadEventsRow struct {
 	MCreatedAt     *time.Time
 	MEditedAt      *time.Time
 	MDeletedAt     *time.Time
+	MKind          *string
 	Recipients     []string
 }
 
@@ -1188,6 +1307,7 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 			&i.MCreatedAt,
 			&i.MEditedAt,
 			&i.MDeletedAt,
+			&i.MKind,
 			&i.Recipients,
 		); err != nil {
 			return nil, err
@@ -1205,7 +1325,7 @@ WITH conv AS (
     UPDATE conversations c
     SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
     WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
-      AND c.id = $1
+      AND c.id = $1 AND c.closed_at IS NULL
       AND EXISTS (SELECT 1 FROM members s
                   WHERE s.conversation_id = $1 AND s.user_id = $2)
       AND ($3::text IS NULL OR NOT EXISTS (
@@ -1216,7 +1336,7 @@ WITH conv AS (
 ), msg AS (
     INSERT INTO messages (conversation_id, seq, sender_id, body, client_id)
     SELECT conv.id, conv.last_seq, $2, $4, $3::text FROM conv
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
 ), rd AS (
     UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq), took_part = true
     FROM msg
@@ -1225,7 +1345,7 @@ WITH conv AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT msg.conversation_id, 'message', msg.id FROM msg
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
 FROM msg
 `
 
@@ -1240,12 +1360,13 @@ type SendMessageRow struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	Body           string
 	ClientID       *string
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Kind           string
 }
 
 // Sends a message in one statement (one round trip, one commit). Taking the next seq with
@@ -1275,8 +1396,183 @@ func (q *Queries) SendMessage(ctx context.Context, arg SendMessageParams) (SendM
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Kind,
 	)
 	return i, err
+}
+
+const sendRefusal = `-- name: SendRefusal :one
+SELECT EXISTS (SELECT 1 FROM conversations c WHERE c.id = $1) AS found,
+    ($2::text IS NULL OR EXISTS (SELECT 1 FROM members m
+        WHERE m.conversation_id = $1 AND m.user_id = $2::text))::boolean AS member,
+    EXISTS (SELECT 1 FROM conversations c WHERE c.id = $1 AND c.closed_at IS NOT NULL) AS closed
+`
+
+type SendRefusalParams struct {
+	ConversationID pgtype.UUID
+	SenderID       *string
+}
+
+type SendRefusalRow struct {
+	Found  bool
+	Member bool
+	Closed bool
+}
+
+// Why SendMessage or SendSystemMessage wrote nothing: whether the conversation exists,
+// whether the sender (NULL: the server) may see it, and whether it is closed.
+func (q *Queries) SendRefusal(ctx context.Context, arg SendRefusalParams) (SendRefusalRow, error) {
+	row := q.db.QueryRow(ctx, sendRefusal, arg.ConversationID, arg.SenderID)
+	var i SendRefusalRow
+	err := row.Scan(&i.Found, &i.Member, &i.Closed)
+	return i, err
+}
+
+const sendSystemMessage = `-- name: SendSystemMessage :one
+WITH conv AS (
+    UPDATE conversations c
+    SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
+    WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
+      AND c.id = $1 AND c.closed_at IS NULL
+      AND ($2::text IS NULL OR NOT EXISTS (
+          SELECT 1 FROM messages d
+          WHERE d.conversation_id = $1 AND d.sender_id IS NULL
+            AND d.client_id = $2::text))
+    RETURNING c.id, c.last_seq
+), msg AS (
+    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, kind)
+    SELECT conv.id, conv.last_seq, NULL, $3, $2::text, 'system' FROM conv
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT msg.conversation_id, 'message', msg.id FROM msg
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
+FROM msg
+`
+
+type SendSystemMessageParams struct {
+	ConversationID pgtype.UUID
+	ClientID       *string
+	Body           string
+}
+
+type SendSystemMessageRow struct {
+	ID             pgtype.UUID
+	ConversationID pgtype.UUID
+	Seq            int64
+	SenderID       *string
+	Body           string
+	ClientID       *string
+	CreatedAt      time.Time
+	EditedAt       *time.Time
+	DeletedAt      *time.Time
+	Kind           string
+}
+
+// A system message: SendMessage without a sender, posted by the application's backend into
+// any open conversation. No participant's read position or took_part changes: a system
+// message is unread for every participant and says nothing of anyone's presence. No row
+// when the conversation is unknown or closed, or the client_id was used already.
+func (q *Queries) SendSystemMessage(ctx context.Context, arg SendSystemMessageParams) (SendSystemMessageRow, error) {
+	row := q.db.QueryRow(ctx, sendSystemMessage, arg.ConversationID, arg.ClientID, arg.Body)
+	var i SendSystemMessageRow
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.Seq,
+		&i.SenderID,
+		&i.Body,
+		&i.ClientID,
+		&i.CreatedAt,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.Kind,
+	)
+	return i, err
+}
+
+const serverConversation = `-- name: ServerConversation :one
+SELECT ''::text AS member_id, c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at,
+    c.external_id, c.metadata, c.closed_at, 0::bigint AS last_read_seq, 0::bigint AS unread_count,
+    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
+    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
+    lm.deleted_at AS lm_deleted_at, lm.kind AS lm_kind
+FROM conversations c
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
+WHERE c.id = $1
+`
+
+type ServerConversationRow struct {
+	MemberID    string
+	ID          pgtype.UUID
+	Kind        string
+	Title       *string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	ActivityAt  time.Time
+	ExternalID  *string
+	Metadata    []byte
+	ClosedAt    *time.Time
+	LastReadSeq int64
+	UnreadCount int64
+	LmID        pgtype.UUID
+	LmSeq       *int64
+	LmSenderID  *string
+	LmBody      *string
+	LmClientID  *string
+	LmCreatedAt *time.Time
+	LmEditedAt  *time.Time
+	LmDeletedAt *time.Time
+	LmKind      *string
+}
+
+// One conversation as the application's backend sees it: the columns of
+// member_conversations, read by no member (nothing read, nothing unread).
+func (q *Queries) ServerConversation(ctx context.Context, conversationID pgtype.UUID) (ServerConversationRow, error) {
+	row := q.db.QueryRow(ctx, serverConversation, conversationID)
+	var i ServerConversationRow
+	err := row.Scan(
+		&i.MemberID,
+		&i.ID,
+		&i.Kind,
+		&i.Title,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.ActivityAt,
+		&i.ExternalID,
+		&i.Metadata,
+		&i.ClosedAt,
+		&i.LastReadSeq,
+		&i.UnreadCount,
+		&i.LmID,
+		&i.LmSeq,
+		&i.LmSenderID,
+		&i.LmBody,
+		&i.LmClientID,
+		&i.LmCreatedAt,
+		&i.LmEditedAt,
+		&i.LmDeletedAt,
+		&i.LmKind,
+	)
+	return i, err
+}
+
+const setNotifyWebhook = `-- name: SetNotifyWebhook :exec
+INSERT INTO users (id, notify_webhook) VALUES ($1, $2)
+ON CONFLICT (id) DO UPDATE SET notify_webhook = EXCLUDED.notify_webhook
+`
+
+type SetNotifyWebhookParams struct {
+	ID            string
+	NotifyWebhook bool
+}
+
+// Whether the notification webhook may write to a user; a user not seen yet is created
+// with the setting, like a participant named before it signs in.
+func (q *Queries) SetNotifyWebhook(ctx context.Context, arg SetNotifyWebhookParams) error {
+	_, err := q.db.Exec(ctx, setNotifyWebhook, arg.ID, arg.NotifyWebhook)
+	return err
 }
 
 const setOffline = `-- name: SetOffline :many
@@ -1375,12 +1671,14 @@ func (q *Queries) TouchInstance(ctx context.Context, id string) (int64, error) {
 }
 
 const unreadCounts = `-- name: UnreadCounts :many
-SELECT m.conversation_id, count(*) AS unread_count
+SELECT m.conversation_id, u.unread_count
 FROM members m
-JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
-    AND x.sender_id <> m.user_id AND x.deleted_at IS NULL
-WHERE m.user_id = $1
-GROUP BY m.conversation_id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS unread_count FROM messages x
+    WHERE x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
+      AND x.sender_id IS DISTINCT FROM m.user_id AND x.deleted_at IS NULL
+) u
+WHERE m.user_id = $1 AND u.unread_count > 0
 ORDER BY m.conversation_id
 `
 
@@ -1389,8 +1687,10 @@ type UnreadCountsRow struct {
 	UnreadCount    int64
 }
 
-// Computed from stored state each time: messages from others, not deleted, after the
-// caller's read position.
+// Computed from stored state each time: messages from others (system messages included),
+// not deleted, after the caller's read position. The count per membership is a lateral
+// index range over the unread tail: a join with IS DISTINCT FROM would let the planner
+// scan every message instead.
 func (q *Queries) UnreadCounts(ctx context.Context, userID string) ([]UnreadCountsRow, error) {
 	rows, err := q.db.Query(ctx, unreadCounts, userID)
 	if err != nil {

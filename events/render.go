@@ -28,7 +28,7 @@ type eventRow struct {
 func rowOf(r db.ReadEventsRow) eventRow {
 	return eventRow{cursor: Cursor{Tx: r.Tx, ID: r.ID}, typ: r.Type, conv: r.ConversationID, user: r.UserID,
 		seq: r.Seq, recipients: r.Recipients,
-		message: joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)}
+		message: joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MKind, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt)}
 }
 
 // errBadEvent marks an event row that cannot be rendered. It is logged and skipped: one
@@ -118,7 +118,8 @@ func (l *Log) newConversations(ctx context.Context, rows []eventRow) (map[[16]by
 	}
 	out := make(map[[16]byte]*Conversation, len(meta))
 	for _, m := range meta {
-		out[m.ID.Bytes] = &Conversation{ID: UUIDString(m.ID), Kind: m.Kind, Title: m.Title, Participants: []Participant{},
+		out[m.ID.Bytes] = &Conversation{ID: UUIDString(m.ID), Kind: m.Kind, Title: m.Title, ExternalID: m.ExternalID,
+			Metadata: Metadata(m.Metadata), ClosedAt: timePtr(m.ClosedAt), Participants: []Participant{},
 			CreatedAt: Time(m.CreatedAt), UpdatedAt: Time(m.CreatedAt)}
 	}
 	for _, p := range parts {

@@ -49,6 +49,7 @@ type config struct {
 	DebugAddr        string
 	MetricsAddr      string
 	MetricsToken     string
+	ServiceKeys      string
 	Dev              bool
 }
 
@@ -112,6 +113,8 @@ func (c *config) settings() []setting {
 		// Metrics tell how busy the service is and how it is used: not for everyone.
 		{"CHAT_METRICS_ADDR", "", "address of /metrics for Prometheus, e.g. 127.0.0.1:9090 (no token needed there)", &c.MetricsAddr},
 		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
+		// No default: without keys the server API answers 401 to everyone.
+		{"CHAT_SERVICE_KEYS", "", "server API keys, comma-separated name:key pairs, keys of 32+ characters (or CHAT_SERVICE_KEYS_FILE)", &c.ServiceKeys},
 	}
 }
 
@@ -123,12 +126,14 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 		if !ok {
 			v = s.def
 		}
-		if s.env == "CHAT_JWT_SECRET" && !ok {
-			secret, fromFile, err := jwtSecret()
+		if secretSettings[s.env] && !ok {
+			secret, fromFile, err := secretFromFile(s.env)
 			if err != nil {
 				return err
 			}
-			v, ok = secret, fromFile
+			if fromFile {
+				v, ok = secret, true
+			}
 		}
 		explicit[s.env] = ok
 		if err := set(s.target, v); err != nil {
@@ -164,20 +169,24 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 // devAddr is where -dev listens unless CHAT_ADDR or -addr says otherwise: loopback only.
 const devAddr = "127.0.0.1:8080"
 
-// jwtSecret reads CHAT_JWT_SECRET, or the file CHAT_JWT_SECRET_FILE names without its
-// trailing line break (editors and `echo` add one); given reports whether either was set.
-// `serve` and `token` both read the secret here, so they always agree on it.
-func jwtSecret() (secret string, given bool, err error) {
-	if v, ok := os.LookupEnv("CHAT_JWT_SECRET"); ok {
+// secretSettings are the settings that may also come from a file named by <NAME>_FILE,
+// so that a secret need not sit in the environment. `serve` and `token` both load them
+// here, so they always agree on them.
+var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_SERVICE_KEYS": true}
+
+// secretFromFile reads the variable env, or the file env_FILE names without its trailing
+// line break (editors and `echo` add one); given reports whether either was set.
+func secretFromFile(env string) (secret string, given bool, err error) {
+	if v, ok := os.LookupEnv(env); ok {
 		return v, true, nil
 	}
-	file := os.Getenv("CHAT_JWT_SECRET_FILE")
+	file := os.Getenv(env + "_FILE")
 	if file == "" {
 		return "", false, nil
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", true, fmt.Errorf("CHAT_JWT_SECRET_FILE: %w", err)
+		return "", true, fmt.Errorf("%s_FILE: %w", env, err)
 	}
 	return strings.TrimRight(string(b), "\r\n"), true, nil
 }
