@@ -52,9 +52,12 @@ WHERE c.id = @conversation_id;
 
 -- name: CloseConversation :one
 -- Closes a conversation once; closing it again changes nothing. No row for an unknown id.
+-- It takes the conversation's send lock (see LockConversations) before its row: a batch of
+-- sends that passed its closed check commits before the close does.
 UPDATE conversations
 SET closed_at = COALESCE(closed_at, now()), updated_at = CASE WHEN closed_at IS NULL THEN now() ELSE updated_at END
-WHERE id = @conversation_id
+WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(conversations.id::text)))
+  AND id = @conversation_id
 RETURNING id;
 
 -- name: SetNotifyWebhook :exec
@@ -110,45 +113,74 @@ WHERE m.conversation_id = ANY(@conversation_ids::uuid[])
 ORDER BY m.conversation_id, m.joined_at, u.id;
 
 
--- name: SendMessage :one
--- Sends a message in one statement (one round trip, one commit). Taking the next seq with
--- UPDATE ... RETURNING holds the conversation's row lock until commit, so seq is gap-free
--- and in commit order. No row comes back when the sender is not a participant or when a
--- message with this client_id already exists; a concurrent duplicate fails on the unique
--- index instead, and the whole statement, seq included, rolls back.
--- The advisory lock is taken first, before the transaction has an id: the row lock alone
--- would let a waiting sender take its transaction id before the holder of the lock, and
--- the event log (ordered by transaction id) would then list seq 5 before seq 4. Under the
--- advisory lock, transaction ids of one conversation's messages follow their seq.
-WITH conv AS (
+-- name: LockConversations :exec
+-- The first statement of a batch of sends (db/sender.go): each conversation's advisory lock,
+-- in one fixed order so that two batches sharing conversations never deadlock. It writes
+-- nothing, so the transaction takes its id only in SendMessages, after every lock is held:
+-- under the lock, transaction ids of one conversation's messages follow their seq, and the
+-- event log (ordered by transaction id) lists seq 4 before seq 5. SendMessages runs next
+-- with a snapshot of its own (READ COMMITTED), which sees every message committed by the
+-- lock's earlier holders, so its client_id check cannot miss a concurrent duplicate.
+SELECT pg_advisory_xact_lock(1667785076, k)
+FROM (SELECT DISTINCT hashtext(c::text) AS k FROM unnest(@conversation_ids::uuid[]) AS c ORDER BY k) AS keys;
+
+-- name: SendMessages :many
+-- Sends a batch of messages, any conversations, in one statement after LockConversations.
+-- Each input row (ord = its position, from 1) is sent when its sender is a participant and
+-- its client_id (empty: none) is neither used in the conversation by that sender nor by an
+-- earlier row of the batch; the rows sent come back with their ord, the others do not (the
+-- caller tells a repeat from an outsider by looking the client_id up). A conversation's
+-- last_seq moves once by the number of its rows, which take the seqs after it in ord order:
+-- gap-free, and in commit order because the conversation's lock is held to commit. The
+-- sender's read position moves past its own message, and each message logs one event,
+-- inserted in seq order so that event ids follow seq within the transaction.
+WITH input AS (
+    SELECT (@conversation_ids::uuid[])[i]::uuid AS conversation_id,
+        (@sender_ids::text[])[i]::text AS sender_id, (@bodies::text[])[i]::text AS body,
+        NULLIF((@client_ids::text[])[i], '')::text AS client_id, i::bigint AS ord
+    FROM generate_series(1, cardinality(@conversation_ids::uuid[])) AS i
+), ok AS (
+    SELECT i.*, row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord) AS n
+    FROM input i
+    WHERE EXISTS (SELECT 1 FROM members s
+                  WHERE s.conversation_id = i.conversation_id AND s.user_id = i.sender_id)
+      -- A closed conversation takes no message; CloseConversation takes the same lock, so
+      -- a send is wholly before a close or sees it.
+      AND NOT EXISTS (SELECT 1 FROM conversations z WHERE z.id = i.conversation_id AND z.closed_at IS NOT NULL)
+      AND (i.client_id IS NULL OR (
+          NOT EXISTS (SELECT 1 FROM messages d
+                      WHERE d.conversation_id = i.conversation_id AND d.sender_id = i.sender_id
+                        AND d.client_id = i.client_id)
+          AND NOT EXISTS (SELECT 1 FROM input j
+                          WHERE j.conversation_id = i.conversation_id AND j.sender_id = i.sender_id
+                            AND j.client_id = i.client_id AND j.ord < i.ord)))
+), conv AS (
     UPDATE conversations c
-    SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
-    WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
-      AND c.id = @conversation_id AND c.closed_at IS NULL
-      AND EXISTS (SELECT 1 FROM members s
-                  WHERE s.conversation_id = @conversation_id AND s.user_id = @sender_id)
-      AND (sqlc.narg(client_id)::text IS NULL OR NOT EXISTS (
-          SELECT 1 FROM messages d
-          WHERE d.conversation_id = @conversation_id AND d.sender_id = @sender_id
-            AND d.client_id = sqlc.narg(client_id)::text))
-    RETURNING c.id, c.last_seq
+    SET last_seq = c.last_seq + k.sent, activity_at = now(), updated_at = now()
+    FROM (SELECT conversation_id, count(*) AS sent FROM ok GROUP BY conversation_id) AS k
+    WHERE c.id = k.conversation_id
+    RETURNING c.id, c.last_seq - k.sent AS base
 ), msg AS (
     INSERT INTO messages (conversation_id, seq, sender_id, body, client_id)
-    SELECT conv.id, conv.last_seq, @sender_id, @body, sqlc.narg(client_id)::text FROM conv
+    SELECT ok.conversation_id, conv.base + ok.n, ok.sender_id, ok.body, ok.client_id
+    FROM ok JOIN conv ON conv.id = ok.conversation_id
     RETURNING *
 ), rd AS (
-    UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, msg.seq), took_part = true
-    FROM msg
-    WHERE members.conversation_id = msg.conversation_id AND members.user_id = msg.sender_id
+    UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, r.seq), took_part = true
+    FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM msg GROUP BY conversation_id, sender_id) AS r
+    WHERE members.conversation_id = r.conversation_id AND members.user_id = r.sender_id
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
-    SELECT msg.conversation_id, 'message', msg.id FROM msg
+    SELECT conversation_id, 'message', id FROM msg ORDER BY conversation_id, seq
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind
-FROM msg;
+SELECT ok.ord, msg.id, msg.conversation_id, msg.seq, msg.sender_id, msg.body, msg.client_id,
+    msg.created_at, msg.edited_at, msg.deleted_at, msg.kind
+FROM msg
+JOIN conv ON conv.id = msg.conversation_id
+JOIN ok ON ok.conversation_id = msg.conversation_id AND conv.base + ok.n = msg.seq;
 
 -- name: SendRefusal :one
--- Why SendMessage or SendSystemMessage wrote nothing: whether the conversation exists,
+-- Why SendMessages or SendSystemMessage wrote nothing: whether the conversation exists,
 -- whether the sender (NULL: the server) may see it, and whether it is closed.
 SELECT EXISTS (SELECT 1 FROM conversations c WHERE c.id = @conversation_id) AS found,
     (sqlc.narg(sender_id)::text IS NULL OR EXISTS (SELECT 1 FROM members m
@@ -156,7 +188,7 @@ SELECT EXISTS (SELECT 1 FROM conversations c WHERE c.id = @conversation_id) AS f
     EXISTS (SELECT 1 FROM conversations c WHERE c.id = @conversation_id AND c.closed_at IS NOT NULL) AS closed;
 
 -- name: SendSystemMessage :one
--- A system message: SendMessage without a sender, posted by the application's backend into
+-- A system message: a send without a sender, posted by the application's backend into
 -- any open conversation. No participant's read position or took_part changes: a system
 -- message is unread for every participant and says nothing of anyone's presence. No row
 -- when the conversation is unknown or closed, or the client_id was used already.

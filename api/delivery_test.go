@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatd/chatd/db"
@@ -89,7 +90,11 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 	go func() {
 		heldDone <- db.InTx(context.Background(), a.Pool, func(q *db.Queries) error {
 			conv, _ := events.ParseUUID(ids[1])
-			_, err := q.SendMessage(context.Background(), db.SendMessageParams{ConversationID: conv, SenderID: ws[1].ID, Body: "held"})
+			arg := db.SendMessagesParams{ConversationIds: []pgtype.UUID{conv}, SenderIds: []string{ws[1].ID}, Bodies: []string{"held"}, ClientIds: []string{""}}
+			err := q.LockConversations(context.Background(), arg.ConversationIds)
+			if err == nil {
+				_, err = q.SendMessages(context.Background(), arg)
+			}
 			close(held)
 			<-hold
 			return err

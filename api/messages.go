@@ -18,10 +18,8 @@ import (
 // maxClientID is the longest idempotency key accepted.
 const maxClientID = 64
 
-// clientIDConstraint is the unique index that makes client_id an idempotency key.
-const clientIDConstraint = "messages_client_id"
-
-// systemClientIDConstraint is its counterpart for system messages, which have no sender.
+// systemClientIDConstraint is the unique index that makes client_id an idempotency key of
+// system messages: concurrent system sends with one client_id meet there.
 const systemClientIDConstraint = "messages_system_client_id"
 
 type messageRequest struct {
@@ -81,12 +79,19 @@ func (s *Server) sendMessage(c *gin.Context) error {
 		return err
 	}
 	me := user(c)
-	row, err := s.q.SendMessage(c, db.SendMessageParams{ConversationID: conv, SenderID: me, ClientID: req.ClientID, Body: *req.Body})
-	if err == nil {
-		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
+	send := db.Send{ConversationID: conv, SenderID: me, Body: *req.Body}
+	if req.ClientID != nil {
+		send.ClientID = *req.ClientID
+	}
+	out, err := s.sender.Send(c, send)
+	switch {
+	case err != nil:
+		return err
+	case out.OK:
+		c.JSON(http.StatusCreated, events.MessageFrom(out.Message))
 		return nil
 	}
-	return s.sendRefused(c, conv, &me, req.ClientID, err)
+	return s.sendRefused(c, conv, &me, req.ClientID)
 }
 
 var errClosed = errorf("conversation_closed", "the conversation is closed: nobody can send in it any more")
@@ -95,11 +100,7 @@ var errClosed = errorf("conversation_closed", "the conversation is closed: nobod
 // nothing: 404 when the sender cannot see the conversation; the original message (200)
 // when the client_id was used before, even once the conversation is closed (a retry of a
 // send that succeeded); 409 when the conversation is closed.
-func (s *Server) sendRefused(c *gin.Context, conv pgtype.UUID, sender, clientID *string, err error) error {
-	if !errors.Is(err, pgx.ErrNoRows) && !db.IsUniqueViolation(err, clientIDConstraint) &&
-		!db.IsUniqueViolation(err, systemClientIDConstraint) {
-		return err
-	}
+func (s *Server) sendRefused(c *gin.Context, conv pgtype.UUID, sender, clientID *string) error {
 	why, err := s.q.SendRefusal(c, db.SendRefusalParams{ConversationID: conv, SenderID: sender})
 	if err != nil {
 		return err

@@ -65,6 +65,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	q       *db.Queries
+	sender  *db.Sender // every send goes through it: concurrent sends share a commit
 	log     *slog.Logger
 	now     func() time.Time
 	engine  *gin.Engine
@@ -92,6 +93,7 @@ func NewServer(cfg Config) *Server {
 	s := &Server{
 		cfg:     cfg,
 		q:       db.New(cfg.Pool),
+		sender:  db.NewSender(cfg.Pool, db.SenderConfig{}),
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		limits:  newRateLimiter(cfg.WriteRate, cfg.WriteBurst),

@@ -172,7 +172,10 @@ func (s *Server) sendSystemMessage(c *gin.Context) error {
 		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
 		return nil
 	}
-	return s.sendRefused(c, conv, nil, req.ClientID, err)
+	if !errors.Is(err, pgx.ErrNoRows) && !db.IsUniqueViolation(err, systemClientIDConstraint) {
+		return err
+	}
+	return s.sendRefused(c, conv, nil, req.ClientID)
 }
 
 // closeConversation closes a conversation for good: nobody sends in it any more (409);

@@ -21,7 +21,7 @@ for _ in $(seq 1 50); do curl -fs http://127.0.0.1:18200/readyz >/dev/null && br
 bench() { "$out/chatbench" -url http://127.0.0.1:18200 -db "$db" "$@"; }
 
 rate=${RATE:-6000}
-bench -mode load -streams 200 -rate "$rate" -duration 10s -clients 64 -pgbench \
+bench -mode load -streams 200 -rate "$rate" -duration 10s -clients 64 -pgbench -pgbench-clients 64 \
   -json "$out/throughput.json" -plot "$out/throughput.png" | tee "$out/throughput.txt"
 half=$(python3 -c "import json;print(int(json.load(open('$out/throughput.json'))['load']['achieved_msgs_per_s']/2))")
 bench -mode load -streams 200 -rate "$half" -duration 10s -clients 64 \

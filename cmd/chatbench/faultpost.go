@@ -119,7 +119,7 @@ func (p *faultPoster) send(ctx context.Context, w, i int) {
 	m := &p.msgs[i]
 	c, from := conversationOf(p.b.convs, i)
 	m.first = time.Now().UnixNano()
-	body := messageBody(m.first, i, p.b.opt.runID)
+	body := messageBody(m.first, i, p.b.opt.runID, 0)
 	deadline := time.Unix(0, m.first).Add(faultMsgTimeout)
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {

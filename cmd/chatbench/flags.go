@@ -39,14 +39,27 @@
 // judged against -pool-cap per instance, and the oldest transaction holding a transaction
 // id anywhere in the cluster, which holds back chatd's delivery fence.
 //
-// -pgbench also runs pgbench (single-row INSERTs of a message-sized row into a scratch
-// table, same client count, -duration long) against -db before the load, and reports the
-// service's accepted msgs/s as a ratio to pgbench's tps.
+// -pgbench also runs issue 9's reference against -db before the load: pgbench -M prepared,
+// single-row INSERTs of a message-sized row (-body-bytes of body) into a scratch table,
+// -pgbench-clients/-jobs/-time (8, 2, 10s); the service's accepted msgs/s is reported as a
+// ratio to its tps. -mode pgbench runs the reference alone.
+//
+// -pg-cost (load, with -db on this machine) measures what the load phase cost: each
+// instance's CPU, PostgreSQL's CPU from /proc, and per 1,000 accepted messages its
+// transactions and rows (pg_stat_database) and, when the server preloads
+// pg_stat_statements, its statements' calls. throughput.sh ramps the rate with it over
+// several instances, and -mode throughput-plot draws the ramp's summary.
+//
+// A message is posted to the instance its sender's stream is on, so with two or more
+// instances every recipient's stream is on another instance; "held" (the rate held) is at
+// least 99 % of the scheduled messages delivered to their recipient with a recipient
+// delivery p99 of at most 1 s.
 //
 // Streams are spread over the -url instances (comma-separated) and, for loopback targets,
 // over the source addresses 127.0.0.2 ... 127.0.0.(1+sources), so that many thousands of
 // streams do not run out of ephemeral ports. Message bodies are "<scheduled unix nanos>
-// <message index>"; user ids are "<run-id>-<i>-a" and "<run-id>-<i>-b".
+// <message index>" padded with dots to -body-bytes; user ids are "<run-id>-<i>-a" and
+// "<run-id>-<i>-b".
 //
 // Examples:
 //
@@ -95,6 +108,19 @@ type options struct {
 	pgbench      bool
 	runID        string
 	poolCap      int
+	bodyBytes    int // message bodies padded to this many bytes; pgbench's row body too
+
+	// pgbench's reference (-pgbench, -mode pgbench): issue 9's single-row INSERT,
+	// -M prepared -c 8 -j 2 -T 10 by default.
+	pgbenchClients int
+	pgbenchJobs    int
+	pgbenchTime    time.Duration
+
+	// -pg-cost: what the load phase cost PostgreSQL and the instances (cost.go).
+	pgCost   bool
+	pgSettle time.Duration
+
+	summaryPath string // -mode throughput-plot: throughput.sh's summary.json
 
 	// -mode faults
 	chatdBin string
@@ -137,6 +163,15 @@ func parseFlags(args []string) (options, error) {
 	if o.mode == "faults" {
 		return o, o.checkFaults()
 	}
+	if o.mode == "pgbench" {
+		return o, o.checkPgbench()
+	}
+	if o.mode == "throughput-plot" {
+		if o.summaryPath == "" || o.plotPath == "" {
+			return o, errors.New("-mode throughput-plot needs -summary and -plot")
+		}
+		return o, nil
+	}
 	if hostileModes[o.mode] != nil {
 		return o, o.checkHostile()
 	}
@@ -149,11 +184,18 @@ func (o *options) define(fs *flag.FlagSet) *string {
 	urls := fs.String("url", "http://127.0.0.1:8080", "comma-separated base URLs of chatd instances (streams and POSTs are spread over them)")
 	fs.StringVar(&o.secret, "secret", os.Getenv("CHAT_JWT_SECRET"), "HS256 secret the server runs with (default $CHAT_JWT_SECRET)")
 	fs.StringVar(&o.metricsToken, "metrics-token", os.Getenv("CHAT_METRICS_TOKEN"), "the server's CHAT_METRICS_TOKEN, to read /metrics (default $CHAT_METRICS_TOKEN; the modes that run chatd set their own)")
-	fs.StringVar(&o.mode, "mode", "load", "load, idle, storm or faults")
+	fs.StringVar(&o.mode, "mode", "load", "load, idle, storm, pgbench (the reference alone), throughput-plot, faults, slowread, slowclients or soak")
 	fs.IntVar(&o.streams, "streams", 200, "event streams to open: two per 1:1 conversation, so streams/2 conversations")
 	fs.Float64Var(&o.rate, "rate", 500, "load: target messages per second (open loop)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "load: how long to post (and pgbench's run time)")
-	fs.IntVar(&o.clients, "clients", 64, "POSTs in flight at most (more are counted as client overload); also pgbench's client count")
+	fs.IntVar(&o.clients, "clients", 64, "POSTs in flight at most (more are counted as client overload)")
+	fs.IntVar(&o.bodyBytes, "body-bytes", 100, "load, storm: pad each message body to this many bytes (its \"<nanos> <index>\" head is kept); also pgbench's row body")
+	fs.IntVar(&o.pgbenchClients, "pgbench-clients", 8, "pgbench's reference: clients (-c)")
+	fs.IntVar(&o.pgbenchJobs, "pgbench-jobs", 2, "pgbench's reference: threads (-j)")
+	fs.DurationVar(&o.pgbenchTime, "pgbench-time", 10*time.Second, "pgbench's reference: run time (-T, whole seconds)")
+	fs.BoolVar(&o.pgCost, "pg-cost", false, "load: with -db, measure what the load phase cost: PostgreSQL CPU (/proc, same machine), its transactions and rows (pg_stat_database) and statements (pg_stat_statements when loaded) per 1,000 messages, CPU per instance")
+	fs.StringVar(&o.summaryPath, "summary", "", "throughput-plot: throughput.sh's summary.json to draw (-plot names the PNG)")
+	fs.DurationVar(&o.pgSettle, "pg-settle", 11*time.Second, "-pg-cost: idle wait before and after the load phase, so that PostgreSQL's backends have flushed their statistics (an idle backend flushes within 10 s)")
 	fs.IntVar(&o.sources, "sources", 8, "loopback source addresses for stream sockets, 127.0.0.2 onwards (0: let the kernel choose)")
 	fs.StringVar(&o.dbURL, "db", "", "PostgreSQL URL of chatd's database, for connection counts and -pgbench (optional)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this file")
@@ -162,7 +204,7 @@ func (o *options) define(fs *flag.FlagSet) *string {
 	fs.DurationVar(&o.idleFor, "idle-for", 60*time.Second, "idle: how long to hold the streams open")
 	fs.DurationVar(&o.heartbeat, "heartbeat", 15*time.Second, "the server's heartbeat interval (CHAT_SSE_HEARTBEAT), to judge gaps")
 	fs.DurationVar(&o.drain, "drain", 15*time.Second, "load: how long to wait for deliveries after the last reply (the storm waits up to 60s)")
-	fs.BoolVar(&o.pgbench, "pgbench", false, "also run pgbench single-row INSERTs against -db (load mode) for a throughput ratio")
+	fs.BoolVar(&o.pgbench, "pgbench", false, "load: also run the pgbench reference (single-row INSERTs, -M prepared, -pgbench-*) against -db before the load, for a throughput ratio")
 	fs.IntVar(&o.poolCap, "pool-cap", 20, "the server's CHAT_DB_MAX_CONNS per instance, to judge -db connection counts")
 	fs.StringVar(&o.runID, "run-id", "", "prefix of user ids (default: random), so runs never collide")
 	fs.StringVar(&o.chatdBin, "chatd", "", "faults: the chatd binary to run")
@@ -217,10 +259,29 @@ func (o *options) check() error {
 		return errors.New("-sources must be between 0 and 250")
 	case o.missed < 1 && o.mode == "storm":
 		return errors.New("-missed must be at least 1")
-	case o.pgbench && o.dbURL == "":
-		return errors.New("-pgbench needs -db")
+	case (o.pgbench || o.pgCost) && o.dbURL == "":
+		return errors.New("-pgbench and -pg-cost need -db")
+	case o.bodyBytes < 0 || o.bodyBytes > 4096:
+		return errors.New("-body-bytes must be between 0 and 4096 (chatd's default body limit)")
 	case strings.ContainsAny(o.runID, " \"\\/"):
 		return errors.New("-run-id must not contain spaces, quotes or slashes")
+	case o.pgbench:
+		return o.checkPgbench()
+	}
+	return nil
+}
+
+// checkPgbench validates the reference's flags (-pgbench and -mode pgbench).
+func (o *options) checkPgbench() error {
+	switch {
+	case o.dbURL == "":
+		return errors.New("-mode pgbench needs -db")
+	case o.pgbenchClients < 1 || o.pgbenchJobs < 1 || o.pgbenchJobs > o.pgbenchClients:
+		return errors.New("-pgbench-clients must be at least 1, -pgbench-jobs between 1 and the clients")
+	case o.pgbenchTime < time.Second:
+		return errors.New("-pgbench-time must be at least 1s")
+	case o.bodyBytes < 1 || o.bodyBytes > 4096:
+		return errors.New("-body-bytes must be between 1 and 4096")
 	}
 	return nil
 }

@@ -32,6 +32,12 @@ func run() int {
 	if run := hostileModes[opt.mode]; run != nil {
 		return run(ctx, opt)
 	}
+	switch opt.mode {
+	case "pgbench":
+		return runPgbenchMode(ctx, opt)
+	case "throughput-plot":
+		return runThroughputPlot(opt)
+	}
 
 	res := &Result{Mode: opt.mode, RunID: opt.runID, Instances: opt.urls, Streams: opt.streams,
 		Clients: opt.clients, Sources: opt.sources, DB: &DBResult{}}

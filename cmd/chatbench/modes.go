@@ -67,7 +67,7 @@ func (b *bench) runLoad(ctx context.Context) error {
 		return fmt.Errorf("-rate × -duration is less than one message")
 	}
 	if opt.pgbench {
-		b.res.Pgbench = b.runPgbench(ctx, bodyLen(n))
+		b.res.Pgbench = runPgbench(ctx, opt)
 	}
 	defer b.startDBWatch(ctx)()
 	t := newTracker(len(b.convs), n)
@@ -78,6 +78,10 @@ func (b *bench) runLoad(ctx context.Context) error {
 		return err
 	}
 
+	var cost *costProbe
+	if opt.pgCost {
+		cost = b.startCost(ctx)
+	}
 	logf("load: %d messages at %.0f/s over %s, at most %d in flight", n, opt.rate, opt.duration, opt.clients)
 	p := newPoster(b, n)
 	self0 := selfCPU()
@@ -92,6 +96,9 @@ func (b *bench) runLoad(ctx context.Context) error {
 	time.Sleep(200 * time.Millisecond) // late duplicates would show up here
 	end := b.scrape(ctx)
 	self1 := selfCPU()
+	if cost != nil {
+		b.res.Cost = cost.finish(ctx, p.accepted.Load())
+	}
 	g.close()
 
 	b.summariseStreams(t, g)

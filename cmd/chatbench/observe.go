@@ -23,6 +23,7 @@ type serverSample struct {
 	read    float64 // chatd_events_read_total: durable events the log reader has fanned out
 	// go_goroutines
 	goroutines float64
+	cpuBy      []float64 // process_cpu_seconds_total per instance, in -url's order
 	err        error
 }
 
@@ -30,10 +31,12 @@ type serverSample struct {
 func (b *bench) scrape(ctx context.Context) serverSample {
 	s := serverSample{at: time.Now()}
 	for _, u := range b.opt.urls {
+		cpu := s.cpu
 		if err := b.scrapeOne(ctx, u+"/metrics", &s); err != nil {
 			s.err = fmt.Errorf("%s/metrics: %w", u, err)
 			return s
 		}
+		s.cpuBy = append(s.cpuBy, s.cpu-cpu)
 	}
 	return s
 }
@@ -115,12 +118,18 @@ func selfMaxRSS() float64 {
 
 // dbWatch counts chatd's PostgreSQL connections in pg_stat_activity: the pool's
 // (application_name 'chatd') and the listeners' ('chatd_listener'), in -db's database.
+// It is connected to the server's maintenance database when it can be, so that its own
+// queries do not count in -db's statistics (cost.go measures those).
 type dbWatch struct {
-	mu   sync.Mutex
-	conn *pgx.Conn
-	max  dbSample
-	n    int
-	err  error
+	mu      sync.Mutex
+	conn    *pgx.Conn
+	datname string // -db's database
+	// own is true when conn is to -db's database itself (no maintenance database): its
+	// queries are then among the database's transactions.
+	own bool
+	max dbSample
+	n   int
+	err error
 	// The oldest transaction holding a transaction id anywhere in the cluster: chatd's
 	// delivery fence (tx < pg_snapshot_xmin) waits for it, whatever its database.
 	oldestXact    float64 // seconds, the most seen
@@ -141,11 +150,20 @@ func openDBWatch(ctx context.Context, url string) (*dbWatch, error) {
 	cfg.RuntimeParams["application_name"] = "chatbench"
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
+	w := &dbWatch{datname: cfg.Database}
+	if cfg.Database != "postgres" {
+		maint := cfg.Copy()
+		maint.Database = "postgres"
+		if w.conn, err = pgx.ConnectConfig(ctx, maint); err == nil {
+			return w, nil
+		}
+		logf("-db: no maintenance database (%v): the watcher's own queries count in %s's statistics", err, cfg.Database)
+	}
+	if w.conn, err = pgx.ConnectConfig(ctx, cfg); err != nil {
 		return nil, err
 	}
-	return &dbWatch{conn: conn}, nil
+	w.own = true
+	return w, nil
 }
 
 func (w *dbWatch) close() {
@@ -163,7 +181,7 @@ func (w *dbWatch) sample(ctx context.Context) (dbSample, error) {
 		SELECT count(*) FILTER (WHERE application_name = 'chatd'),
 		       count(*) FILTER (WHERE application_name = 'chatd' AND state IS DISTINCT FROM 'idle'),
 		       count(*) FILTER (WHERE application_name = 'chatd_listener')
-		FROM pg_stat_activity WHERE datname = current_database()`).Scan(&s.pool, &s.busy, &s.listener)
+		FROM pg_stat_activity WHERE datname = $1`, w.datname).Scan(&s.pool, &s.busy, &s.listener)
 	if err != nil {
 		if w.err == nil && ctx.Err() == nil {
 			w.err = err
@@ -191,12 +209,4 @@ func (w *dbWatch) sample(ctx context.Context) (dbSample, error) {
 // watch samples every interval until ctx ends.
 func (w *dbWatch) watch(ctx context.Context, every time.Duration) {
 	onTick(ctx, every, func() { _, _ = w.sample(ctx) })
-}
-
-// exec runs one statement on the watcher's connection (pgbench's scratch table).
-func (w *dbWatch) exec(ctx context.Context, sql string) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, err := w.conn.Exec(ctx, sql)
-	return err
 }

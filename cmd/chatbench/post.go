@@ -43,8 +43,27 @@ func newPoster(b *bench, n int) *poster {
 func conversationOf(convs []conversation, i int) (*conversation, *user) {
 	nc := len(convs)
 	c := &convs[i%nc]
-	return c, c.users[(i/nc)%2]
+	return c, c.users[senderSide(nc, i)]
 }
+
+// senderSide is which participant of its conversation sends message i (0 or 1): the
+// conversation's two participants take turns, one round of all conversations each.
+func senderSide(nconv, i int) int { return (i / nconv) % 2 }
+
+// senderStream is the index in bench.streams of the stream of message i's sender: stream
+// 2*c+side is participant side of conversation c (planStreams).
+func senderStream(nconv, i int) int { return 2*(i%nconv) + senderSide(nconv, i) }
+
+// streamInstance is the instance (index in -url) that stream k is opened on. A
+// conversation's two streams are k and k+1 with k even, so with two or more instances they
+// are never on the same one.
+func streamInstance(k, ninst int) int { return k % ninst }
+
+// postInstance is the instance message i is posted to: the one its sender's stream is on,
+// as a client posts where it is connected. Its recipient's stream is then on another
+// instance whenever there are two or more, so every delivery to a recipient measures the
+// cross-instance path.
+func postInstance(nconv, ninst, i int) int { return streamInstance(senderStream(nconv, i), ninst) }
 
 // openLoop sends message i at start + i/rate, whatever the earlier replies do; at most
 // -clients are in flight and a message due while all are busy is counted as client
@@ -105,11 +124,14 @@ func (p *poster) closedLoop(ctx context.Context) {
 	wg.Wait()
 }
 
-// post sends message i, whose body is "<scheduled unix nanos> <i>".
+// post sends message i, whose body is "<scheduled unix nanos> <i>" padded to -body-bytes,
+// to its sender's instance.
 func (p *poster) post(ctx context.Context, i int) {
+	opt := &p.b.opt
 	c, from := conversationOf(p.b.convs, i)
-	body := messageBody(p.sched[i], i, p.b.opt.runID)
-	u := p.b.opt.urls[i%len(p.b.opt.urls)] + "/v1/conversations/" + c.id + "/messages"
+	body := messageBody(p.sched[i], i, opt.runID, opt.bodyBytes)
+	inst := postInstance(len(p.b.convs), len(opt.urls), i)
+	u := opt.urls[inst] + "/v1/conversations/" + c.id + "/messages"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		p.fail(err)
@@ -144,13 +166,19 @@ func (p *poster) post(ctx context.Context, i int) {
 	v.(*atomic.Int64).Add(1)
 }
 
-// messageBody is the JSON of message i: body "<sched unix nanos> <i>", client_id "<runID>-<i>".
-func messageBody(sched int64, i int, runID string) []byte {
-	body := make([]byte, 0, 96)
+// messageBody is the JSON of message i: body "<sched unix nanos> <i>", client_id
+// "<runID>-<i>". With size > 0 the body is padded to size bytes with dots, which
+// parseMessage skips; a body already that long is left as it is.
+func messageBody(sched int64, i int, runID string, size int) []byte {
+	body := make([]byte, 0, 96+size)
 	body = append(body, `{"body":"`...)
+	start := len(body)
 	body = strconv.AppendInt(body, sched, 10)
 	body = append(body, ' ')
 	body = strconv.AppendInt(body, int64(i), 10)
+	for range size - (len(body) - start) {
+		body = append(body, '.')
+	}
 	body = append(body, `","client_id":"`...)
 	body = append(body, runID...)
 	body = append(body, '-')
@@ -193,9 +221,4 @@ func (p *poster) acceptedPerConv() []int32 {
 		}
 	}
 	return out
-}
-
-// bodyLen is the length of a posted message body, for pgbench's row.
-func bodyLen(messages int) int {
-	return len(strconv.FormatInt(time.Now().UnixNano(), 10)) + 1 + len(strconv.Itoa(max(messages-1, 0)))
 }

@@ -33,6 +33,7 @@ type Result struct {
 	Heartbeat *HeartbeatResult `json:"heartbeat,omitempty"`
 	DB        *DBResult        `json:"db,omitempty"`
 	Pgbench   *PgbenchResult   `json:"pgbench,omitempty"`
+	Cost      *CostResult      `json:"cost,omitempty"`
 
 	Budgets  []Budget `json:"budgets"`
 	Failures []string `json:"failures"`
@@ -64,9 +65,18 @@ type LoadResult struct {
 	PostLatency       *Quantiles       `json:"post_latency"`
 	DeliveryLatency   *Quantiles       `json:"delivery_latency"`
 	// With several instances: deliveries by a stream on the instance the message was
-	// posted to, and on another one (the cross-instance path).
+	// posted to, and on another one (the cross-instance path). A message is posted to its
+	// sender's instance and its recipient's stream is on another, so "other instance" is
+	// the recipients' figure and "same instance" the senders' own copies.
 	DeliverySameInstance  *Quantiles `json:"delivery_latency_same_instance,omitempty"`
 	DeliveryOtherInstance *Quantiles `json:"delivery_latency_other_instance,omitempty"`
+	// Deliveries to the recipient's stream (not the sender's own copy), whatever the
+	// instances: the figure "held" is judged on.
+	DeliveryRecipient  *Quantiles `json:"delivery_latency_recipient"`
+	RecipientDelivered int64      `json:"recipient_delivered"`          // scheduled messages that reached their recipient
+	RecipientFraction  float64    `json:"recipient_delivered_fraction"` // of scheduled (overload and rejections count as not delivered)
+	Held               bool       `json:"held"`
+	HeldWhy            string     `json:"held_why"`
 }
 
 type StormResult struct {
@@ -135,8 +145,11 @@ type DBResult struct {
 	OldestWriteXactWho string  `json:"oldest_write_xact_who,omitempty"`
 }
 
+// PgbenchResult is the reference: pgbench's single-row INSERT of a message-sized row.
 type PgbenchResult struct {
 	Clients   int     `json:"clients"`
+	Jobs      int     `json:"jobs"`
+	Protocol  string  `json:"protocol"` // pgbench -M
 	Seconds   int     `json:"seconds"`
 	BodyBytes int     `json:"body_bytes"`
 	TPS       float64 `json:"tps"`

@@ -25,7 +25,7 @@ func printTable(w io.Writer, r *Result, opt options) {
 		t.row("deliveries", "%d of %d expected; lost %d, duplicates %d, misrouted %d, seq errors %d, unparsed %d, unacknowledged %d",
 			d.Delivered, d.Expected, d.Lost, d.Duplicates, d.Misrouted, d.SeqErrors, d.Unparsed, d.Unacknowledged)
 	}
-	t.costRows(r)
+	t.serverRows(r)
 	t.verdictRows(r)
 	t.write(w)
 }
@@ -50,9 +50,16 @@ func (t *table) loadRows(r *Result) {
 		t.row("POST latency", "%s", qstr(l.PostLatency))
 		t.row("delivery latency", "%s", qstr(l.DeliveryLatency))
 		if l.DeliverySameInstance != nil || l.DeliveryOtherInstance != nil {
-			t.row("  same instance", "%s", qstr(l.DeliverySameInstance))
-			t.row("  other instance", "%s", qstr(l.DeliveryOtherInstance))
+			t.row("  same instance", "%s (the sender's own stream)", qstr(l.DeliverySameInstance))
+			t.row("  other instance", "%s (the recipient's stream)", qstr(l.DeliveryOtherInstance))
 		}
+		t.row("  to the recipient", "%s", qstr(l.DeliveryRecipient))
+		held := "NOT held"
+		if l.Held {
+			held = "held"
+		}
+		t.row("rate held", "%s: %s (held = >= %.0f %% of scheduled messages reach their recipient, recipient p99 <= %s)",
+			held, l.HeldWhy, 100*heldDelivered, heldP99)
 		t.row("scheduler", "worst launch lag %.2f ms; drain after last reply %.3fs", l.SchedulerLagMaxMs, l.DrainS)
 	}
 }
@@ -77,8 +84,8 @@ func (t *table) stormRows(r *Result) {
 	}
 }
 
-// costRows reports what the run cost the server and its database, and pgbench's baseline.
-func (t *table) costRows(r *Result) {
+// serverRows reports what the run cost the server and its database, and pgbench's baseline.
+func (t *table) serverRows(r *Result) {
 	if sv := r.Server; sv.Error != "" {
 		t.row("server", "metrics unavailable: %s", sv.Error)
 	} else {
@@ -98,17 +105,28 @@ func (t *table) costRows(r *Result) {
 		t.row("  oldest write xact", "%.3fs (%s): anything in the cluster that holds a transaction id this long delays every delivery",
 			d.OldestWriteXactS, d.OldestWriteXactWho)
 	}
-	if p := r.Pgbench; p != nil {
-		if p.Error != "" {
-			t.row("pgbench", "failed: %s", p.Error)
-		} else {
-			note := ""
-			if l := r.Load; l != nil && l.Overload == 0 && l.AchievedRate >= 0.97*l.TargetRate {
-				note = " (the service kept up with -rate: offer more to measure its capacity)"
-			}
-			t.row("pgbench", "%.1f tps single-row INSERT (%d clients, %ds, %d-byte body); service/pgbench = %.2fx%s",
-				p.TPS, p.Clients, p.Seconds, p.BodyBytes, p.Ratio, note)
+	t.pgbenchRow(r)
+	t.costRows(r.Cost)
+}
+
+// pgbenchRow reports the reference and the service's ratio to it.
+func (t *table) pgbenchRow(r *Result) {
+	p := r.Pgbench
+	switch {
+	case p == nil:
+	case p.Error != "":
+		t.row("pgbench", "failed: %s", p.Error)
+	default:
+		note := ""
+		if l := r.Load; l != nil && l.Overload == 0 && l.AchievedRate >= 0.97*l.TargetRate {
+			note = " (the service kept up with -rate: offer more to measure its capacity)"
 		}
+		ratio := ""
+		if r.Load != nil {
+			ratio = fmt.Sprintf("; service/pgbench = %.2fx%s", p.Ratio, note)
+		}
+		t.row("pgbench", "%.1f tps single-row INSERT (-M %s -c %d -j %d -T %d, %d-byte body)%s",
+			p.TPS, p.Protocol, p.Clients, p.Jobs, p.Seconds, p.BodyBytes, ratio)
 	}
 }
 

@@ -194,7 +194,7 @@ func (b *bench) planStreams() {
 	opt := b.opt
 	b.streams = make([]*stream, opt.streams)
 	for k := range b.streams {
-		inst := k % len(opt.urls)
+		inst := streamInstance(k, len(opt.urls))
 		pu, _ := url.Parse(opt.urls[inst])
 		b.streams[k] = &stream{
 			conv:   k / 2,
@@ -202,6 +202,7 @@ func (b *bench) planStreams() {
 			addr:   hostPort(pu),
 			host:   pu.Host,
 			inst:   uint8(inst),
+			side:   uint8(k % 2),
 			dialer: b.dialers[k%len(b.dialers)],
 		}
 	}

@@ -200,7 +200,7 @@ func (s *soakRun) send(ctx context.Context, _ int) {
 				ID string `json:"id"`
 			}
 			path := "/v1/conversations/" + c.id + "/messages"
-			if !s.do(ctx, 0, i, http.MethodPost, path, from.token, messageBody(time.Now().UnixNano(), i, s.opt.runID), &m) {
+			if !s.do(ctx, 0, i, http.MethodPost, path, from.token, messageBody(time.Now().UnixNano(), i, s.opt.runID, 0), &m) {
 				return
 			}
 			s.accepted[i].Store(true)
@@ -260,7 +260,7 @@ func (s *soakRun) churn(ctx context.Context, k int) {
 	for i := 0; ctx.Err() == nil; i++ {
 		held := s.b.streams[(k*7+i)%len(s.b.streams)]
 		inst := (k + i) % 2
-		st := &stream{conv: held.conv, user: held.user, dialer: held.dialer, inst: uint8(inst),
+		st := &stream{conv: held.conv, user: held.user, side: held.side, dialer: held.dialer, inst: uint8(inst),
 			addr: s.targets[inst].addr, host: s.targets[inst].host}
 		cctx, cancel := context.WithTimeout(ctx, time.Second+time.Duration(rand.IntN(4000))*time.Millisecond)
 		ready := false

@@ -110,6 +110,7 @@ func (s *stream) message(data []byte, t *tracker) {
 	if n := t.deliveries[idx].Add(1); n <= 2 {
 		t.latency[2*idx+int(n)-1] = now - sent
 		t.slotInst[2*idx+int(n)-1] = s.inst
+		t.slotSide[2*idx+int(n)-1] = s.side
 	} else {
 		t.dups.Add(1)
 	}
@@ -125,8 +126,8 @@ var (
 	seqKey  = []byte(`"seq":`)
 )
 
-// parseMessage finds chatbench's body "<sent unix nanos> <index>" and the seq in a message
-// object, without allocating.
+// parseMessage finds chatbench's body "<sent unix nanos> <index>", perhaps padded with dots
+// (-body-bytes), and the seq in a message object, without allocating.
 func parseMessage(data []byte) (sent int64, idx int, seq int64, ok bool) {
 	i := bytes.Index(data, bodyKey)
 	if i < 0 {
@@ -138,6 +139,9 @@ func parseMessage(data []byte) (sent int64, idx int, seq int64, ok bool) {
 		return 0, 0, 0, false
 	}
 	n, rest, ok2 := parseUint(rest[1:])
+	for len(rest) > 0 && rest[0] == '.' {
+		rest = rest[1:]
+	}
 	if !ok2 || len(rest) == 0 || rest[0] != '"' {
 		return 0, 0, 0, false
 	}

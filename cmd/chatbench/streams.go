@@ -34,6 +34,7 @@ type tracker struct {
 	deliveries []atomic.Int32 // per message index: streams it arrived on
 	latency    []int64        // two slots per message index: arrival - scheduled send, ns
 	slotInst   []uint8        // the instance (index in -url) of the stream that filled each slot
+	slotSide   []uint8        // the participant (0 or 1) whose stream filled each slot
 
 	ready     atomic.Int64 // streams that got `event: ready`
 	failed    atomic.Int64 // streams that could not open (no `ready`)
@@ -59,7 +60,7 @@ type tracker struct {
 
 func newTracker(nconv, messages int) *tracker {
 	return &tracker{nconv: nconv, deliveries: make([]atomic.Int32, messages), latency: make([]int64, 2*messages),
-		slotInst: make([]uint8, 2*messages)}
+		slotInst: make([]uint8, 2*messages), slotSide: make([]uint8, 2*messages)}
 }
 
 func (t *tracker) noteErr(err error) {
@@ -78,6 +79,7 @@ type stream struct {
 	addr   string // host:port to dial
 	host   string // Host header
 	inst   uint8  // index of its instance in -url
+	side   uint8  // which participant of its conversation (0 or 1: users[side])
 	dialer *net.Dialer
 
 	// Carried over reconnections.

@@ -84,19 +84,12 @@ func (b *bench) summariseLoad(t *tracker, p *poster, drained time.Duration) {
 	l.AchievedRate = float64(l.Accepted) / window.Seconds()
 	l.PostLatency = quantiles(postLat)
 	l.DeliveryLatency = quantiles(deliveryLatencies(t))
-	if ni := len(opt.urls); ni > 1 {
-		var same, other []int64
-		for i := range t.deliveries {
-			for k := 2 * i; k < 2*i+min(int(t.deliveries[i].Load()), 2); k++ {
-				if int(t.slotInst[k]) == i%ni {
-					same = append(same, t.latency[k])
-				} else {
-					other = append(other, t.latency[k])
-				}
-			}
-		}
-		l.DeliverySameInstance, l.DeliveryOtherInstance = quantiles(same), quantiles(other)
+	split := splitDeliveries(t, len(opt.urls))
+	l.DeliveryRecipient, l.RecipientDelivered = quantiles(split.recipient), int64(len(split.recipient))
+	if len(opt.urls) > 1 {
+		l.DeliverySameInstance, l.DeliveryOtherInstance = quantiles(split.same), quantiles(split.other)
 	}
+	l.RecipientFraction, l.Held, l.HeldWhy = judgeHeld(l.Scheduled, l.RecipientDelivered, l.DeliveryRecipient)
 	b.res.Load = l
 	b.res.Delivery = checkDeliveries(t, p.ok[:p.n])
 	if b.res.Pgbench != nil && b.res.Pgbench.TPS > 0 {
