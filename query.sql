@@ -30,8 +30,8 @@ INSERT INTO conversations (kind, title) VALUES ('group', sqlc.narg(title)) RETUR
 -- A conversation the application's backend opens. Returns no row when external_id is
 -- taken: ON CONFLICT waits for a concurrent creator with the same external_id to commit,
 -- so of any number of concurrent creations exactly one inserts.
-INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata)
-VALUES (@kind, sqlc.narg(title), sqlc.narg(direct_a), sqlc.narg(direct_b), sqlc.narg(external_id), @metadata)
+INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata, history)
+VALUES (@kind, sqlc.narg(title), sqlc.narg(direct_a), sqlc.narg(direct_b), sqlc.narg(external_id), @metadata, @history)
 ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
 RETURNING id;
 
@@ -70,6 +70,52 @@ ON CONFLICT (id) DO UPDATE SET notify_webhook = EXCLUDED.notify_webhook;
 -- The creator has taken part from the start; the others once they send or read.
 INSERT INTO members (conversation_id, user_id, took_part)
 SELECT @conversation_id, u, u = @creator_id::text FROM unnest(@user_ids::text[]) u;
+
+-- name: ConversationKind :one
+SELECT kind FROM conversations WHERE id = @conversation_id;
+
+-- name: AddConversationMembers :many
+-- Adds users to a conversation after its creation (after LockConversations, in the same
+-- transaction) and logs member_added for each who was not a member; returns those. A new
+-- member has nothing unread from before it joined; with history 'joined' (the add's, else
+-- the conversation's) it sees no message from before either. See member_history.
+WITH conv AS (
+    SELECT c.id, c.last_seq, COALESCE(sqlc.narg(history)::text, c.history) AS history
+    FROM conversations c WHERE c.id = @conversation_id
+), ins AS (
+    INSERT INTO members (conversation_id, user_id, last_read_seq, history_seq)
+    SELECT conv.id, u, conv.last_seq, CASE WHEN conv.history = 'joined' THEN conv.last_seq ELSE 0 END
+    FROM conv, unnest(@user_ids::text[]) AS u
+    ON CONFLICT (conversation_id, user_id) DO NOTHING
+    RETURNING conversation_id, user_id
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT conversation_id, 'member_added', user_id, NULL FROM ins ORDER BY user_id
+)
+SELECT user_id FROM ins ORDER BY user_id;
+
+-- name: CountMembers :one
+SELECT count(*) FROM members WHERE conversation_id = @conversation_id;
+
+-- name: RemoveMember :one
+-- Removes a member (after LockConversations, in the same transaction): its open range
+-- becomes a closed one in member_history, ending at this transaction, whose member_removed
+-- event is the last of the conversation the user receives. No row when it was no member.
+WITH gone AS (
+    DELETE FROM members m WHERE m.conversation_id = @conversation_id AND m.user_id = @user_id
+    RETURNING m.conversation_id, m.user_id, m.joined_tx, m.history_seq
+), hist AS (
+    INSERT INTO member_history (conversation_id, user_id, joined_tx, left_tx, history_seq)
+    SELECT conversation_id, user_id, joined_tx, pg_current_xact_id(), history_seq FROM gone
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT conversation_id, 'member_removed', user_id, sqlc.narg(actor)::text FROM gone
+)
+SELECT user_id FROM gone;
+
+-- name: MemberHistorySeq :one
+-- The seq after which the caller sees messages; no row when it is not a member.
+SELECT history_seq FROM members WHERE conversation_id = @conversation_id AND user_id = @user_id;
 
 -- name: InsertConversationEvent :exec
 INSERT INTO events (conversation_id, type) VALUES (@conversation_id, 'conversation');
@@ -228,15 +274,15 @@ JOIN members m ON m.conversation_id = x.conversation_id AND m.user_id = @user_id
 WHERE x.conversation_id = @conversation_id AND x.id = @id;
 
 -- name: ListLatestMessages :many
-SELECT * FROM messages WHERE conversation_id = @conversation_id
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > @history_seq
 ORDER BY seq DESC LIMIT @row_limit;
 
 -- name: ListMessagesBefore :many
-SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq < @before_seq
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq < @before_seq AND seq > @history_seq
 ORDER BY seq DESC LIMIT @row_limit;
 
 -- name: ListMessagesAfter :many
-SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > @after_seq
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > GREATEST(@after_seq::bigint, @history_seq::bigint)
 ORDER BY seq ASC LIMIT @row_limit;
 
 -- name: ChangeMessage :one
@@ -312,12 +358,20 @@ DELETE FROM tickets WHERE expires_at <= now();
 -- name: ReadEvents :many
 -- The next events after a cursor, for one instance's fan-out. Only rows written by
 -- transactions older than every running one are read (the fence, see schema.sql).
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
+-- Recipients are the users whose membership range holds the event (see member_history in
+-- schema.sql) and who may see its message (history_seq).
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
     x.deleted_at AS m_deleted_at, x.kind AS m_kind,
-    ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
-          ORDER BY r.user_id)::text[] AS recipients
+    ARRAY(SELECT r.user_id FROM members r
+          WHERE r.conversation_id = e.conversation_id AND r.joined_tx <= e.tx
+            AND (x.seq IS NULL OR x.seq > r.history_seq)
+          UNION
+          SELECT h.user_id FROM member_history h
+          WHERE h.conversation_id = e.conversation_id AND h.joined_tx <= e.tx AND e.tx <= h.left_tx
+            AND (x.seq IS NULL OR x.seq > h.history_seq)
+          ORDER BY 1)::text[] AS recipients
 FROM events e
 LEFT JOIN messages x ON x.id = e.message_id
 WHERE (e.tx, e.id) > (@after_tx::xid8, @after_id::bigint)
@@ -328,27 +382,37 @@ LIMIT @row_limit;
 -- name: BackfillEvents :many
 -- One user's events in the cursor range (after, upto], for a stream or poll resuming from
 -- a cursor before the hub's head. upto is a position the reader already read below the
--- fence, so the range is final. The lateral join walks each of the user's
--- conversations through events_conversation: the planner must not scan the whole window
--- of everyone's events to find this user's few.
+-- fence, so the range is final. The lateral join walks each of the user's membership
+-- ranges, open (members) and closed (member_history, see schema.sql), through
+-- events_conversation, keeping the events inside the range that the user may see: the
+-- planner must not scan the whole window of everyone's events to find this user's few.
 -- Its columns are ReadEvents' (recipients empty: the stream's user is the recipient), so
 -- both render through one builder.
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
-    x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
-    x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, x.kind AS m_kind, '{}'::text[] AS recipients
-FROM members r
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
+    e.m_id, e.m_seq, e.m_sender_id, e.m_body, e.m_client_id, e.m_created_at, e.m_edited_at,
+    e.m_deleted_at, e.m_kind, '{}'::text[] AS recipients
+FROM (
+    SELECT m.conversation_id, m.joined_tx, NULL::xid8 AS left_tx, m.history_seq
+    FROM members m WHERE m.user_id = @user_id
+    UNION ALL
+    SELECT h.conversation_id, h.joined_tx, h.left_tx, h.history_seq
+    FROM member_history h WHERE h.user_id = @user_id AND h.left_tx >= @after_tx::xid8
+) r
 CROSS JOIN LATERAL (
-    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
+    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.actor,
+        x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
+        x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
+        x.deleted_at AS m_deleted_at, x.kind AS m_kind
     FROM events v
+    LEFT JOIN messages x ON x.id = v.message_id
     WHERE v.conversation_id = r.conversation_id
       AND (v.tx, v.id) > (@after_tx::xid8, @after_id::bigint)
       AND (v.tx, v.id) <= (@upto_tx::xid8, @upto_id::bigint)
+      AND v.tx >= r.joined_tx AND (r.left_tx IS NULL OR v.tx <= r.left_tx)
+      AND (x.seq IS NULL OR x.seq > r.history_seq)
     ORDER BY v.tx, v.id
     LIMIT @row_limit
 ) e
-LEFT JOIN messages x ON x.id = e.message_id
-WHERE r.user_id = @user_id
 ORDER BY e.tx, e.id
 LIMIT @row_limit;
 
@@ -382,6 +446,9 @@ WITH last AS (
 ), fl AS (
     UPDATE event_floor SET tx = last.tx, id = last.id FROM last
     WHERE EXISTS (SELECT 1 FROM gone)
+), hist AS (
+    -- A closed membership range that ended before the floor holds no event any more.
+    DELETE FROM member_history h USING last WHERE h.left_tx < last.tx
 )
 SELECT count(*) FROM gone;
 

@@ -67,6 +67,8 @@ var codes = map[string]int{
 	"invalid_external_id":    http.StatusUnprocessableEntity,
 	"invalid_metadata":       http.StatusUnprocessableEntity,
 	"invalid_notifications":  http.StatusUnprocessableEntity,
+	"invalid_history":        http.StatusUnprocessableEntity,
+	"not_a_group":            http.StatusUnprocessableEntity,
 	"invalid_seq":            http.StatusUnprocessableEntity,
 	"invalid_sub":            http.StatusUnprocessableEntity,
 	"invalid_title":          http.StatusUnprocessableEntity,

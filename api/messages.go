@@ -150,18 +150,23 @@ func (s *Server) listMessages(c *gin.Context) error {
 	if before > 0 && after >= 0 {
 		return errorf("invalid_window", "give before_seq or after_seq, not both")
 	}
-	if err := s.requireMember(c, conv); err != nil {
+	// A member added with history "joined" sees only the messages after history_seq.
+	from, err := s.q.MemberHistorySeq(c, db.MemberHistorySeqParams{ConversationID: conv, UserID: user(c)})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNotFound
+	}
+	if err != nil {
 		return err
 	}
 	n := int32(limit + 1) // one more than asked tells whether there are more
 	var rows []db.Message
 	switch {
 	case after >= 0:
-		rows, err = s.q.ListMessagesAfter(c, db.ListMessagesAfterParams{ConversationID: conv, AfterSeq: after, RowLimit: n})
+		rows, err = s.q.ListMessagesAfter(c, db.ListMessagesAfterParams{ConversationID: conv, AfterSeq: after, HistorySeq: from, RowLimit: n})
 	case before > 0:
-		rows, err = s.q.ListMessagesBefore(c, db.ListMessagesBeforeParams{ConversationID: conv, BeforeSeq: before, RowLimit: n})
+		rows, err = s.q.ListMessagesBefore(c, db.ListMessagesBeforeParams{ConversationID: conv, BeforeSeq: before, HistorySeq: from, RowLimit: n})
 	default:
-		rows, err = s.q.ListLatestMessages(c, db.ListLatestMessagesParams{ConversationID: conv, RowLimit: n})
+		rows, err = s.q.ListLatestMessages(c, db.ListLatestMessagesParams{ConversationID: conv, HistorySeq: from, RowLimit: n})
 	}
 	if err != nil {
 		return err

@@ -184,6 +184,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.ring, s.handle(s.deleteMessage))
 	v1.POST("/conversations/:id/read", s.limit, s.ring, s.handle(s.markRead))
 	v1.POST("/conversations/:id/typing", s.limit, s.handle(s.typing))
+	v1.DELETE("/conversations/:id/members/me", s.limit, s.ring, s.handle(s.leave))
 
 	// The server API, for the application's backend: service keys only (servicekeys.go),
 	// and no per-user rate limits (the backend acts for all its users).
@@ -192,6 +193,8 @@ func (s *Server) routes() *gin.Engine {
 	get(sv, "/conversations", s.handle(s.findServerConversation))
 	sv.POST("/conversations/:id/messages", s.ring, s.handle(s.sendSystemMessage))
 	sv.POST("/conversations/:id/close", s.handle(s.closeConversation))
+	sv.POST("/conversations/:id/members", s.ring, s.handle(s.addMembers))
+	sv.DELETE("/conversations/:id/members/:user_id", s.ring, s.handle(s.removeMember))
 	sv.PUT("/users/:id/notifications", s.handle(s.setNotifications))
 	return r
 }

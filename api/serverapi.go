@@ -28,6 +28,7 @@ type serverConversationRequest struct {
 	Title          *string         `json:"title"`
 	ExternalID     *string         `json:"external_id"`
 	Metadata       json.RawMessage `json:"metadata"`
+	History        *string         `json:"history"`
 }
 
 // createServerConversation opens a conversation for the given users: 201, or 200 with the
@@ -53,6 +54,13 @@ func (s *Server) createServerConversation(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := validHistory(req.History); err != nil {
+		return err
+	}
+	history := "full"
+	if req.History != nil {
+		history = *req.History
+	}
 	var (
 		id      pgtype.UUID
 		created bool
@@ -62,7 +70,8 @@ func (s *Server) createServerConversation(c *gin.Context) error {
 			id, created, err = getOrCreateDirect(c, q, members[0], members[1], directOptions{title: title, metadata: meta})
 			return err
 		}
-		id, created, err = createKeyed(c, q, *req.Kind, members, title, req.ExternalID, meta)
+		p := db.CreateServerConversationParams{Kind: *req.Kind, Title: title, ExternalID: req.ExternalID, Metadata: meta, History: history}
+		id, created, err = createKeyed(c, q, p, members)
 		return err
 	})
 	if err != nil {
@@ -102,18 +111,17 @@ func serverParticipants(kind *string, ids []string) ([]string, error) {
 
 // createKeyed creates a conversation that may carry an external_id; when another has that
 // external_id already (or gets it concurrently), it returns that one, created false.
-func createKeyed(ctx context.Context, q *db.Queries, kind string, members []string, title, externalID *string, meta []byte) (pgtype.UUID, bool, error) {
+func createKeyed(ctx context.Context, q *db.Queries, p db.CreateServerConversationParams, members []string) (pgtype.UUID, bool, error) {
 	if err := q.EnsureUsers(ctx, members); err != nil {
 		return pgtype.UUID{}, false, err
 	}
-	p := db.CreateServerConversationParams{Kind: kind, Title: title, ExternalID: externalID, Metadata: meta}
-	if kind == "direct" {
+	if p.Kind == "direct" {
 		p.DirectA, p.DirectB = &members[0], &members[1] // sorted
 	}
 	id, err := q.CreateServerConversation(ctx, p)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Taken: ON CONFLICT waited for its creator to commit, so this statement sees it.
-		id, err = q.ConversationByExternalID(ctx, externalID)
+		id, err = q.ConversationByExternalID(ctx, p.ExternalID)
 		return id, false, err
 	}
 	if err != nil {

@@ -23,6 +23,7 @@ type Conversation struct {
 	ExternalID *string
 	Metadata   []byte
 	ClosedAt   *time.Time
+	History    string
 }
 
 type Event struct {
@@ -33,6 +34,7 @@ type Event struct {
 	MessageID      pgtype.UUID
 	UserID         *string
 	Seq            *int64
+	Actor          *string
 	CreatedAt      time.Time
 }
 
@@ -53,6 +55,8 @@ type Member struct {
 	LastReadSeq    int64
 	JoinedAt       time.Time
 	TookPart       bool
+	JoinedTx       uint64
+	HistorySeq     int64
 }
 
 type MemberConversation struct {
@@ -77,6 +81,14 @@ type MemberConversation struct {
 	LmEditedAt  *time.Time
 	LmDeletedAt *time.Time
 	LmKind      *string
+}
+
+type MemberHistory struct {
+	ConversationID pgtype.UUID
+	UserID         string
+	JoinedTx       uint64
+	LeftTx         uint64
+	HistorySeq     int64
 }
 
 type Message struct {

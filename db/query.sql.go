@@ -12,6 +12,53 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const addConversationMembers = `-- name: AddConversationMembers :many
+WITH conv AS (
+    SELECT c.id, c.last_seq, COALESCE($1::text, c.history) AS history
+    FROM conversations c WHERE c.id = $2
+), ins AS (
+    INSERT INTO members (conversation_id, user_id, last_read_seq, history_seq)
+    SELECT conv.id, u, conv.last_seq, CASE WHEN conv.history = 'joined' THEN conv.last_seq ELSE 0 END
+    FROM conv, unnest($3::text[]) AS u
+    ON CONFLICT (conversation_id, user_id) DO NOTHING
+    RETURNING conversation_id, user_id
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT conversation_id, 'member_added', user_id, NULL FROM ins ORDER BY user_id
+)
+SELECT user_id FROM ins ORDER BY user_id
+`
+
+type AddConversationMembersParams struct {
+	History        *string
+	ConversationID pgtype.UUID
+	UserIds        []string
+}
+
+// Adds users to a conversation after its creation (after LockConversations, in the same
+// transaction) and logs member_added for each who was not a member; returns those. A new
+// member has nothing unread from before it joined; with history 'joined' (the add's, else
+// the conversation's) it sees no message from before either. See member_history.
+func (q *Queries) AddConversationMembers(ctx context.Context, arg AddConversationMembersParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, addConversationMembers, arg.History, arg.ConversationID, arg.UserIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var user_id string
+		if err := rows.Scan(&user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const addMembers = `-- name: AddMembers :exec
 INSERT INTO members (conversation_id, user_id, took_part)
 SELECT $1, u, u = $2::text FROM unnest($3::text[]) u
@@ -30,33 +77,42 @@ func (q *Queries) AddMembers(ctx context.Context, arg AddMembersParams) error {
 }
 
 const backfillEvents = `-- name: BackfillEvents :many
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
-    x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
-    x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, x.kind AS m_kind, '{}'::text[] AS recipients
-FROM members r
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
+    e.m_id, e.m_seq, e.m_sender_id, e.m_body, e.m_client_id, e.m_created_at, e.m_edited_at,
+    e.m_deleted_at, e.m_kind, '{}'::text[] AS recipients
+FROM (
+    SELECT m.conversation_id, m.joined_tx, NULL::xid8 AS left_tx, m.history_seq
+    FROM members m WHERE m.user_id = $1
+    UNION ALL
+    SELECT h.conversation_id, h.joined_tx, h.left_tx, h.history_seq
+    FROM member_history h WHERE h.user_id = $1 AND h.left_tx >= $2::xid8
+) r
 CROSS JOIN LATERAL (
-    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
+    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.actor,
+        x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
+        x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
+        x.deleted_at AS m_deleted_at, x.kind AS m_kind
     FROM events v
+    LEFT JOIN messages x ON x.id = v.message_id
     WHERE v.conversation_id = r.conversation_id
-      AND (v.tx, v.id) > ($1::xid8, $2::bigint)
-      AND (v.tx, v.id) <= ($3::xid8, $4::bigint)
+      AND (v.tx, v.id) > ($2::xid8, $3::bigint)
+      AND (v.tx, v.id) <= ($4::xid8, $5::bigint)
+      AND v.tx >= r.joined_tx AND (r.left_tx IS NULL OR v.tx <= r.left_tx)
+      AND (x.seq IS NULL OR x.seq > r.history_seq)
     ORDER BY v.tx, v.id
-    LIMIT $5
+    LIMIT $6
 ) e
-LEFT JOIN messages x ON x.id = e.message_id
-WHERE r.user_id = $6
 ORDER BY e.tx, e.id
-LIMIT $5
+LIMIT $6
 `
 
 type BackfillEventsParams struct {
+	UserID   string
 	AfterTx  uint64
 	AfterID  int64
 	UptoTx   uint64
 	UptoID   int64
 	RowLimit int32
-	UserID   string
 }
 
 type BackfillEventsRow struct {
@@ -67,6 +123,7 @@ type BackfillEventsRow struct {
 	UserID         *string
 	Seq            *int64
 	CreatedAt      time.Time
+	Actor          *string
 	MID            pgtype.UUID
 	MSeq           *int64
 	MSenderID      *string
@@ -81,19 +138,20 @@ type BackfillEventsRow struct {
 
 // One user's events in the cursor range (after, upto], for a stream or poll resuming from
 // a cursor before the hub's head. upto is a position the reader already read below the
-// fence, so the range is final. The lateral join walks each of the user's
-// conversations through events_conversation: the planner must not scan the whole window
-// of everyone's events to find this user's few.
+// fence, so the range is final. The lateral join walks each of the user's membership
+// ranges, open (members) and closed (member_history, see schema.sql), through
+// events_conversation, keeping the events inside the range that the user may see: the
+// planner must not scan the whole window of everyone's events to find this user's few.
 // Its columns are ReadEvents' (recipients empty: the stream's user is the recipient), so
 // both render through one builder.
 func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) ([]BackfillEventsRow, error) {
 	rows, err := q.db.Query(ctx, backfillEvents,
+		arg.UserID,
 		arg.AfterTx,
 		arg.AfterID,
 		arg.UptoTx,
 		arg.UptoID,
 		arg.RowLimit,
-		arg.UserID,
 	)
 	if err != nil {
 		return nil, err
@@ -110,6 +168,7 @@ func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) 
 			&i.UserID,
 			&i.Seq,
 			&i.CreatedAt,
+			&i.Actor,
 			&i.MID,
 			&i.MSeq,
 			&i.MSenderID,
@@ -278,6 +337,17 @@ func (q *Queries) ConversationByExternalID(ctx context.Context, externalID *stri
 	return id, err
 }
 
+const conversationKind = `-- name: ConversationKind :one
+SELECT kind FROM conversations WHERE id = $1
+`
+
+func (q *Queries) ConversationKind(ctx context.Context, conversationID pgtype.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, conversationKind, conversationID)
+	var kind string
+	err := row.Scan(&kind)
+	return kind, err
+}
+
 const conversationMembers = `-- name: ConversationMembers :many
 SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id
 `
@@ -346,6 +416,17 @@ func (q *Queries) ConversationsByID(ctx context.Context, ids []pgtype.UUID) ([]C
 	return items, nil
 }
 
+const countMembers = `-- name: CountMembers :one
+SELECT count(*) FROM members WHERE conversation_id = $1
+`
+
+func (q *Queries) CountMembers(ctx context.Context, conversationID pgtype.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, countMembers, conversationID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const createDirectConversation = `-- name: CreateDirectConversation :one
 INSERT INTO conversations (kind, direct_a, direct_b, title, metadata)
 VALUES ('direct', $1, $2, $3, $4)
@@ -385,8 +466,8 @@ func (q *Queries) CreateGroupConversation(ctx context.Context, title *string) (p
 }
 
 const createServerConversation = `-- name: CreateServerConversation :one
-INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata, history)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
 RETURNING id
 `
@@ -398,6 +479,7 @@ type CreateServerConversationParams struct {
 	DirectB    *string
 	ExternalID *string
 	Metadata   []byte
+	History    string
 }
 
 // A conversation the application's backend opens. Returns no row when external_id is
@@ -411,6 +493,7 @@ func (q *Queries) CreateServerConversation(ctx context.Context, arg CreateServer
 		arg.DirectB,
 		arg.ExternalID,
 		arg.Metadata,
+		arg.History,
 	)
 	var id pgtype.UUID
 	err := row.Scan(&id)
@@ -805,17 +888,18 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 }
 
 const listLatestMessages = `-- name: ListLatestMessages :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1
-ORDER BY seq DESC LIMIT $2
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1 AND seq > $2
+ORDER BY seq DESC LIMIT $3
 `
 
 type ListLatestMessagesParams struct {
 	ConversationID pgtype.UUID
+	HistorySeq     int64
 	RowLimit       int32
 }
 
 func (q *Queries) ListLatestMessages(ctx context.Context, arg ListLatestMessagesParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listLatestMessages, arg.ConversationID, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listLatestMessages, arg.ConversationID, arg.HistorySeq, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -879,18 +963,24 @@ func (q *Queries) ListMembers(ctx context.Context, arg ListMembersParams) ([]str
 }
 
 const listMessagesAfter = `-- name: ListMessagesAfter :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1 AND seq > $2
-ORDER BY seq ASC LIMIT $3
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1 AND seq > GREATEST($2::bigint, $3::bigint)
+ORDER BY seq ASC LIMIT $4
 `
 
 type ListMessagesAfterParams struct {
 	ConversationID pgtype.UUID
 	AfterSeq       int64
+	HistorySeq     int64
 	RowLimit       int32
 }
 
 func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listMessagesAfter, arg.ConversationID, arg.AfterSeq, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listMessagesAfter,
+		arg.ConversationID,
+		arg.AfterSeq,
+		arg.HistorySeq,
+		arg.RowLimit,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -921,18 +1011,24 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 }
 
 const listMessagesBefore = `-- name: ListMessagesBefore :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1 AND seq < $2
-ORDER BY seq DESC LIMIT $3
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind FROM messages WHERE conversation_id = $1 AND seq < $2 AND seq > $3
+ORDER BY seq DESC LIMIT $4
 `
 
 type ListMessagesBeforeParams struct {
 	ConversationID pgtype.UUID
 	BeforeSeq      int64
+	HistorySeq     int64
 	RowLimit       int32
 }
 
 func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listMessagesBefore, arg.ConversationID, arg.BeforeSeq, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listMessagesBefore,
+		arg.ConversationID,
+		arg.BeforeSeq,
+		arg.HistorySeq,
+		arg.RowLimit,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -1098,6 +1194,23 @@ func (q *Queries) MarkRead(ctx context.Context, arg MarkReadParams) (int64, erro
 	return last_read_seq, err
 }
 
+const memberHistorySeq = `-- name: MemberHistorySeq :one
+SELECT history_seq FROM members WHERE conversation_id = $1 AND user_id = $2
+`
+
+type MemberHistorySeqParams struct {
+	ConversationID pgtype.UUID
+	UserID         string
+}
+
+// The seq after which the caller sees messages; no row when it is not a member.
+func (q *Queries) MemberHistorySeq(ctx context.Context, arg MemberHistorySeqParams) (int64, error) {
+	row := q.db.QueryRow(ctx, memberHistorySeq, arg.ConversationID, arg.UserID)
+	var history_seq int64
+	err := row.Scan(&history_seq)
+	return history_seq, err
+}
+
 const notify = `-- name: Notify :exec
 SELECT set_config('synchronous_commit', 'off', true), pg_notify($1::text, $2::text)
 `
@@ -1237,6 +1350,9 @@ WITH last AS (
 ), fl AS (
     UPDATE event_floor SET tx = last.tx, id = last.id FROM last
     WHERE EXISTS (SELECT 1 FROM gone)
+), hist AS (
+    -- A closed membership range that ended before the floor holds no event any more.
+    DELETE FROM member_history h USING last WHERE h.left_tx < last.tx
 )
 SELECT count(*) FROM gone
 `
@@ -1260,12 +1376,18 @@ func (q *Queries) PruneTickets(ctx context.Context) error {
 }
 
 const readEvents = `-- name: ReadEvents :many
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
     x.deleted_at AS m_deleted_at, x.kind AS m_kind,
-    ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
-          ORDER BY r.user_id)::text[] AS recipients
+    ARRAY(SELECT r.user_id FROM members r
+          WHERE r.conversation_id = e.conversation_id AND r.joined_tx <= e.tx
+            AND (x.seq IS NULL OR x.seq > r.history_seq)
+          UNION
+          SELECT h.user_id FROM member_history h
+          WHERE h.conversation_id = e.conversation_id AND h.joined_tx <= e.tx AND e.tx <= h.left_tx
+            AND (x.seq IS NULL OR x.seq > h.history_seq)
+          ORDER BY 1)::text[] AS recipients
 FROM events e
 LEFT JOIN messages x ON x.id = e.message_id
 WHERE (e.tx, e.id) > ($1::xid8, $2::bigint)
@@ -1288,6 +1410,7 @@ type ReadEventsRow struct {
 	UserID         *string
 	Seq            *int64
 	CreatedAt      time.Time
+	Actor          *string
 	MID            pgtype.UUID
 	MSeq           *int64
 	MSenderID      *string
@@ -1302,6 +1425,8 @@ type ReadEventsRow struct {
 
 // The next events after a cursor, for one instance's fan-out. Only rows written by
 // transactions older than every running one are read (the fence, see schema.sql).
+// Recipients are the users whose membership range holds the event (see member_history in
+// schema.sql) and who may see its message (history_seq).
 func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadEventsRow, error) {
 	rows, err := q.db.Query(ctx, readEvents, arg.AfterTx, arg.AfterID, arg.RowLimit)
 	if err != nil {
@@ -1319,6 +1444,7 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 			&i.UserID,
 			&i.Seq,
 			&i.CreatedAt,
+			&i.Actor,
 			&i.MID,
 			&i.MSeq,
 			&i.MSenderID,
@@ -1338,6 +1464,36 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 		return nil, err
 	}
 	return items, nil
+}
+
+const removeMember = `-- name: RemoveMember :one
+WITH gone AS (
+    DELETE FROM members m WHERE m.conversation_id = $1 AND m.user_id = $2
+    RETURNING m.conversation_id, m.user_id, m.joined_tx, m.history_seq
+), hist AS (
+    INSERT INTO member_history (conversation_id, user_id, joined_tx, left_tx, history_seq)
+    SELECT conversation_id, user_id, joined_tx, pg_current_xact_id(), history_seq FROM gone
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT conversation_id, 'member_removed', user_id, $3::text FROM gone
+)
+SELECT user_id FROM gone
+`
+
+type RemoveMemberParams struct {
+	ConversationID pgtype.UUID
+	UserID         string
+	Actor          *string
+}
+
+// Removes a member (after LockConversations, in the same transaction): its open range
+// becomes a closed one in member_history, ending at this transaction, whose member_removed
+// event is the last of the conversation the user receives. No row when it was no member.
+func (q *Queries) RemoveMember(ctx context.Context, arg RemoveMemberParams) (string, error) {
+	row := q.db.QueryRow(ctx, removeMember, arg.ConversationID, arg.UserID, arg.Actor)
+	var user_id string
+	err := row.Scan(&user_id)
+	return user_id, err
 }
 
 const sendMessages = `-- name: SendMessages :many

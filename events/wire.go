@@ -147,6 +147,14 @@ type Read struct {
 	Seq            int64  `json:"seq"`
 }
 
+// MemberChange is the data of member_added and member_removed events: who joined or left,
+// and by whom (the member itself when it left; nil when the server API did it).
+type MemberChange struct {
+	ConversationID string  `json:"conversation_id"`
+	UserID         string  `json:"user_id"`
+	By             *string `json:"by"`
+}
+
 // Typing is the data of a typing event.
 type Typing struct {
 	ConversationID string `json:"conversation_id"`
