@@ -563,3 +563,157 @@ ORDER BY a.user_id, contact;
 -- cluster: the event-log fence waits for it, so this is how late delivery can be.
 SELECT COALESCE(EXTRACT(epoch FROM max(now() - xact_start)), 0)::float8 AS age
 FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL;
+
+
+-- name: SearchQueryTree :one
+-- What the search text means to the index: empty when it holds no word at all (only stop
+-- words or punctuation: nothing can match), 'T' when it has no word a match must contain
+-- (only negations such as "-word", which would read the whole index).
+SELECT querytree(chat_search_query(@q::text))::text AS tree;
+
+-- name: SearchMessages :many
+-- The caller's messages that match q, newest first after the keyset cursor (created_at, id),
+-- in the caller's conversations (or the one given, if the caller is in it). The inner
+-- query ANDs two bitmaps: the GIN index's matches (messages_search: same expression, same
+-- partial predicate) and the caller's messages by conversation (an array, not IN: with a
+-- semi-join the planner repeated the GIN scan once per conversation, 400 ms for a common
+-- word); only rows in both are read. The snippet is made only for the page's rows. U+0001 and U+0002
+-- mark the matches (the API turns them into <mark> after escaping the text), so any in
+-- the body are removed first.
+SELECT p.id, p.conversation_id, p.seq, p.sender_id, p.body, p.client_id, p.created_at,
+    p.edited_at, p.deleted_at, p.kind,
+    ts_headline(chat_search_config(), translate(p.body, E'\x01\x02', ''), chat_search_query(@q::text),
+        'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=8')::text AS snippet
+FROM (
+    SELECT x.* FROM messages x
+    WHERE chat_search_vector(x.body) @@ chat_search_query(@q::text)
+      AND x.deleted_at IS NULL
+      AND x.conversation_id = ANY(ARRAY(
+          SELECT m.conversation_id FROM members m
+          WHERE m.user_id = @user_id
+            AND (sqlc.narg(conversation_id)::uuid IS NULL OR m.conversation_id = sqlc.narg(conversation_id)::uuid)))
+      AND (sqlc.narg(before_at)::timestamptz IS NULL
+           OR (x.created_at, x.id) < (sqlc.narg(before_at)::timestamptz, @before_id::uuid))
+      -- A member added with history 'joined' finds nothing from before it joined.
+      AND x.seq > (SELECT h.history_seq FROM members h
+                   WHERE h.conversation_id = x.conversation_id AND h.user_id = @user_id)
+    ORDER BY x.created_at DESC, x.id DESC
+    LIMIT @row_limit
+) p
+ORDER BY p.created_at DESC, p.id DESC;
+-- Notification webhooks (notify/).
+
+-- name: NotifyCursorInit :exec
+-- The notifier's first start begins at the log's head: what was sent before webhooks were
+-- configured is not announced.
+INSERT INTO notify_cursor (tx, id)
+SELECT COALESCE(h.tx, f.tx), COALESCE(h.id, f.id) FROM event_floor f
+LEFT JOIN LATERAL (
+    SELECT e.tx, e.id FROM events e
+    WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.tx DESC, e.id DESC LIMIT 1) h ON true
+ON CONFLICT DO NOTHING;
+
+-- name: NotifyScanLock :one
+-- One notifier at a time follows the log. A transaction-level advisory lock, taken before
+-- anything is written: a scan that finds nothing new never gets a transaction id, so it
+-- never holds back the event-log fence of the instances' readers.
+SELECT pg_try_advisory_xact_lock(1852797812, 0);
+
+-- name: NotifyCursor :one
+SELECT tx, id FROM notify_cursor;
+
+-- name: NotifyScan :one
+-- One step of the notifier along the event log, from its cursor, below the fence (see
+-- ReadEvents): the recipients of the messages in the next batch of events who accept
+-- webhooks become pending, those not pending before are returned (each gets a check
+-- scheduled in the same transaction), and the cursor moves past the batch. No row when no
+-- new event is final.
+WITH batch AS (
+    SELECT e.tx, e.id, e.conversation_id, e.type, e.message_id FROM events e
+    WHERE (e.tx, e.id) > (@after_tx::xid8, @after_id::bigint)
+      AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY e.tx, e.id
+    LIMIT @row_limit
+), last AS (
+    SELECT b.tx, b.id FROM batch b ORDER BY b.tx DESC, b.id DESC LIMIT 1
+), senders AS (
+    -- Who sent in which conversation: a member is a recipient of the batch unless it sent
+    -- every one of the conversation's messages in it. Joining members per conversation,
+    -- not per message, keeps a busy group's batch from multiplying by its size.
+    SELECT DISTINCT b.conversation_id, x.sender_id FROM batch b
+    JOIN messages x ON x.id = b.message_id
+    WHERE b.type = 'message'
+), rcpt AS (
+    SELECT DISTINCT m.user_id
+    FROM (SELECT DISTINCT s.conversation_id FROM senders s) c
+    JOIN members m ON m.conversation_id = c.conversation_id
+    JOIN users u ON u.id = m.user_id AND u.notify_webhook
+    WHERE EXISTS (SELECT 1 FROM senders s
+                  WHERE s.conversation_id = c.conversation_id AND s.sender_id IS DISTINCT FROM m.user_id)
+), ins AS (
+    INSERT INTO notify_pending (user_id) SELECT r.user_id FROM rcpt r ORDER BY r.user_id
+    ON CONFLICT DO NOTHING
+    RETURNING user_id
+), mv AS (
+    UPDATE notify_cursor c SET tx = last.tx, id = last.id FROM last
+)
+SELECT last.tx, last.id, (SELECT count(*) FROM batch)::int AS events,
+    ARRAY(SELECT i.user_id FROM ins i ORDER BY i.user_id)::text[] AS scheduled
+FROM last;
+
+-- name: NotifyTakePending :exec
+-- A check's first statement: from here on a new message makes the user pending again and
+-- schedules a new check (or waits for this transaction and then does), and everything the
+-- check reads afterwards includes any message whose scheduling found the row still there.
+DELETE FROM notify_pending WHERE user_id = @user_id;
+
+-- name: NotifyPend :exec
+INSERT INTO notify_pending (user_id) VALUES (@user_id) ON CONFLICT DO NOTHING;
+
+-- name: NotifyState :one
+-- What a check decides on, read at the database's clock (last_seen_at is written with it):
+-- whether the user accepts webhooks, is online anywhere (a stream or poll, see presence),
+-- has anything unread (by others, system messages included, not deleted), when it was
+-- last seen and last notified.
+SELECT u.notify_webhook, u.last_seen_at, u.notified_at, now()::timestamptz AS db_now,
+    EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id
+            WHERE p.user_id = u.id
+              AND i.heartbeat_at > now() - make_interval(secs => @stale_seconds::float8)) AS online,
+    EXISTS (SELECT 1 FROM members m
+            JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
+            WHERE m.user_id = u.id AND x.sender_id IS DISTINCT FROM m.user_id
+              AND x.deleted_at IS NULL) AS unread
+FROM users u WHERE u.id = @user_id;
+
+-- name: NotifyMarkNotified :exec
+UPDATE users SET notified_at = now() WHERE id = @user_id;
+
+-- name: NotifyDigest :many
+-- The digest of a user's unread messages: the most recently active conversations with
+-- unread messages, each with its unread count and its first unread messages, cut to
+-- preview_chars characters (one more than shown, so the caller knows it was cut).
+SELECT c.id AS conversation_id, c.title, c.unread_count,
+    x.id AS message_id, x.seq, x.sender_id, su.name AS sender_name, x.preview
+FROM (
+    SELECT cv.id, cv.title, cv.activity_at, m.last_read_seq, n.unread_count
+    FROM members m
+    JOIN conversations cv ON cv.id = m.conversation_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS unread_count FROM messages y
+        WHERE y.conversation_id = m.conversation_id AND y.seq > m.last_read_seq
+          AND y.sender_id IS DISTINCT FROM m.user_id AND y.deleted_at IS NULL) n
+    WHERE m.user_id = @user_id AND n.unread_count > 0
+    ORDER BY cv.activity_at DESC, cv.id
+    LIMIT @max_conversations
+) c
+CROSS JOIN LATERAL (
+    SELECT y.id, y.seq, y.sender_id, left(y.body, @preview_chars::int) AS preview
+    FROM messages y
+    WHERE y.conversation_id = c.id AND y.seq > c.last_read_seq
+      AND y.sender_id IS DISTINCT FROM @user_id::text AND y.deleted_at IS NULL
+    ORDER BY y.seq
+    LIMIT @max_messages
+) x
+LEFT JOIN users su ON su.id = x.sender_id
+ORDER BY c.activity_at DESC, c.id, x.seq;

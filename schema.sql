@@ -182,6 +182,38 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_client_id ON messages (conversation_i
 CREATE UNIQUE INDEX IF NOT EXISTS messages_system_client_id ON messages (conversation_id, client_id)
     WHERE client_id IS NOT NULL AND sender_id IS NULL;
 
+-- Full-text search (GET /v1/search). The text search configuration (the language) is
+-- configurable (CHAT_SEARCH_LANGUAGE), and a GIN expression index serves only queries whose
+-- expression is the index's own, configuration included. Queries are static (sqlc), so
+-- the configuration lives in three immutable SQL functions that the index and the queries
+-- call: chat_search_vector (the index expression), chat_search_query and
+-- chat_search_config. PostgreSQL inlines them, so the planner matches the index and sees
+-- the configuration as a constant. Their bodies name only pg_catalog objects and the
+-- configuration by its qualified name, so inlining gives the same expression under any
+-- search_path (maintenance commands run with a restricted one). They are created here once
+-- with `simple`; db.SetSearchLanguage replaces all three and rebuilds the index when the
+-- setting changes. A stored tsvector column was the alternative: it serves any
+-- configuration too, but every `SELECT *` of messages (history, events) would carry it,
+-- and a change of language rewrites the table either way.
+DO $$
+BEGIN
+    IF to_regprocedure('chat_search_config()') IS NULL THEN
+        CREATE FUNCTION chat_search_config() RETURNS regconfig
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT 'pg_catalog.simple'::regconfig $f$;
+        CREATE FUNCTION chat_search_vector(body text) RETURNS tsvector
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT to_tsvector('pg_catalog.simple'::regconfig, body) $f$;
+        CREATE FUNCTION chat_search_query(q text) RETURNS tsquery
+            LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT websearch_to_tsquery('pg_catalog.simple'::regconfig, q) $f$;
+    END IF;
+END
+$$;
+-- Deleted messages are never found (their body is erased too), so they stay out of the index.
+-- New entries wait in the index's pending list until it is merged, and every search reads
+-- the whole list: the default 4 MB made a search of 100,000 messages take 60 ms, measured,
+-- so the list is kept to 256 kB (a send merges it once every few hundred messages).
+CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (chat_search_vector(body))
+    WITH (gin_pending_list_limit = 256) WHERE deleted_at IS NULL;
+
 -- The durable event log, read by cursor (tx, id). A bigserial alone is not commit order (a
 -- transaction can take id 101, another 102 and commit first), so readers only read rows whose
 -- writing transaction is older than every transaction still running:
@@ -282,3 +314,27 @@ CREATE TABLE IF NOT EXISTS presence (
     PRIMARY KEY (user_id, instance_id)
 );
 CREATE INDEX IF NOT EXISTS presence_instance ON presence (instance_id);
+
+-- Notification webhooks (notify/). A user may opt out of digests through the server API;
+-- notified_at is when the last digest was made for the user, so that a user who stays
+-- away gets one digest per absence, not one per message.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS notify_webhook boolean NOT NULL DEFAULT true;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS notified_at timestamptz;
+
+-- How far the notifier has followed the event log: one row, moved in the transaction that
+-- schedules the checks for what it read, so no message is scheduled twice or skipped.
+-- The row is created at the log's head by the first notifier that starts.
+CREATE TABLE IF NOT EXISTS notify_cursor (
+    one boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
+    tx  xid8    NOT NULL,
+    id  bigint  NOT NULL
+);
+
+-- Users with a digest check scheduled (a River job of kind notify_check). The notifier
+-- inserts a user here with ON CONFLICT DO NOTHING and schedules a check only for the rows
+-- it inserted: a message to a user who already has a check pending costs an index probe,
+-- not a write. The check deletes its row before it reads anything (notify/check.go).
+CREATE TABLE IF NOT EXISTS notify_pending (
+    user_id text        NOT NULL PRIMARY KEY,
+    since   timestamptz NOT NULL DEFAULT now()
+);

@@ -29,9 +29,10 @@ const (
 // sessionCookie carries the JWT itself, so it expires with the token.
 const sessionCookie = "chat_session"
 
-// authenticate accepts, in order: a Bearer token on any request; the session cookie on
-// safe methods only (so a cross-site form can never act with it); a single-use ticket on
-// the event stream only. A JWT in the URL is never accepted.
+// authenticate accepts, in order: a Bearer token (a JWT or an Auth.js session token) on any
+// request; a session cookie (chat_session, or Auth.js's) on safe methods, and on others only
+// as cookieMayAuthenticate allows (so a cross-site form can never act with it); a
+// single-use ticket on the event stream only. A token in the URL is never accepted.
 func (s *Server) authenticate(c *gin.Context) {
 	// What an authenticated request answers is one user's: no shared or browser cache
 	// keeps it (streams set their own Cache-Control).
@@ -63,9 +64,10 @@ func (s *Server) identify(c *gin.Context) error {
 		c.Set(ctxToken, strings.TrimSpace(token))
 		return nil
 	}
-	safe := c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead
-	if cookie, err := c.Cookie(sessionCookie); err == nil && cookie != "" && safe {
-		return s.acceptToken(c, cookie)
+	if s.cookieMayAuthenticate(c) {
+		if ok, err := s.acceptCookie(c); ok {
+			return err
+		}
 	}
 	if ticket := q.Get("ticket"); ticket != "" && c.FullPath() == "/v1/events" {
 		return s.acceptTicket(c, ticket)
@@ -73,14 +75,49 @@ func (s *Server) identify(c *gin.Context) error {
 	return errUnauthenticated
 }
 
-// acceptToken verifies a JWT and records its user, creating or renaming the user row the
-// first time this instance sees that identity.
+// acceptToken verifies a Bearer token and records its user.
 func (s *Server) acceptToken(c *gin.Context, token string) error {
 	id, err := s.cfg.Verifier.Verify(c, token)
 	if err != nil {
 		s.log.Debug("token rejected", "request_id", requestID(c), "err", err)
 		return errUnauthenticated
 	}
+	return s.acceptIdentity(c, id)
+}
+
+// acceptCookie authenticates by the first session cookie that holds a valid token:
+// chat_session, then Auth.js's secure cookie, then its plain one (an expired chat_session
+// beside a live Auth.js session does not lock the user out). ok is false when none does.
+func (s *Server) acceptCookie(c *gin.Context) (ok bool, err error) {
+	cookies := c.Request.Cookies()
+	for _, ck := range cookies {
+		if ck.Name == sessionCookie && ck.Value != "" {
+			id, err := s.cfg.Verifier.Verify(c, ck.Value)
+			if err == nil {
+				return true, s.acceptIdentity(c, id)
+			}
+			s.log.Debug("session cookie rejected", "request_id", requestID(c), "err", err)
+			break // the first of its name counts, as a browser orders them
+		}
+	}
+	for _, name := range []string{authjsSecureCookie, authjsCookie} {
+		token, present, err := authjsCookieToken(cookies, name)
+		if present && err == nil {
+			var id Identity
+			if id, err = s.cfg.Verifier.VerifyAuthJS(token, name); err == nil {
+				return true, s.acceptIdentity(c, id)
+			}
+		}
+		if present {
+			s.log.Debug("Auth.js cookie rejected", "request_id", requestID(c), "cookie", name, "err", err)
+		}
+	}
+	return false, nil
+}
+
+// acceptIdentity records the user a verified credential speaks for, creating or renaming
+// the user row the first time this instance sees that identity.
+func (s *Server) acceptIdentity(c *gin.Context, id Identity) error {
 	if err := s.users.ensure(c, s.q, id.Sub, id.Name); err != nil {
 		return err
 	}

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -19,26 +17,11 @@ import (
 // cookie is ""), with a JSON body unless body is nil.
 func authCookieCall(t testing.TB, method, url, cookie string, body any) response {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		require.NoError(t, err)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	require.NoError(t, err)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	var cookies []*http.Cookie
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+		cookies = []*http.Cookie{{Name: sessionCookie, Value: cookie}}
 	}
-	res, err := restNoRedirect.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return response{Status: res.StatusCode, Header: res.Header, Body: b}
+	return cookieRequest(t, method, url, body, cookies, nil)
 }
 
 // authSetCookie returns the chat_session cookie a response sets (failing when there is none).
@@ -112,7 +95,8 @@ func TestSessionCookieAuthenticatesSafeMethodsOnly(t *testing.T) {
 		require.Equal(t, 200, r.Status, "HEAD /v1/unread with the cookie")
 	})
 
-	// ... and nothing else: a cross-site form could send it.
+	// ... and nothing else: a cross-site form could send it (TestCookieWritesNeedHeaderAndOrigin
+	// has the X-Chat-Request header and Origin that let a page of the service write).
 	before := restSnapshot(t, in.Pool, conv.ID)
 	msg := "/v1/conversations/" + conv.ID + "/messages/" + m.ID
 	unsafe := []struct {
@@ -231,6 +215,7 @@ func TestCORS(t *testing.T) {
 	require.Equal(t, "https://app.example", h.Get("Access-Control-Allow-Origin"))
 	require.Equal(t, "true", h.Get("Access-Control-Allow-Credentials"))
 	require.Contains(t, h.Get("Access-Control-Allow-Headers"), "Authorization")
+	require.Contains(t, h.Get("Access-Control-Allow-Headers"), chatRequestHeader, "a listed origin may write with its cookie")
 	require.Empty(t, preflight(in.URL, "https://evil.example").Get("Access-Control-Allow-Origin"))
 	h = preflight(wild.URL, "https://evil.example")
 	require.Equal(t, "*", h.Get("Access-Control-Allow-Origin"))

@@ -78,18 +78,24 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 		r.JSON(t, &conv)
 		ids[c] = conv.ID
 	}
+	r := reader.do("POST", "/v1/conversations", map[string]any{"participant_ids": []string{ws[1].ID}, "title": "held"})
+	require.Equal(t, 201, r.Status)
+	var heldConv events.Conversation
+	r.JSON(t, &heldConv)
 	_, cursor := openReady(t, a.URL+"/v1/events", reader.Token, nil)
 
 	// The held transaction takes its event id before most of the others, then commits
-	// last: it stays open until every other writer has committed messages behind it, in
-	// conversations other than its own (whose sends wait for its lock).
+	// last: it stays open until every other writer has committed messages behind it. It
+	// sends into a conversation of its own: a send into its conversation would wait for
+	// its lock and, batched with sends into other conversations (db.Sender), hold those
+	// up too; the fence is under test here, not the locks.
 	held, hold := make(chan struct{}), make(chan struct{})
 	release := sync.OnceFunc(func() { close(hold) })
 	defer release() // a failure below must not leave the transaction (and its connection) open
 	heldDone := make(chan error, 1)
 	go func() {
 		heldDone <- db.InTx(context.Background(), a.Pool, func(q *db.Queries) error {
-			conv, _ := events.ParseUUID(ids[1])
+			conv, _ := events.ParseUUID(heldConv.ID)
 			arg := db.SendMessagesParams{ConversationIds: []pgtype.UUID{conv}, SenderIds: []string{ws[1].ID}, Bodies: []string{"held"}, ClientIds: []string{""}}
 			err := q.LockConversations(context.Background(), arg.ConversationIds)
 			if err == nil {
@@ -122,9 +128,6 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 		}()
 	}
 	for i := range ws {
-		if i%convs == 1 {
-			continue // conversation 1 waits for the held transaction's lock
-		}
 		select {
 		case <-committed[i]:
 		case err := <-sendErrs:
@@ -139,7 +142,7 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 	require.NoError(t, a.Pool.QueryRow(context.Background(), `SELECT count(*) FROM events
 		WHERE conversation_id = ANY($1::uuid[]) AND type = 'message' AND tx >= pg_snapshot_xmin(pg_current_snapshot())`,
 		ids).Scan(&behind))
-	require.GreaterOrEqual(t, behind, writers-writers/convs, "committed messages behind the held transaction")
+	require.GreaterOrEqual(t, behind, writers, "committed messages behind the held transaction")
 	// The first stream replays and goes live (its first heartbeat) while the transaction
 	// is still held: without the fence it would read past the held event now.
 	first, _ := openReady(t, a.URL+"/v1/events", reader.Token, map[string]string{"Last-Event-ID": cursor})

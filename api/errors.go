@@ -45,6 +45,7 @@ var codes = map[string]int{
 	"invalid_cursor":         http.StatusBadRequest,
 	"invalid_user_id":        http.StatusBadRequest,
 	"invalid_window":         http.StatusBadRequest,
+	"invalid_query":          http.StatusBadRequest,
 	"too_many_users":         http.StatusBadRequest,
 	"unauthenticated":        http.StatusUnauthorized,
 	"bearer_required":        http.StatusUnauthorized,

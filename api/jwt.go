@@ -45,6 +45,9 @@ type KeyConfig struct {
 	PublicKeyPEM []byte
 	// JWKSURL is the issuer's JWKS endpoint. May be empty.
 	JWKSURL string
+	// AuthJSSecrets are the Auth.js application's AUTH_SECRET values, current first, whose
+	// encrypted session tokens are accepted (authjs.go). May be empty.
+	AuthJSSecrets [][]byte
 	// Issuer is enforced against iss when non-empty.
 	Issuer string
 	// Audience is enforced against aud when non-empty.
@@ -73,6 +76,8 @@ type Verifier struct {
 	pem    *pubKey // nil when no PEM key is configured
 	jwks   *keySet // nil when no JWKS URL is configured
 	parser *jwt.Parser
+	signed bool        // whether any key verifies signed tokens (JWS)
+	authjs *authjsKeys // nil when no Auth.js secret is configured
 }
 
 // tokenClaims is what we read from a token: the registered claims plus the display name.
@@ -85,8 +90,9 @@ type tokenClaims struct {
 // anything (no key, unreadable PEM, bad JWKS URL, excessive leeway). A failed initial JWKS
 // fetch (bounded by ctx) is only logged: the issuer may start after us, and lookups retry.
 func NewVerifier(ctx context.Context, cfg KeyConfig) (*Verifier, error) {
-	if len(cfg.Secret) == 0 && len(cfg.PublicKeyPEM) == 0 && cfg.JWKSURL == "" {
-		return nil, errors.New("jwt: no key configured: set a secret, a PEM public key or a JWKS URL")
+	signed := len(cfg.Secret) > 0 || len(cfg.PublicKeyPEM) > 0 || cfg.JWKSURL != ""
+	if !signed && len(cfg.AuthJSSecrets) == 0 {
+		return nil, errors.New("jwt: no key configured: set a secret, a PEM public key, a JWKS URL or an Auth.js secret")
 	}
 	if cfg.Leeway < 0 || cfg.Leeway > maxLeeway {
 		return nil, fmt.Errorf("jwt: leeway %v out of range [0, %v]", cfg.Leeway, maxLeeway)
@@ -95,7 +101,14 @@ func NewVerifier(ctx context.Context, cfg KeyConfig) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{secret: cfg.Secret}
+	v := &Verifier{secret: cfg.Secret, signed: signed}
+	if len(cfg.AuthJSSecrets) > 0 {
+		k, err := newAuthJSKeys(cfg.AuthJSSecrets, authjsValidator(cfg.Leeway, now))
+		if err != nil {
+			return nil, err
+		}
+		v.authjs = k
+	}
 
 	var methods []string
 	if len(cfg.Secret) > 0 {
@@ -141,9 +154,18 @@ func NewVerifier(ctx context.Context, cfg KeyConfig) (*Verifier, error) {
 
 // Verify checks token and returns who it speaks for. The error is for logs only (callers
 // answer a generic 401); it never contains the token.
+//
+// A compact JWE is an Auth.js session token, tried with both cookie names as salt (see
+// authjsSalts); anything else is a signed JWT.
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
+	if len(token) <= maxAuthJSTokenBytes && isJWE(token) {
+		return v.VerifyAuthJS(token, authjsSalts...)
+	}
 	if len(token) > maxTokenBytes {
 		return Identity{}, errors.New("jwt: token too large")
+	}
+	if !v.signed {
+		return Identity{}, errors.New("jwt: no key for signed tokens is configured")
 	}
 	var c tokenClaims
 	if _, err := v.parser.ParseWithClaims(token, &c, v.keyfunc(ctx)); err != nil {
@@ -153,6 +175,15 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 		return Identity{}, err
 	}
 	return Identity{Sub: c.Subject, Name: cleanName(c.Name), Expires: c.ExpiresAt.Time}, nil
+}
+
+// VerifyAuthJS reads an Auth.js session token whose key was derived with one of salts (the
+// name of the cookie it came in, or both names for a Bearer token).
+func (v *Verifier) VerifyAuthJS(token string, salts ...string) (Identity, error) {
+	if v.authjs == nil {
+		return Identity{}, errors.New("authjs: no Auth.js secret is configured")
+	}
+	return v.authjs.decrypt(token, salts)
 }
 
 // keyfunc returns the keys that may verify a token with the given alg. HMAC algs get the

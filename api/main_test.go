@@ -176,26 +176,9 @@ func call(t testing.TB, method, url, tok string, body any) response {
 // tryCall is call for goroutines other than the test's own, which must not use require:
 // it returns what went wrong instead of failing the test.
 func tryCall(method, url, tok string, body any) (response, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = bytes.NewReader([]byte(b))
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			return response{}, err
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, url, rd)
+	req, err := newRequest(method, url, body)
 	if err != nil {
 		return response{}, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -210,6 +193,30 @@ func tryCall(method, url, tok string, body any) (response, error) {
 		return response{}, err
 	}
 	return response{Status: res.StatusCode, Header: res.Header, Body: b}, nil
+}
+
+// newRequest makes a request with a JSON body (none when body is nil; a []byte or string
+// is sent as is).
+func newRequest(method, url string, body any) (*http.Request, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = bytes.NewReader([]byte(b))
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err == nil && body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, err
 }
 
 // user is a test user talking to one instance.

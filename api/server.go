@@ -184,6 +184,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.DELETE("/conversations/:id/messages/:message_id", s.limit, s.ring, s.handle(s.deleteMessage))
 	v1.POST("/conversations/:id/read", s.limit, s.ring, s.handle(s.markRead))
 	v1.POST("/conversations/:id/typing", s.limit, s.handle(s.typing))
+	get(v1, "/search", s.limitReads, s.handle(s.search))
 	v1.DELETE("/conversations/:id/members/me", s.limit, s.ring, s.handle(s.leave))
 
 	// The server API, for the application's backend: service keys only (servicekeys.go),
@@ -269,7 +270,7 @@ func (s *Server) cors(c *gin.Context) {
 	}
 	if c.Request.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, "+chatRequestHeader)
 		h.Set("Access-Control-Max-Age", "600")
 		c.AbortWithStatus(http.StatusNoContent)
 		return

@@ -104,6 +104,17 @@ type Message struct {
 	Kind           string
 }
 
+type NotifyCursor struct {
+	One bool
+	Tx  uint64
+	ID  int64
+}
+
+type NotifyPending struct {
+	UserID string
+	Since  time.Time
+}
+
 type Presence struct {
 	UserID     string
 	InstanceID string
@@ -127,4 +138,5 @@ type User struct {
 	CreatedAt     time.Time
 	LastSeenAt    *time.Time
 	NotifyWebhook bool
+	NotifiedAt    *time.Time
 }

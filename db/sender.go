@@ -34,6 +34,11 @@ type Sent struct {
 // statement), so under load many messages share one; with no load a send is a batch of one
 // and waits for nobody: a batch starts as soon as one of Workers is free, and takes every
 // send queued by then (at most MaxBatch). No goroutine runs between calls.
+//
+// The price: a send waits for the locks of every conversation in its batch, so a
+// conversation whose lock is held (by another batch, for the few milliseconds it runs)
+// delays the sends batched with it. chatd never holds the lock longer: a batch is sent
+// whole, Sync included, so PostgreSQL finishes it even if the instance dies meanwhile.
 type Sender struct {
 	pool    *pgxpool.Pool
 	max     int

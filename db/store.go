@@ -147,13 +147,19 @@ func EnsureDatabase(ctx context.Context, url string) error {
 	}
 }
 
+// MigrationStep applies the next outstanding step of another component's schema (the job
+// queue's) inside tx, and reports whether nothing was left to apply.
+type MigrationStep func(ctx context.Context, tx pgx.Tx) (done bool, err error)
+
 // Migrate applies schema (schema.sql, idempotent) under an advisory lock so instances
 // starting together do not race, and records CurrentSchemaVersion. It refuses a database whose
-// recorded version is newer than this binary's.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+// recorded version is newer than this binary's. Then it runs each of steps until it is
+// done, one transaction per step under the same lock: some migrations cannot share a
+// transaction with the ones before them (an enum value added by one and used by the next).
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, steps ...MigrationStep) error {
 	// One transaction, and a transaction-level lock: through a pooler in transaction mode a
 	// session-level lock would stay with whichever server session took it.
-	return pgx.BeginTxFunc(ctx, pool, localTx, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, pool, localTx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLock); err != nil {
 			return err
 		}
@@ -172,11 +178,30 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		_, err := tx.Exec(ctx, "INSERT INTO schema_version (version) VALUES ($1) ON CONFLICT DO NOTHING", CurrentSchemaVersion)
 		return err
 	})
+	for _, step := range steps {
+		for done := false; err == nil && !done; {
+			err = pgx.BeginTxFunc(ctx, pool, localTx, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLock); err != nil {
+					return err
+				}
+				var err error
+				done, err = step(ctx, tx)
+				return err
+			})
+		}
+	}
+	return err
 }
 
 // InTx runs fn in a transaction (with localSettings) and commits it when fn returns nil.
 func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(q *Queries) error) error {
 	return pgx.BeginTxFunc(ctx, pool, localTx, func(tx pgx.Tx) error { return fn(New(tx)) })
+}
+
+// InTxRaw is InTx for callers that need the transaction itself, to enqueue jobs in it
+// (River's InsertTx) beside their own queries.
+func InTxRaw(ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, pool, localTx, fn)
 }
 
 // IsCode reports whether err is a PostgreSQL error with the given SQLSTATE.

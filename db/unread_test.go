@@ -73,6 +73,7 @@ func TestUnreadCountsReadOnlyTheUnreadTail(t *testing.T) {
 type planNode struct {
 	Type     string     `json:"Node Type"`
 	Relation string     `json:"Relation Name"`
+	Index    string     `json:"Index Name"`
 	Rows     float64    `json:"Actual Rows"`
 	Removed  float64    `json:"Rows Removed by Filter"`
 	Loops    float64    `json:"Actual Loops"`

@@ -129,6 +129,9 @@ func (p *Presence) onlineHereLocked(user string) bool {
 	return p.local[user] > 0 || p.leaving[user] != nil
 }
 
+// Stale is how long without a beat makes an instance, and its users' streams, count as gone.
+func (p *Presence) Stale() time.Duration { return p.stale }
+
 // Online returns which of users are online anywhere. On a database error it reports
 // everyone offline rather than fail the request that wanted to show the flag.
 func (p *Presence) Online(ctx context.Context, users []string) map[string]bool {

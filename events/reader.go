@@ -14,9 +14,25 @@ import (
 // errLogInterval is the least time between two log lines about failed reads.
 const errLogInterval = 5 * time.Second
 
+// busyShare paces the reader and the doorbell by their own cost: the next read (or
+// NOTIFY) waits at least this many times as long as the last one took, and at most
+// busyWait: a slow read adds little to delivery latency, a failed one (the database
+// away, a timeout) none.
+const (
+	busyShare = 4
+	busyWait  = 10 * time.Millisecond
+)
+
+// busyPace is the least time until the next read or doorbell after one that took took.
+func busyPace(floor, took time.Duration) time.Duration {
+	return max(floor, busyShare*took)
+}
+
 // readLoop reads the log whenever woken, and on the safety timer. Reads are at least
-// ReadInterval apart: under load, one read then takes every event of the interval instead
-// of one query per message.
+// ReadInterval apart, and at least busyShare times the last read's duration: under load,
+// one read then takes every event of the interval instead of one query per message, and
+// when PostgreSQL is busy (reads take longer) the reader asks less often and takes more
+// each time, spending at most a fifth of its time waiting for reads.
 //
 // After a wake it reads again a few times, 5 ms, 10 ms, 20 ms ... later, until a read
 // finds nothing new: a transaction that rings no doorbell (another application's, or a
@@ -29,7 +45,8 @@ func (l *Log) readLoop(ctx context.Context) {
 	const firstFollowUp = 5 * time.Millisecond
 	delay := time.Duration(0)
 	var lastRead, lastErrLog time.Time
-	failed := 0 // reads that failed since the last error line
+	var took time.Duration // the last read's
+	failed := 0            // reads that failed since the last error line
 	for {
 		select {
 		case <-ctx.Done():
@@ -40,11 +57,15 @@ func (l *Log) readLoop(ctx context.Context) {
 			delay *= 2
 		case <-safety.C:
 		}
-		if !pace(ctx, lastRead, l.cfg.ReadInterval) {
+		if !pace(ctx, lastRead, busyPace(l.cfg.ReadInterval, took)) {
 			return
 		}
 		lastRead = time.Now()
 		found, err := l.catchUp(ctx)
+		took = 0
+		if err == nil {
+			took = min(time.Since(lastRead), busyWait/busyShare)
+		}
 		if err != nil && ctx.Err() == nil {
 			failed++
 			// While the database is away every wake fails: one line per few seconds says

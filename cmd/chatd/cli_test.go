@@ -149,6 +149,13 @@ func (l *lockedBuffer) String() string {
 // test ends.
 func cliServe(t *testing.T, bin string, env []string, addr string, args ...string) string {
 	t.Helper()
+	base, _ := cliServeProcess(t, bin, env, addr, args...)
+	return base
+}
+
+// cliServeProcess is cliServe that also returns the process, for tests that kill it.
+func cliServeProcess(t *testing.T, bin string, env []string, addr string, args ...string) (string, *os.Process) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	cmd := exec.CommandContext(ctx, bin, append([]string{"serve"}, args...)...)
 	cmd.Env = env
@@ -178,8 +185,10 @@ func cliServe(t *testing.T, bin string, env []string, addr string, args ...strin
 		select {
 		case <-exited:
 			t.Fatalf("chatd serve exited before answering: %s", logs.String())
+			return "", nil
 		case <-deadline:
 			t.Fatalf("chatd serve did not answer /healthz: %s", logs.String())
+			return "", nil
 		case <-tick.C:
 		}
 		res, err := http.Get(base + "/healthz")
@@ -189,7 +198,7 @@ func cliServe(t *testing.T, bin string, env []string, addr string, args ...strin
 		_, _ = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		if res.StatusCode == http.StatusOK {
-			return base
+			return base, cmd.Process
 		}
 	}
 }

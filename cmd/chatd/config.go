@@ -4,10 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chatd/chatd/notify"
 )
 
 // config is every setting of `chatd serve`, loaded from CHAT_* environment variables;
@@ -24,6 +27,7 @@ type config struct {
 	JWTIssuer        string
 	JWTAudience      string
 	JWTLeeway        time.Duration
+	AuthJSSecret     string
 	Heartbeat        time.Duration
 	AllowedOrigins   string
 	CookieSecure     bool
@@ -50,6 +54,12 @@ type config struct {
 	MetricsAddr      string
 	MetricsToken     string
 	ServiceKeys      string
+	SearchLanguage   string
+	WebhookURL       string
+	WebhookSecret    string
+	NotifyAfter      time.Duration
+	WebhookTimeout   time.Duration
+	WebhookBackoff   time.Duration
 	Dev              bool
 }
 
@@ -71,6 +81,7 @@ func (c *config) settings() []setting {
 		{"CHAT_JWT_AUDIENCE", "", "required aud claim, when set", &c.JWTAudience},
 		// Clocks drift; 30 s is the contract's ceiling.
 		{"CHAT_JWT_LEEWAY", "30s", "clock leeway for exp and nbf (at most 30s)", &c.JWTLeeway},
+		{"CHAT_AUTHJS_SECRET", "", "the Auth.js app's AUTH_SECRET, comma-separated to rotate (current first): its session tokens are accepted (or CHAT_AUTHJS_SECRET_FILE)", &c.AuthJSSecret},
 		// nginx and AWS ALB close connections idle for 60 s; four pings fit in that.
 		{"CHAT_SSE_HEARTBEAT", "15s", "interval of the stream's ': ping' comment", &c.Heartbeat},
 		{"CHAT_ALLOWED_ORIGINS", "", "comma-separated origins allowed by CORS", &c.AllowedOrigins},
@@ -112,9 +123,21 @@ func (c *config) settings() []setting {
 		{"CHAT_DEBUG_ADDR", "", "address of the pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060", &c.DebugAddr},
 		// Metrics tell how busy the service is and how it is used: not for everyone.
 		{"CHAT_METRICS_ADDR", "", "address of /metrics for Prometheus, e.g. 127.0.0.1:9090 (no token needed there)", &c.MetricsAddr},
+		// simple indexes words as written, in any language; a language's configuration
+		// (english, french, ...) also finds other forms of a word but knows only that one.
+		{"CHAT_SEARCH_LANGUAGE", "simple", "text search configuration of message search (a name in pg_ts_config); a change rebuilds the search index at start", &c.SearchLanguage},
 		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
 		// No default: without keys the server API answers 401 to everyone.
 		{"CHAT_SERVICE_KEYS", "", "server API keys, comma-separated name:key pairs, keys of 32+ characters (or CHAT_SERVICE_KEYS_FILE)", &c.ServiceKeys},
+		{"CHAT_WEBHOOK_URL", "", "receiver of unread-digest webhooks (unset: no webhooks)", &c.WebhookURL},
+		{"CHAT_WEBHOOK_SECRET", "", "webhook signing secret, whsec_<base64> or raw, at least 16 bytes (or CHAT_WEBHOOK_SECRET_FILE)", &c.WebhookSecret},
+		// A minute: long enough that someone who just switched tabs or lost the network
+		// for a moment is not told by email, short enough to still be news.
+		{"CHAT_NOTIFY_AFTER", "60s", "a user away this long with unread messages gets a digest webhook", &c.NotifyAfter},
+		{"CHAT_WEBHOOK_TIMEOUT", "10s", "one webhook attempt, connection to answer", &c.WebhookTimeout},
+		// Doubling from 10 s to a cap of 1 h takes about 28 attempts to fill the 24 h of
+		// retries: a receiver's short hiccup costs seconds, a long outage little traffic.
+		{"CHAT_WEBHOOK_BACKOFF", "10s", "wait before a webhook's first retry, doubled after each failure up to 1h, for 24h", &c.WebhookBackoff},
 	}
 }
 
@@ -127,7 +150,7 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 			v = s.def
 		}
 		if secretSettings[s.env] && !ok {
-			secret, fromFile, err := secretFromFile(s.env)
+			secret, fromFile, err := secretSetting(s.env)
 			if err != nil {
 				return err
 			}
@@ -169,14 +192,15 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 // devAddr is where -dev listens unless CHAT_ADDR or -addr says otherwise: loopback only.
 const devAddr = "127.0.0.1:8080"
 
-// secretSettings are the settings that may also come from a file named by <NAME>_FILE,
-// so that a secret need not sit in the environment. `serve` and `token` both load them
-// here, so they always agree on them.
-var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_SERVICE_KEYS": true}
+// secretSettings are the settings that may also come from a file, named by the variable
+// with _FILE appended, so that a secret need not sit in the environment.
+var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_AUTHJS_SECRET": true, "CHAT_WEBHOOK_SECRET": true,
+	"CHAT_SERVICE_KEYS": true}
 
-// secretFromFile reads the variable env, or the file env_FILE names without its trailing
-// line break (editors and `echo` add one); given reports whether either was set.
-func secretFromFile(env string) (secret string, given bool, err error) {
+// secretSetting reads the variable env, or the file env_FILE names without its trailing line
+// break (editors and `echo` add one); given reports whether either was set. `serve` and
+// `token` both read secrets here, so they always agree on them.
+func secretSetting(env string) (secret string, given bool, err error) {
 	if v, ok := os.LookupEnv(env); ok {
 		return v, true, nil
 	}
@@ -237,7 +261,39 @@ func (c *config) validate() error {
 	check(c.PresenceGrace >= 0 && c.PresenceGrace <= time.Minute, "CHAT_PRESENCE_GRACE must be between 0 and 1m")
 	check(c.EventRetention >= time.Hour, "CHAT_EVENT_RETENTION must be at least 1h")
 	check(c.DatabaseURL != "", "CHAT_DATABASE_URL is required")
+	check(c.AuthJSSecret == "" || len(c.authjsSecrets()) > 0, "CHAT_AUTHJS_SECRET lists no secret")
+	errs = append(errs, c.validateWebhooks()...)
 	return errors.Join(errs...)
+}
+
+// validateWebhooks checks the webhook settings: both or neither of the URL and the
+// secret, an http(s) URL, a secret the signer accepts, sane durations.
+func (c *config) validateWebhooks() []error {
+	if c.WebhookURL == "" && c.WebhookSecret == "" {
+		return nil
+	}
+	var errs []error
+	if c.WebhookURL == "" || c.WebhookSecret == "" {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_URL and CHAT_WEBHOOK_SECRET (or CHAT_WEBHOOK_SECRET_FILE) go together"))
+	}
+	if u, err := url.Parse(c.WebhookURL); c.WebhookURL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_URL must be an http or https URL"))
+	}
+	if c.WebhookSecret != "" {
+		if _, err := notify.ParseSecret(c.WebhookSecret); err != nil {
+			errs = append(errs, fmt.Errorf("CHAT_WEBHOOK_SECRET: %w", err)) // says why, never the secret
+		}
+	}
+	if c.NotifyAfter < time.Second || c.NotifyAfter > 24*time.Hour {
+		errs = append(errs, errors.New("CHAT_NOTIFY_AFTER must be between 1s and 24h"))
+	}
+	if c.WebhookTimeout < time.Second || c.WebhookTimeout > time.Minute {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_TIMEOUT must be between 1s and 1m"))
+	}
+	if c.WebhookBackoff < 100*time.Millisecond || c.WebhookBackoff > time.Hour {
+		errs = append(errs, errors.New("CHAT_WEBHOOK_BACKOFF must be between 100ms and 1h"))
+	}
+	return errs
 }
 
 // limits fills in the connection and stream caps left at 0 from the file limit: a few
@@ -257,6 +313,18 @@ func (c *config) origins() []string {
 	for _, o := range strings.Split(c.AllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// authjsSecrets splits CHAT_AUTHJS_SECRET: Auth.js secrets (base64 or hex, as `npx auth
+// secret` and `openssl rand` make them) never hold a comma.
+func (c *config) authjsSecrets() [][]byte {
+	var out [][]byte
+	for _, s := range strings.Split(c.AuthJSSecret, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, []byte(s))
 		}
 	}
 	return out

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -58,4 +61,35 @@ func TestConfigFailsFastOnNonsense(t *testing.T) {
 			require.ErrorContains(t, err, env, "the error names the variable at fault")
 		})
 	}
+}
+
+// CHAT_AUTHJS_SECRET is a rotation list, from the environment or a file, and enough on its
+// own to start: an app that signs its users in with Auth.js needs no other key.
+func TestConfigAuthJSSecret(t *testing.T) {
+	// Subtests only: t.Setenv lasts until its test ends, and would leak into the next case.
+	t.Run("a rotation list", func(t *testing.T) {
+		c, err := load(t, map[string]string{"CHAT_AUTHJS_SECRET": "current-secret, retiring-secret,"})
+		require.NoError(t, err)
+		require.Equal(t, [][]byte{[]byte("current-secret"), []byte("retiring-secret")}, c.authjsSecrets())
+		v, err := newVerifier(context.Background(), &c)
+		require.NoError(t, err, "an Auth.js secret alone is a key")
+		require.NotNil(t, v)
+	})
+	t.Run("from a file", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "auth_secret")
+		require.NoError(t, os.WriteFile(file, []byte("from-the-file\n"), 0o600))
+		c, err := load(t, map[string]string{"CHAT_AUTHJS_SECRET_FILE": file})
+		require.NoError(t, err)
+		require.Equal(t, [][]byte{[]byte("from-the-file")}, c.authjsSecrets())
+	})
+	t.Run("a list of nothing", func(t *testing.T) {
+		_, err := load(t, map[string]string{"CHAT_AUTHJS_SECRET": " , "})
+		require.ErrorContains(t, err, "CHAT_AUTHJS_SECRET")
+	})
+	t.Run("no key at all", func(t *testing.T) {
+		c, err := load(t, nil)
+		require.NoError(t, err)
+		_, err = newVerifier(context.Background(), &c)
+		require.ErrorContains(t, err, "CHAT_AUTHJS_SECRET", "the error names every way to configure a key")
+	})
 }

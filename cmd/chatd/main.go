@@ -19,6 +19,7 @@ import (
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/api"
 	"github.com/chatd/chatd/db"
+	"github.com/chatd/chatd/notify"
 )
 
 const usage = `usage:
@@ -68,7 +69,10 @@ func migrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	return db.Migrate(ctx, pool, chatd.Schema)
+	if err := db.Migrate(ctx, pool, chatd.Schema, notify.Migrate); err != nil {
+		return err
+	}
+	return db.SetSearchLanguage(ctx, pool, cfg.SearchLanguage)
 }
 
 func token(args []string, stdout io.Writer) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/chatd/chatd/api"
 	"github.com/chatd/chatd/db"
 	"github.com/chatd/chatd/events"
+	"github.com/chatd/chatd/notify"
 	"github.com/chatd/chatd/web"
 )
 
@@ -51,7 +52,12 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	if err := db.Migrate(ctx, pool, chatd.Schema); err != nil {
+	// River's tables come with chatd's schema, under the same lock, whether or not
+	// webhooks are configured: turning them on later needs no migration.
+	if err := db.Migrate(ctx, pool, chatd.Schema, notify.Migrate); err != nil {
+		return err
+	}
+	if err := db.SetSearchLanguage(ctx, pool, cfg.SearchLanguage); err != nil {
 		return err
 	}
 
@@ -63,6 +69,19 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	go prune(bg, logger, db.New(pool), cfg.EventRetention)
+	notifier, err := startNotifier(bg, &cfg, pool, presence, logger)
+	if err != nil {
+		return err
+	}
+	if notifier != nil {
+		// After the HTTP server has drained: deliveries in flight get a moment to finish,
+		// then River gives the rest to the other instances.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = notifier.Stop(sctx)
+		}()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -112,9 +131,10 @@ func newVerifier(ctx context.Context, cfg *config) (*api.Verifier, error) {
 		}
 	}
 	verifier, err := api.NewVerifier(ctx, api.KeyConfig{Secret: []byte(cfg.JWTSecret), PublicKeyPEM: pem,
-		JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway})
+		JWKSURL: cfg.JWKSURL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Leeway: cfg.JWTLeeway,
+		AuthJSSecrets: cfg.authjsSecrets()})
 	if err != nil {
-		return nil, fmt.Errorf("token keys: %w (set CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY_FILE or CHAT_JWKS_URL)", err)
+		return nil, fmt.Errorf("token keys: %w (set CHAT_JWT_SECRET, CHAT_JWT_PUBLIC_KEY_FILE, CHAT_JWKS_URL or CHAT_AUTHJS_SECRET)", err)
 	}
 	return verifier, nil
 }
@@ -134,6 +154,25 @@ func startEvents(bg context.Context, cfg *config, pool *pgxpool.Pool, logger *sl
 		return nil, nil, err
 	}
 	return log, presence, nil
+}
+
+// startNotifier starts the notification webhooks when CHAT_WEBHOOK_URL is set; nil
+// otherwise. Behind PgBouncer (a listener URL of its own) River polls instead of LISTENing.
+func startNotifier(bg context.Context, cfg *config, pool *pgxpool.Pool, presence *events.Presence, logger *slog.Logger) (*notify.Notifier, error) {
+	if cfg.WebhookURL == "" {
+		return nil, nil
+	}
+	secret, err := notify.ParseSecret(cfg.WebhookSecret)
+	if err != nil {
+		return nil, err
+	}
+	n, err := notify.New(notify.Config{Pool: pool, URL: cfg.WebhookURL, Secret: secret, Logger: logger,
+		After: cfg.NotifyAfter, Timeout: cfg.WebhookTimeout, Backoff: cfg.WebhookBackoff,
+		PresenceStale: presence.Stale(), PollOnly: cfg.ListenURL != cfg.DatabaseURL})
+	if err != nil {
+		return nil, err
+	}
+	return n, n.Start(bg)
 }
 
 // listenAndServe serves server on CHAT_ADDR, within the connection caps, until ctx ends;

@@ -403,3 +403,21 @@ test('tabs: one leader connects and relays; when it closes another takes over fr
   for (const t of tabs.slice(1)) assert.deepEqual(seqs(t.events), [1, 2, 3]);
   for (const t of tabs.slice(1)) t.client.stop();
 });
+
+test('cookie auth (no getToken, e.g. an Auth.js session on the same site): writes carry X-Chat-Request: 1', async () => {
+  const route = (req) => (req.path === '/v1/unread' ? { status: 200, body: { total: 0, conversations: [] } } : undefined);
+  const { client, server } = setup({ route, options: { getToken: null } });
+  await client.request('POST', '/v1/conversations/c1/messages', { body: 'hi' });
+  await client.request('GET', '/v1/unread');
+  const [post] = server.of('/v1/conversations/c1/messages');
+  assert.equal(post.headers['X-Chat-Request'], '1', 'chatd lets a cookie write only with the header');
+  assert.equal(post.headers.Authorization, undefined);
+  assert.equal(post.credentials, 'include');
+  assert.equal(server.of('/v1/unread')[0].headers['X-Chat-Request'], undefined, 'reads need no marker');
+
+  const bearer = setup({ route });
+  await bearer.client.request('POST', '/v1/conversations/c1/messages', { body: 'hi' });
+  const [p] = bearer.server.of('/v1/conversations/c1/messages');
+  assert.equal(p.headers.Authorization, 'Bearer jwt');
+  assert.equal(p.headers['X-Chat-Request'], undefined, 'a Bearer token needs no marker');
+});

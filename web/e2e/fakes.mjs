@@ -91,6 +91,7 @@ export class FakeServer {
         query: u.searchParams,
         method: init.method || 'GET',
         headers: init.headers || {},
+        credentials: init.credentials,
         body: init.body ? JSON.parse(init.body) : undefined,
         done: false,
         answer(status, body, headers = {}) {

@@ -4,6 +4,7 @@
 // so nobody can inject markup into someone else's page.
 
 import { ApiError, ChatClient } from './chatd.js';
+import { initSearch } from './search.js';
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
@@ -203,6 +204,8 @@ function signOut() {
   showApp(false);
   $('conversation-list').replaceChildren();
   $('messages').replaceChildren();
+  $('search-results').replaceChildren();
+  $('search-results').hidden = $('search-more').hidden = true;
   closeConversation();
   $('signin-name').focus();
 }
@@ -457,6 +460,22 @@ async function openConversation(id) {
   if (!state.history.has(id)) await loadHistory(id);
   renderMessages(true);
   markRead();
+}
+
+// openAt opens a conversation at one message (a search result): older history is loaded
+// until the message is in the window, then it is scrolled to and highlighted.
+async function openAt(id, seq) {
+  await openConversation(id);
+  for (let page = 0; page < 40; page++) {
+    const hist = state.history.get(id);
+    if (state.openId !== id || !hist || hist.oldest <= seq || !hist.hasMore) break;
+    await loadHistory(id, true);
+  }
+  const li = $('messages').querySelector(`[data-seq="${Number(seq)}"]`);
+  if (!li || state.openId !== id) return;
+  li.scrollIntoView({ block: 'center' });
+  li.classList.add('found');
+  setTimeout(() => li.classList.remove('found'), 3000);
 }
 
 function closeConversation() {
@@ -779,6 +798,12 @@ function boot() {
   $('composer').addEventListener('keydown', (e) => {
     // Enter sends, Shift+Enter adds a line; never send in the middle of an IME composition.
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) send(e);
+  });
+  initSearch({
+    api, report,
+    title: (id) => (state.convs.has(id) ? convTitle(state.convs.get(id)) : 'Conversation'),
+    sender: (id) => (id === myId() ? 'You' : displayName(id)),
+    open: (id, seq) => openAt(id, seq).catch(report),
   });
   window.addEventListener('focus', markRead);
   document.addEventListener('visibilitychange', markRead);

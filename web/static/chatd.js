@@ -16,7 +16,9 @@
 //     message written offline survives a reload and is sent once, in order.
 //
 // Tokens never go into a URL: REST and polls carry `Authorization: Bearer`, the stream uses
-// the session cookie (same site) or a single-use ticket (cross site).
+// the session cookie (same site) or a single-use ticket (cross site). Without getToken the
+// cookie alone authenticates (chat_session, or an Auth.js session on the app's own domain),
+// and writes carry `X-Chat-Request: 1`, without which chatd lets no cookie write.
 
 /** Durable event types: they carry an id (a cursor) and are delivered exactly once. */
 export const DURABLE = ['message', 'message_updated', 'message_deleted', 'read', 'conversation', 'member_added', 'member_removed'];
