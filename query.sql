@@ -76,7 +76,9 @@ SELECT kind FROM conversations WHERE id = @conversation_id;
 
 -- name: AddConversationMembers :many
 -- Adds users to a conversation after its creation (after LockConversations, in the same
--- transaction) and logs member_added for each who was not a member; returns those. A new
+-- transaction) and logs, for each who was not a member, a conversation event addressed to
+-- that user alone (user_id set: the conversation object it was added to) and member_added
+-- for everyone; returns those users. A new
 -- member has nothing unread from before it joined; with history 'joined' (the add's, else
 -- the conversation's) it sees no message from before either. See member_history.
 WITH conv AS (
@@ -90,7 +92,11 @@ WITH conv AS (
     RETURNING conversation_id, user_id
 ), ev AS (
     INSERT INTO events (conversation_id, type, user_id, actor)
-    SELECT conversation_id, 'member_added', user_id, NULL FROM ins ORDER BY user_id
+    SELECT a.conversation_id, a.type, a.user_id, NULL
+    FROM (SELECT conversation_id, 'conversation' AS type, user_id, 1 AS o FROM ins
+          UNION ALL
+          SELECT conversation_id, 'member_added', user_id, 2 FROM ins) a
+    ORDER BY a.user_id, a.o
 )
 SELECT user_id FROM ins ORDER BY user_id;
 
@@ -118,6 +124,7 @@ SELECT user_id FROM gone;
 SELECT history_seq FROM members WHERE conversation_id = @conversation_id AND user_id = @user_id;
 
 -- name: InsertConversationEvent :exec
+-- The creation of a conversation, for all its members (user_id NULL).
 INSERT INTO events (conversation_id, type) VALUES (@conversation_id, 'conversation');
 
 -- name: IsMember :one
@@ -364,14 +371,15 @@ SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
     x.deleted_at AS m_deleted_at, x.kind AS m_kind,
-    ARRAY(SELECT r.user_id FROM members r
+    CASE WHEN e.type = 'conversation' AND e.user_id IS NOT NULL THEN ARRAY[e.user_id]
+    ELSE ARRAY(SELECT r.user_id FROM members r
           WHERE r.conversation_id = e.conversation_id AND r.joined_tx <= e.tx
             AND (x.seq IS NULL OR x.seq > r.history_seq)
           UNION
           SELECT h.user_id FROM member_history h
           WHERE h.conversation_id = e.conversation_id AND h.joined_tx <= e.tx AND e.tx <= h.left_tx
             AND (x.seq IS NULL OR x.seq > h.history_seq)
-          ORDER BY 1)::text[] AS recipients
+          ORDER BY 1) END::text[] AS recipients
 FROM events e
 LEFT JOIN messages x ON x.id = e.message_id
 WHERE (e.tx, e.id) > (@after_tx::xid8, @after_id::bigint)
@@ -410,6 +418,7 @@ CROSS JOIN LATERAL (
       AND (v.tx, v.id) <= (@upto_tx::xid8, @upto_id::bigint)
       AND v.tx >= r.joined_tx AND (r.left_tx IS NULL OR v.tx <= r.left_tx)
       AND (x.seq IS NULL OR x.seq > r.history_seq)
+      AND (v.type <> 'conversation' OR v.user_id IS NULL OR v.user_id = @user_id)
     ORDER BY v.tx, v.id
     LIMIT @row_limit
 ) e

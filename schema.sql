@@ -231,7 +231,8 @@ CREATE TABLE IF NOT EXISTS events (
         CHECK (type IN ('message', 'message_updated', 'message_deleted', 'read', 'conversation',
                         'member_added', 'member_removed')),
     message_id      uuid,
-    -- The reader of a read event; the member added or removed by a member event.
+    -- The reader of a read event; the member added or removed by a member event; the one
+    -- recipient of a conversation event logged when a member is added later (NULL: all).
     user_id         text,
     seq             bigint,
     -- Who added or removed the member: the member itself when it left, NULL for the server.

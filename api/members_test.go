@@ -195,11 +195,18 @@ func TestMembersJoinAndLeave(t *testing.T) {
 	require.Len(t, after.Participants, 3)
 	asServer(t, in, "POST", "/conversations/"+conv+"/members", map[string]any{"user_ids": []string{dave.ID, carol.ID}, "history": "full"}).OK(t, &after)
 	require.Len(t, after.Participants, 4)
+	// The new member alone gets the conversation object, then everyone its member_added.
+	joined := decode[events.Conversation](t, carolStream.nextOf("conversation", wait).Data)
+	require.Equal(t, conv, joined.ID)
+	require.Len(t, joined.Participants, 3)
 	for _, s := range []*stream{aliceStream, carolStream} {
 		got := decode[events.MemberChange](t, s.nextOf("member_added", wait).Data)
 		require.Equal(t, events.MemberChange{ConversationID: conv, UserID: carol.ID}, got)
 	}
 	require.Equal(t, dave.ID, decode[events.MemberChange](t, carolStream.nextOf("member_added", wait).Data).UserID)
+	for ev := aliceStream.next(wait); ev.Type != "member_added"; ev = aliceStream.next(wait) {
+		require.NotEqual(t, "conversation", ev.Type, "a member added later is announced by member_added alone")
+	}
 
 	page := func(u *testUser) []events.Message {
 		var p struct{ Messages []events.Message }
