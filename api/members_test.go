@@ -50,6 +50,41 @@ func readUntil(t *testing.T, s *stream, conv, stopID string) []convEvent {
 	}
 }
 
+// pollUntil long-polls from cursor until the message stopID and returns the events of
+// conv before it, in order.
+func pollUntil(t *testing.T, in *instance, u *testUser, cursor, conv, stopID string) []convEvent {
+	t.Helper()
+	var out []convEvent
+	for range 50 {
+		var ans struct {
+			Events []struct {
+				Type string
+				Data json.RawMessage
+			}
+			Cursor string
+		}
+		call(t, "GET", in.URL+"/v1/events/poll?timeout=5&cursor="+cursor, u.Token, nil).OK(t, &ans)
+		for _, e := range ans.Events {
+			var d struct {
+				ID             string `json:"id"`
+				ConversationID string `json:"conversation_id"`
+				Seq            int64  `json:"seq"`
+				UserID         string `json:"user_id"`
+			}
+			require.NoError(t, json.Unmarshal(e.Data, &d))
+			if e.Type == "message" && d.ID == stopID {
+				return out
+			}
+			if d.ConversationID == conv {
+				out = append(out, convEvent{Type: e.Type, Conv: conv, Msg: d.ID, Seq: d.Seq, User: d.UserID})
+			}
+		}
+		cursor = ans.Cursor
+	}
+	t.Fatal("the poll never reached the fence message")
+	return nil
+}
+
 // seqsBefore returns the seqs of conv's messages whose events precede the removal of user
 // in the log: exactly what the removed user must have received of them.
 func seqsBefore(t *testing.T, in *instance, conv, user string) []int64 {
@@ -152,6 +187,8 @@ func TestRemovedMemberGetsNothingOfTheConversationAfterRemoval(t *testing.T) {
 		s, _ := openReady(t, in.URL+"/v1/events", victim.Token, map[string]string{"Last-Event-ID": cursor})
 		requireCutAtRemoval(t, readUntil(t, s, conv, stop.ID), want, victim.ID)
 	}
+
+	requireCutAtRemoval(t, pollUntil(t, b, victim, cursor, conv, stop.ID), want, victim.ID)
 
 	// REST: the conversation is gone for the victim, and from its unread counts.
 	for _, c := range []struct{ method, path string }{
