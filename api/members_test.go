@@ -275,7 +275,7 @@ func TestMembersJoinAndLeave(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, alice.do("DELETE", "/v1/conversations/"+direct+"/members/me", nil).Status)
 	require.Equal(t, http.StatusNotFound, carol.do("DELETE", "/v1/conversations/"+direct+"/members/me", nil).Status)
 	require.Equal(t, http.StatusUnprocessableEntity, asServer(t, in, "POST", "/conversations/"+direct+"/members", map[string]any{"user_ids": []string{carol.ID}}).Status)
-	require.Equal(t, http.StatusNotFound, asServer(t, in, "POST", "/conversations/"+newUUID()+"/members", map[string]any{"user_ids": []string{carol.ID}}).Status)
+	require.Equal(t, http.StatusNotFound, asServer(t, in, "POST", "/conversations/"+randomUUID()+"/members", map[string]any{"user_ids": []string{carol.ID}}).Status)
 	for _, body := range []map[string]any{{"user_ids": []string{}}, {"user_ids": []string{carol.ID}, "history": "some"}} {
 		require.Equal(t, http.StatusUnprocessableEntity, asServer(t, in, "POST", "/conversations/"+conv+"/members", body).Status)
 	}

@@ -2,9 +2,7 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -197,7 +195,7 @@ func TestClosedConversationRefusesEverySend(t *testing.T) {
 	var seen events.Conversation
 	bob.do("GET", "/v1/conversations/"+conv.ID, nil).OK(t, &seen)
 	require.NotNil(t, seen.ClosedAt)
-	require.Equal(t, http.StatusNotFound, asServer(t, in, "POST", "/conversations/"+newUUID()+"/close", nil).Status)
+	require.Equal(t, http.StatusNotFound, asServer(t, in, "POST", "/conversations/"+randomUUID()+"/close", nil).Status)
 }
 
 func TestServerAPIRefusesBadInput(t *testing.T) {
@@ -226,7 +224,7 @@ func TestServerAPIRefusesBadInput(t *testing.T) {
 	}
 	require.Equal(t, http.StatusBadRequest, asServer(t, in, "GET", "/conversations", nil).Status)
 	require.Equal(t, http.StatusNotFound, asServer(t, in, "POST", "/conversations/nope/messages", map[string]any{"body": "x"}).Status)
-	require.Equal(t, http.StatusNotFound, asServer(t, in, "POST", "/conversations/"+newUUID()+"/messages", map[string]any{"body": "x"}).Status)
+	require.Equal(t, http.StatusNotFound, asServer(t, in, "POST", "/conversations/"+randomUUID()+"/messages", map[string]any{"body": "x"}).Status)
 }
 
 func TestServerSwitchesNotificationWebhook(t *testing.T) {
@@ -245,11 +243,4 @@ func TestServerSwitchesNotificationWebhook(t *testing.T) {
 	r = asServer(t, in, "PUT", "/users/"+id+"/notifications", map[string]any{})
 	require.Equal(t, http.StatusUnprocessableEntity, r.Status)
 	require.True(t, flag())
-}
-
-// newUUID is a conversation id that exists nowhere.
-func newUUID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
