@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatd/chatd/api"
 	"github.com/chatd/chatd/notify"
 )
 
@@ -261,6 +262,9 @@ func (c *config) validate() error {
 	check(c.PresenceGrace >= 0 && c.PresenceGrace <= time.Minute, "CHAT_PRESENCE_GRACE must be between 0 and 1m")
 	check(c.EventRetention >= time.Hour, "CHAT_EVENT_RETENTION must be at least 1h")
 	check(c.DatabaseURL != "", "CHAT_DATABASE_URL is required")
+	if _, err := api.ParseServiceKeys(c.ServiceKeys); err != nil {
+		errs = append(errs, fmt.Errorf("CHAT_SERVICE_KEYS: %w", err)) // the error names keys, never quotes one
+	}
 	check(c.AuthJSSecret == "" || len(c.authjsSecrets()) > 0, "CHAT_AUTHJS_SECRET lists no secret")
 	errs = append(errs, c.validateWebhooks()...)
 	return errors.Join(errs...)
