@@ -16,7 +16,7 @@ INSERT INTO users (id) SELECT unnest(@ids::text[]) ON CONFLICT DO NOTHING;
 -- name: CreateDirectConversation :one
 -- Returns no row when the pair already has its conversation.
 INSERT INTO conversations (kind, direct_a, direct_b, title, metadata)
-VALUES ('direct', @a, @b, sqlc.narg(title), @metadata)
+VALUES ('direct', @a, @b, sqlc.narg(title), (@metadata::text)::jsonb)
 ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' AND external_id IS NULL DO NOTHING
 RETURNING id;
 
@@ -30,8 +30,10 @@ INSERT INTO conversations (kind, title) VALUES ('group', sqlc.narg(title)) RETUR
 -- A conversation the application's backend opens. Returns no row when external_id is
 -- taken: ON CONFLICT waits for a concurrent creator with the same external_id to commit,
 -- so of any number of concurrent creations exactly one inserts.
+-- metadata travels as text: through PgBouncer pgx cannot learn a parameter's type, and
+-- would send bytes as bytea, which jsonb refuses.
 INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata, history)
-VALUES (@kind, sqlc.narg(title), sqlc.narg(direct_a), sqlc.narg(direct_b), sqlc.narg(external_id), @metadata, @history)
+VALUES (@kind, sqlc.narg(title), sqlc.narg(direct_a), sqlc.narg(direct_b), sqlc.narg(external_id), (@metadata::text)::jsonb, @history)
 ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
 RETURNING id;
 

@@ -102,7 +102,7 @@ func getOrCreateDirect(ctx context.Context, q *db.Queries, a, b string, o direct
 	}
 	// ON CONFLICT waits for a concurrent creator to commit, then yields no row; the next
 	// statement sees that creator's conversation.
-	id, err = q.CreateDirectConversation(ctx, db.CreateDirectConversationParams{A: &a, B: &b, Title: o.title, Metadata: o.metadata})
+	id, err = q.CreateDirectConversation(ctx, db.CreateDirectConversationParams{A: &a, B: &b, Title: o.title, Metadata: string(o.metadata)})
 	if errors.Is(err, pgx.ErrNoRows) {
 		id, err = q.GetDirectConversation(ctx, db.GetDirectConversationParams{A: &a, B: &b})
 		return id, false, err

@@ -70,7 +70,7 @@ func (s *Server) createServerConversation(c *gin.Context) error {
 			id, created, err = getOrCreateDirect(c, q, members[0], members[1], directOptions{title: title, metadata: meta})
 			return err
 		}
-		p := db.CreateServerConversationParams{Kind: *req.Kind, Title: title, ExternalID: req.ExternalID, Metadata: meta, History: history}
+		p := db.CreateServerConversationParams{Kind: *req.Kind, Title: title, ExternalID: req.ExternalID, Metadata: string(meta), History: history}
 		id, created, err = createKeyed(c, q, p, members)
 		return err
 	})

@@ -436,7 +436,7 @@ func (q *Queries) CountMembers(ctx context.Context, conversationID pgtype.UUID) 
 
 const createDirectConversation = `-- name: CreateDirectConversation :one
 INSERT INTO conversations (kind, direct_a, direct_b, title, metadata)
-VALUES ('direct', $1, $2, $3, $4)
+VALUES ('direct', $1, $2, $3, ($4::text)::jsonb)
 ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' AND external_id IS NULL DO NOTHING
 RETURNING id
 `
@@ -445,7 +445,7 @@ type CreateDirectConversationParams struct {
 	A        *string
 	B        *string
 	Title    *string
-	Metadata []byte
+	Metadata string
 }
 
 // Returns no row when the pair already has its conversation.
@@ -474,7 +474,7 @@ func (q *Queries) CreateGroupConversation(ctx context.Context, title *string) (p
 
 const createServerConversation = `-- name: CreateServerConversation :one
 INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata, history)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb, $7)
 ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
 RETURNING id
 `
@@ -485,13 +485,15 @@ type CreateServerConversationParams struct {
 	DirectA    *string
 	DirectB    *string
 	ExternalID *string
-	Metadata   []byte
+	Metadata   string
 	History    string
 }
 
 // A conversation the application's backend opens. Returns no row when external_id is
 // taken: ON CONFLICT waits for a concurrent creator with the same external_id to commit,
 // so of any number of concurrent creations exactly one inserts.
+// metadata travels as text: through PgBouncer pgx cannot learn a parameter's type, and
+// would send bytes as bytea, which jsonb refuses.
 func (q *Queries) CreateServerConversation(ctx context.Context, arg CreateServerConversationParams) (pgtype.UUID, error) {
 	row := q.db.QueryRow(ctx, createServerConversation,
 		arg.Kind,
