@@ -131,17 +131,19 @@ func TestSessionCookieAuthenticatesSafeMethodsOnly(t *testing.T) {
 	require.Empty(t, cleared.Value)
 	require.Negative(t, cleared.MaxAge, "Max-Age<=0 removes the cookie")
 	require.Equal(t, "/", cleared.Path)
+}
 
-	t.Run("Secure is off only when disabled", func(t *testing.T) {
-		t.Parallel()
-		dev := newInstance(t, func(c *Config, _ *events.Config) { c.CookieSecure = false })
-		r := newUser(t, dev, "dev").do("POST", "/v1/session", nil)
-		require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Body)
-		c := authSetCookie(t, r)
-		require.False(t, c.Secure)
-		require.True(t, c.HttpOnly)
-		require.Equal(t, http.SameSiteLaxMode, c.SameSite)
-	})
+// TestSessionCookieSecureIsOffOnlyWhenDisabled: CookieSecure=false (plain-http development)
+// drops Secure and nothing else.
+func TestSessionCookieSecureIsOffOnlyWhenDisabled(t *testing.T) {
+	t.Parallel()
+	dev := newInstance(t, func(c *Config, _ *events.Config) { c.CookieSecure = false })
+	r := newUser(t, dev, "dev").do("POST", "/v1/session", nil)
+	require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Body)
+	c := authSetCookie(t, r)
+	require.False(t, c.Secure)
+	require.True(t, c.HttpOnly)
+	require.Equal(t, http.SameSiteLaxMode, c.SameSite)
 }
 
 func TestTicketsAreSingleUseAndOnlyForTheStream(t *testing.T) {

@@ -107,63 +107,32 @@ func TestConversationListOrderAndPaging(t *testing.T) {
 	var g events.Conversation
 	r.JSON(t, &g)
 
-	list := func(u *testUser, query string) restConvPage {
-		t.Helper()
-		r := u.do("GET", "/v1/conversations?"+query, nil)
-		require.Equal(t, 200, r.Status, "%s", r.Body)
-		var p restConvPage
-		r.JSON(t, &p)
-		return p
-	}
-	ids := func(p restConvPage) []string {
-		var out []string
-		for _, c := range p.Conversations {
-			out = append(out, c.ID)
-		}
-		return out
-	}
-	walk := func(u *testUser, limit int) ([]string, int) {
-		t.Helper()
-		var all []string
-		pages := 0
-		q := "limit=" + strconv.Itoa(limit)
-		for {
-			p := list(u, q)
-			pages++
-			require.LessOrEqual(t, len(p.Conversations), limit)
-			all = append(all, ids(p)...)
-			if p.NextCursor == nil {
-				return all, pages
-			}
-			require.NotEmpty(t, p.Conversations)
-			q = "limit=" + strconv.Itoa(limit) + "&cursor=" + url.QueryEscape(*p.NextCursor)
-			require.Less(t, pages, 10, "paging does not end")
-		}
-	}
+	// order is the ids of u's first page of conversations, in the order listed.
+	order := func(u *testUser) []string { t.Helper(); return convIDs(convList(t, u, "")) }
 
 	// Empty conversations order by creation time, newest first.
-	require.Equal(t, []string{g.ID, b, a}, ids(list(alice, "")))
+	require.Equal(t, []string{g.ID, b, a}, order(alice))
 	// A message moves its conversation first.
 	bob.send(a, "bump a")
-	require.Equal(t, []string{a, g.ID, b}, ids(list(alice, "")))
+	require.Equal(t, []string{a, g.ID, b}, order(alice))
 	alice.send(b, "bump b")
-	require.Equal(t, []string{b, a, g.ID}, ids(list(alice, "")))
-	require.Equal(t, []string{a, g.ID}, ids(list(bob, "")), "bob sees only his own")
+	require.Equal(t, []string{b, a, g.ID}, order(alice))
+	require.Equal(t, []string{a, g.ID}, order(bob), "bob sees only his own")
 	// Editing is not activity.
-	p := list(alice, "")
+	p := convList(t, alice, "")
 	m := p.Conversations[1].LastMessage
 	require.NotNil(t, m)
 	r = bob.do("PATCH", "/v1/conversations/"+a+"/messages/"+m.ID, map[string]any{"body": "edited"})
 	require.Equal(t, 200, r.Status, "%s", r.Body)
-	require.Equal(t, []string{b, a, g.ID}, ids(list(alice, "")))
+	require.Equal(t, []string{b, a, g.ID}, order(alice))
 
-	all, pages := walk(alice, 1)
+	all, pages := convWalk(t, alice, 1)
 	require.Equal(t, []string{b, a, g.ID}, all)
 	require.Equal(t, 3, pages, "limit=1 over three conversations: three pages, the last with next_cursor null")
-	all, pages = walk(alice, 2)
+	all, pages = convWalk(t, alice, 2)
 	require.Equal(t, []string{b, a, g.ID}, all)
 	require.Equal(t, 2, pages)
-	all, _ = walk(alice, 3)
+	all, _ = convWalk(t, alice, 3)
 	require.Equal(t, []string{b, a, g.ID}, all)
 
 	// A user without conversations gets an empty list, not null.
@@ -175,6 +144,46 @@ func TestConversationListOrderAndPaging(t *testing.T) {
 		"cursor=" + restRandomUUID(), "limit=0", "limit=101", "limit=abc"} {
 		r := alice.do("GET", "/v1/conversations?"+q, nil)
 		restRequireError(t, r, http.StatusBadRequest, "")
+	}
+}
+
+// convList is u's page of GET /v1/conversations?query.
+func convList(t testing.TB, u *testUser, query string) restConvPage {
+	t.Helper()
+	r := u.do("GET", "/v1/conversations?"+query, nil)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	var p restConvPage
+	r.JSON(t, &p)
+	return p
+}
+
+// convIDs is the ids of a page's conversations, in its order.
+func convIDs(p restConvPage) []string {
+	var out []string
+	for _, c := range p.Conversations {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+// convWalk follows next_cursor from the first page of u's conversations, limit a page, and
+// returns every id seen in order and the number of pages it took.
+func convWalk(t testing.TB, u *testUser, limit int) ([]string, int) {
+	t.Helper()
+	var all []string
+	pages := 0
+	q := "limit=" + strconv.Itoa(limit)
+	for {
+		p := convList(t, u, q)
+		pages++
+		require.LessOrEqual(t, len(p.Conversations), limit)
+		all = append(all, convIDs(p)...)
+		if p.NextCursor == nil {
+			return all, pages
+		}
+		require.NotEmpty(t, p.Conversations)
+		q = "limit=" + strconv.Itoa(limit) + "&cursor=" + url.QueryEscape(*p.NextCursor)
+		require.Less(t, pages, 10, "paging does not end")
 	}
 }
 

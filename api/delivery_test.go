@@ -63,7 +63,6 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 	a, b := newInstance(t, quick), newInstance(t, quick)
 	reader := newUser(t, a, "reader")
 	const convs, writers, perWriter = 4, 8, 25
-	ids := make([]string, convs)
 	ws := make([]*testUser, writers)
 	for i := range ws {
 		ws[i] = newUser(t, a, fmt.Sprintf("writer%d", i))
@@ -71,17 +70,11 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 			ws[i] = ws[i].on(b) // half of the writers post through the other instance
 		}
 	}
+	ids := make([]string, convs)
 	for c := range ids {
-		r := reader.do("POST", "/v1/conversations", map[string]any{"participant_ids": []string{ws[c].ID, ws[c+convs].ID}})
-		require.Equal(t, 201, r.Status)
-		var conv events.Conversation
-		r.JSON(t, &conv)
-		ids[c] = conv.ID
+		ids[c] = createGroup(t, reader, map[string]any{"participant_ids": []string{ws[c].ID, ws[c+convs].ID}})
 	}
-	r := reader.do("POST", "/v1/conversations", map[string]any{"participant_ids": []string{ws[1].ID}, "title": "held"})
-	require.Equal(t, 201, r.Status)
-	var heldConv events.Conversation
-	r.JSON(t, &heldConv)
+	heldConv := createGroup(t, reader, map[string]any{"participant_ids": []string{ws[1].ID}, "title": "held"})
 	_, cursor := openReady(t, a.URL+"/v1/events", reader.Token, nil)
 
 	// The held transaction takes its event id before most of the others, then commits
@@ -89,48 +82,13 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 	// sends into a conversation of its own: a send into its conversation would wait for
 	// its lock and, batched with sends into other conversations (db.Sender), hold those
 	// up too; the fence is under test here, not the locks.
-	held, hold := make(chan struct{}), make(chan struct{})
-	release := sync.OnceFunc(func() { close(hold) })
+	release, heldDone := holdSendTransaction(a, heldConv, ws[1].ID)
 	defer release() // a failure below must not leave the transaction (and its connection) open
-	heldDone := make(chan error, 1)
-	go func() {
-		heldDone <- db.InTx(context.Background(), a.Pool, func(q *db.Queries) error {
-			conv, _ := events.ParseUUID(heldConv.ID)
-			arg := db.SendMessagesParams{ConversationIds: []pgtype.UUID{conv}, SenderIds: []string{ws[1].ID}, Bodies: []string{"held"}, ClientIds: []string{""}}
-			err := q.LockConversations(context.Background(), arg.ConversationIds)
-			if err == nil {
-				_, err = q.SendMessages(context.Background(), arg)
-			}
-			close(held)
-			<-hold
-			return err
-		})
-		a.Log.Written()
-	}()
-	<-held
-	var wg sync.WaitGroup
-	sendErrs := make(chan error, writers)
-	committed := make([]chan struct{}, writers) // closed at each writer's first message
-	for i, w := range ws {
-		wg.Add(1)
-		committed[i] = make(chan struct{})
-		go func() {
-			defer wg.Done()
-			for n := 0; n < perWriter; n++ {
-				if _, err := w.trySend(ids[i%convs], fmt.Sprintf("%s #%d", w.ID, n)); err != nil {
-					sendErrs <- err
-					return
-				}
-				if n == 0 {
-					close(committed[i])
-				}
-			}
-		}()
-	}
+	w := startWriters(ws, ids, perWriter)
 	for i := range ws {
 		select {
-		case <-committed[i]:
-		case err := <-sendErrs:
+		case <-w.committed[i]:
+		case err := <-w.errs:
 			require.NoError(t, err)
 		case <-time.After(wait):
 			t.Fatalf("writer %d committed nothing while the transaction was held", i)
@@ -154,9 +112,89 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 	release()
 
 	total := writers*perWriter + 1
+	seen := readResumingExactlyOnce(t, first, []*instance{a, b}, reader, cursor, total, w.errs)
+	w.wg.Wait()
+	close(w.errs)
+	for err := range w.errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, <-heldDone)
+	require.Len(t, seen, total)
+}
+
+// createGroup creates a conversation as u with body and returns its id.
+func createGroup(t *testing.T, u *testUser, body map[string]any) string {
+	t.Helper()
+	r := u.do("POST", "/v1/conversations", body)
+	require.Equal(t, 201, r.Status)
+	var conv events.Conversation
+	r.JSON(t, &conv)
+	return conv.ID
+}
+
+// holdSendTransaction sends a message to conv as sender in a transaction that stays open
+// until release is called, and returns once the message is written (not committed). done
+// receives the transaction's outcome; the instance's log is told of the write after it.
+func holdSendTransaction(in *instance, conv, sender string) (release func(), done <-chan error) {
+	held, hold := make(chan struct{}), make(chan struct{})
+	heldDone := make(chan error, 1)
+	go func() {
+		heldDone <- db.InTx(context.Background(), in.Pool, func(q *db.Queries) error {
+			id, _ := events.ParseUUID(conv)
+			arg := db.SendMessagesParams{ConversationIds: []pgtype.UUID{id}, SenderIds: []string{sender}, Bodies: []string{"held"}, ClientIds: []string{""}}
+			err := q.LockConversations(context.Background(), arg.ConversationIds)
+			if err == nil {
+				_, err = q.SendMessages(context.Background(), arg)
+			}
+			close(held)
+			<-hold
+			return err
+		})
+		in.Log.Written()
+	}()
+	<-held
+	return sync.OnceFunc(func() { close(hold) }), heldDone
+}
+
+// writerGroup is the goroutines sending messages; committed[i] is closed at writer i's first
+// message, and the first failed send of each writer arrives on errs.
+type writerGroup struct {
+	wg        sync.WaitGroup
+	errs      chan error
+	committed []chan struct{}
+}
+
+// startWriters has every writer i send perWriter messages to conversation ids[i%len(ids)].
+func startWriters(ws []*testUser, ids []string, perWriter int) *writerGroup {
+	w := &writerGroup{errs: make(chan error, len(ws)), committed: make([]chan struct{}, len(ws))}
+	for i, u := range ws {
+		w.wg.Add(1)
+		w.committed[i] = make(chan struct{})
+		go func() {
+			defer w.wg.Done()
+			for n := 0; n < perWriter; n++ {
+				if _, err := u.trySend(ids[i%len(ids)], fmt.Sprintf("%s #%d", u.ID, n)); err != nil {
+					w.errs <- err
+					return
+				}
+				if n == 0 {
+					close(w.committed[i])
+				}
+			}
+		}()
+	}
+	return w
+}
+
+// readResumingExactlyOnce reads messages as reader until total have arrived: a few from
+// first, then from new streams on alternating instances that resume from the last
+// event read, each dropped mid-stream. It fails on a message delivered twice or out of its
+// conversation's seq order, or on a send error, and returns the ids seen.
+func readResumingExactlyOnce(t *testing.T, first *stream, instances []*instance, reader *testUser, cursor string,
+	total int, sendErrs <-chan error) map[string]bool {
+	t.Helper()
 	seen := map[string]bool{}
 	lastSeq := map[string]int64{}
-	instances := []*instance{a, b}
 	for round := 0; len(seen) < total; round++ {
 		require.Less(t, round, 500, "never caught up: %d of %d", len(seen), total)
 		select {
@@ -180,11 +218,5 @@ func TestExactlyOnceInOrderUnderConcurrentWritersAndAHeldTransaction(t *testing.
 		}
 		s.close()
 	}
-	wg.Wait()
-	close(sendErrs)
-	for err := range sendErrs {
-		require.NoError(t, err)
-	}
-	require.NoError(t, <-heldDone)
-	require.Len(t, seen, total)
+	return seen
 }

@@ -25,15 +25,13 @@ type ConnLimits struct {
 
 // LimitListener wraps ln so that it holds at most limits' connections.
 func LimitListener(ln net.Listener, limits ConnLimits) net.Listener {
-	return &limitListener{Listener: ln, limits: limits, addrs: make(map[string]int)}
+	return &limitListener{Listener: ln, limits: limits, conns: newSlots(limits.Max, limits.PerAddr)}
 }
 
 type limitListener struct {
 	net.Listener
 	limits ConnLimits
-	mu     sync.Mutex
-	open   int
-	addrs  map[string]int
+	conns  *slots // per remote address
 }
 
 // Accept returns the next connection within the limits; the others are refused on their
@@ -45,30 +43,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		addr := remoteHost(c)
-		if l.take(addr) {
-			return &limitedConn{Conn: c, release: func() { l.give(addr) }}, nil
+		if l.conns.take(addr) == slotTaken {
+			return &limitedConn{Conn: c, release: func() { l.conns.give(addr) }}, nil
 		}
 		go refuse(c, l.limits.RetryAfter)
-	}
-}
-
-func (l *limitListener) take(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if (l.limits.Max > 0 && l.open >= l.limits.Max) || (l.limits.PerAddr > 0 && l.addrs[addr] >= l.limits.PerAddr) {
-		return false
-	}
-	l.open++
-	l.addrs[addr]++
-	return true
-}
-
-func (l *limitListener) give(addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.open--
-	if l.addrs[addr]--; l.addrs[addr] <= 0 {
-		delete(l.addrs, addr)
 	}
 }
 

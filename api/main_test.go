@@ -55,6 +55,7 @@ type instance struct {
 	Log      *events.Log
 	Presence *events.Presence
 	Server   *httptest.Server
+	API      *Server
 	stop     context.CancelFunc
 }
 
@@ -105,8 +106,9 @@ func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *ins
 	require.NoError(t, log.Start(ctx))
 	require.NoError(t, presence.Start(ctx))
 	cfg.Hub, cfg.Log, cfg.Presence = hub, log, presence
-	srv := httptest.NewServer(NewServer(cfg))
-	in := &instance{URL: srv.URL, Pool: pool, Hub: hub, Log: log, Presence: presence, Server: srv, stop: stop}
+	api := NewServer(cfg)
+	srv := httptest.NewServer(api)
+	in := &instance{URL: srv.URL, Pool: pool, Hub: hub, Log: log, Presence: presence, Server: srv, API: api, stop: stop}
 	t.Cleanup(in.Close)
 	return in
 }

@@ -114,26 +114,8 @@ func TestConcurrentSendsGetGapFreeSeq(t *testing.T) {
 	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=200", nil).OK(t, &fromBob)
 	require.Equal(t, all, fromBob)
 
-	var forward []events.Message
-	for after, more := int64(0), true; more; {
-		var p restMsgPage
-		alice.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=37&after_seq=%d", conv.ID, after), nil).OK(t, &p)
-		forward = append(forward, p.Messages...)
-		more = p.HasMore
-		if len(p.Messages) > 0 {
-			after = p.Messages[len(p.Messages)-1].Seq
-		}
-	}
-	require.Equal(t, all.Messages, forward)
-	var backward []events.Message
-	for before, more := int64(n+1), true; more; {
-		var p restMsgPage
-		bob.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=64&before_seq=%d", conv.ID, before), nil).OK(t, &p)
-		backward = append(p.Messages, backward...)
-		more = p.HasMore
-		before = p.Messages[0].Seq
-	}
-	require.Equal(t, all.Messages, backward)
+	require.Equal(t, all.Messages, pageForward(t, alice, conv.ID, 37))
+	require.Equal(t, all.Messages, pageBackward(t, bob, conv.ID, 64, n))
 
 	// Unread agrees with the commit order: bob's messages after alice's last send.
 	var want int64
@@ -145,6 +127,37 @@ func TestConcurrentSendsGetGapFreeSeq(t *testing.T) {
 	var u restUnread
 	alice.do("GET", "/v1/unread", nil).OK(t, &u)
 	require.Equal(t, want, u.Total)
+}
+
+// pageForward reads conv's whole history as u with after_seq, limit a page, oldest first.
+func pageForward(t testing.TB, u *testUser, conv string, limit int) []events.Message {
+	t.Helper()
+	var forward []events.Message
+	for after, more := int64(0), true; more; {
+		var p restMsgPage
+		u.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=%d&after_seq=%d", conv, limit, after), nil).OK(t, &p)
+		forward = append(forward, p.Messages...)
+		more = p.HasMore
+		if len(p.Messages) > 0 {
+			after = p.Messages[len(p.Messages)-1].Seq
+		}
+	}
+	return forward
+}
+
+// pageBackward reads conv's history of n messages as u with before_seq, limit a page, from
+// the newest back, and returns it oldest first.
+func pageBackward(t testing.TB, u *testUser, conv string, limit, n int) []events.Message {
+	t.Helper()
+	var backward []events.Message
+	for before, more := int64(n+1), true; more; {
+		var p restMsgPage
+		u.do("GET", fmt.Sprintf("/v1/conversations/%s/messages?limit=%d&before_seq=%d", conv, limit, before), nil).OK(t, &p)
+		backward = append(p.Messages, backward...)
+		more = p.HasMore
+		before = p.Messages[0].Seq
+	}
+	return backward
 }
 
 // ---------------------------------------------------------------------------------------

@@ -65,52 +65,7 @@ func TestOutsiderGets404EverywhereAndChangesNothing(t *testing.T) {
 	require.Equal(t, own.ID, list.Conversations[0].ID)
 
 	t.Run("unknown and odd ids", func(t *testing.T) {
-		hyphens := func(sep string) string { return strings.ReplaceAll(conv.ID, "-", sep) }
-		odd := []struct{ name, id string }{
-			{"NUL", "%00"},
-			{"encoded dot-dot slashes", "..%2F..%2Fv1%2Funread"},
-			{"encoded dots", "%2e%2e"},
-			{"300 a's", strings.Repeat("a", 300)},
-			{"random UUID", restRandomUUID()},
-			{"space", "%20"},
-			{"unicode", url.PathEscape("会話")},
-			// Not this conversation's id, though the same hex digits: opaque ids are
-			// compared as given, never as "something that decodes to the same bytes".
-			{"separators replaced by x", hyphens("x")},
-			{"separators replaced by encoded slashes", hyphens("%2F")},
-		}
-		for _, o := range odd {
-			paths := []struct{ method, path string }{
-				{"GET", "/v1/conversations/" + o.id},
-				{"GET", "/v1/conversations/" + o.id + "/messages"},
-				{"POST", "/v1/conversations/" + o.id + "/messages"},
-				{"PATCH", "/v1/conversations/" + o.id + "/messages/" + m.ID},
-				{"DELETE", "/v1/conversations/" + o.id + "/messages/" + m.ID},
-				{"PATCH", base + "/messages/" + o.id},
-				{"DELETE", base + "/messages/" + o.id},
-				{"POST", "/v1/conversations/" + o.id + "/read"},
-				{"POST", "/v1/conversations/" + o.id + "/typing"},
-			}
-			for _, p := range paths {
-				t.Run(o.name+" "+p.method+" "+p.path, func(t *testing.T) {
-					var body any
-					switch {
-					case strings.HasSuffix(p.path, "/read"):
-						body = map[string]any{"seq": 1}
-					case strings.HasSuffix(p.path, "/typing"):
-						body = map[string]any{"typing": true}
-					case p.method == "POST" || p.method == "PATCH":
-						body = map[string]any{"body": "hi"}
-					}
-					// alice is a participant of conv: only the id decides.
-					for _, u := range []*testUser{alice, mallory} {
-						r := restJSON(t, p.method, in.URL+p.path, u.Token, body)
-						restRequireError(t, r, http.StatusNotFound, "not_found")
-						require.Empty(t, r.Header.Get("Location"))
-					}
-				})
-			}
-		}
+		oddIDsGet404(t, in, []*testUser{alice, mallory}, conv.ID, m.ID)
 		// The same for a message id written with other separators.
 		t.Run("message id with other separators", func(t *testing.T) {
 			alias := base + "/messages/" + strings.ReplaceAll(m.ID, "-", "x")
@@ -126,4 +81,62 @@ func TestOutsiderGets404EverywhereAndChangesNothing(t *testing.T) {
 		})
 		require.Equal(t, before, restSnapshot(t, in.Pool, conv.ID))
 	})
+}
+
+// oddIDsGet404 tries unknown and odd conversation and message ids in every route that
+// takes one, as each of users (a participant of conv among them: only the id decides), and
+// requires a 404 without a redirect each time. msg is a message of conv.
+func oddIDsGet404(t *testing.T, in *instance, users []*testUser, conv, msg string) {
+	hyphens := func(sep string) string { return strings.ReplaceAll(conv, "-", sep) }
+	odd := []struct{ name, id string }{
+		{"NUL", "%00"},
+		{"encoded dot-dot slashes", "..%2F..%2Fv1%2Funread"},
+		{"encoded dots", "%2e%2e"},
+		{"300 a's", strings.Repeat("a", 300)},
+		{"random UUID", restRandomUUID()},
+		{"space", "%20"},
+		{"unicode", url.PathEscape("会話")},
+		// Not this conversation's id, though the same hex digits: opaque ids are
+		// compared as given, never as "something that decodes to the same bytes".
+		{"separators replaced by x", hyphens("x")},
+		{"separators replaced by encoded slashes", hyphens("%2F")},
+	}
+	base := "/v1/conversations/" + conv
+	for _, o := range odd {
+		paths := []struct{ method, path string }{
+			{"GET", "/v1/conversations/" + o.id},
+			{"GET", "/v1/conversations/" + o.id + "/messages"},
+			{"POST", "/v1/conversations/" + o.id + "/messages"},
+			{"PATCH", "/v1/conversations/" + o.id + "/messages/" + msg},
+			{"DELETE", "/v1/conversations/" + o.id + "/messages/" + msg},
+			{"PATCH", base + "/messages/" + o.id},
+			{"DELETE", base + "/messages/" + o.id},
+			{"POST", "/v1/conversations/" + o.id + "/read"},
+			{"POST", "/v1/conversations/" + o.id + "/typing"},
+		}
+		for _, p := range paths {
+			t.Run(o.name+" "+p.method+" "+p.path, func(t *testing.T) {
+				body := oddIDBody(p.method, p.path)
+				for _, u := range users {
+					r := restJSON(t, p.method, in.URL+p.path, u.Token, body)
+					restRequireError(t, r, http.StatusNotFound, "not_found")
+					require.Empty(t, r.Header.Get("Location"))
+				}
+			})
+		}
+	}
+}
+
+// oddIDBody is a valid body for the route of method and path, so that only the id in the
+// path can be what is refused.
+func oddIDBody(method, path string) any {
+	switch {
+	case strings.HasSuffix(path, "/read"):
+		return map[string]any{"seq": 1}
+	case strings.HasSuffix(path, "/typing"):
+		return map[string]any{"typing": true}
+	case method == "POST" || method == "PATCH":
+		return map[string]any{"body": "hi"}
+	}
+	return nil
 }

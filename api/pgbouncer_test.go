@@ -153,17 +153,7 @@ func TestThroughPgBouncer(t *testing.T) {
 	ctx := context.Background()
 	poolURL := startPgBouncer(t) + "&default_query_exec_mode=" + pgBouncerExecMode
 
-	// The pooler serves only chatd's database: migrate must not need "postgres".
-	require.NoError(t, db.EnsureDatabase(ctx, poolURL))
-	pool, err := db.Open(ctx, poolURL, 2)
-	require.NoError(t, err)
-	require.NoError(t, db.Migrate(ctx, pool, chatd.Schema))
-	require.NoError(t, db.Migrate(ctx, pool, chatd.Schema), "the migration lock did not stay behind")
-	pool.Close()
-	missing := strings.Replace(poolURL, "/chatd_test_api", "/chatd_test_missing", 1)
-	err = db.EnsureDatabase(ctx, missing)
-	require.ErrorContains(t, err, `"chatd_test_missing`)
-	require.ErrorContains(t, err, "createdb chatd_test_missing")
+	migrateThroughPooler(t, poolURL)
 
 	a, b := newInstance(t, throughPool(t, poolURL)), newInstance(t, throughPool(t, poolURL))
 	// The log reads run without JIT through the pooler too: the setting is per transaction.
@@ -189,15 +179,57 @@ func TestThroughPgBouncer(t *testing.T) {
 
 	// Both sides send at once, many requests in flight on 4 server sessions.
 	const each = 30
+	sendAtOnce(t, []*testUser{alice, bob}, conv.ID, each)
+	for _, s := range []*stream{aliceStream, bobStream} {
+		requireSeqsOnceInOrder(t, s, 2*each)
+	}
+
+	var page struct {
+		Messages []events.Message `json:"messages"`
+	}
+	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=100", nil).OK(t, &page)
+	require.Len(t, page.Messages, 2*each)
+	// Bob's own sends moved his read position: what is unread is alice's after his last.
+	want := unreadAfterOwnLast(page.Messages, alice.ID, bob.ID)
+	var unread struct{ Total int64 }
+	bob.on(a).do("GET", "/v1/unread", nil).OK(t, &unread)
+	require.Equal(t, want, unread.Total)
+
+	bobStream.close()
+	require.Eventually(t, seenOnline(alice, bob.ID, false), wait, 20*time.Millisecond)
+}
+
+// migrateThroughPooler migrates the database behind poolURL twice, as chatd does at start:
+// the pooler serves only chatd's database, so migrate must not need "postgres", and the
+// migration lock must not stay behind. A database missing behind the pooler is named with
+// the command that creates it.
+func migrateThroughPooler(t *testing.T, poolURL string) {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, db.EnsureDatabase(ctx, poolURL))
+	pool, err := db.Open(ctx, poolURL, 2)
+	require.NoError(t, err)
+	require.NoError(t, db.Migrate(ctx, pool, chatd.Schema))
+	require.NoError(t, db.Migrate(ctx, pool, chatd.Schema), "the migration lock did not stay behind")
+	pool.Close()
+	missing := strings.Replace(poolURL, "/chatd_test_api", "/chatd_test_missing", 1)
+	err = db.EnsureDatabase(ctx, missing)
+	require.ErrorContains(t, err, `"chatd_test_missing`)
+	require.ErrorContains(t, err, "createdb chatd_test_missing")
+}
+
+// sendAtOnce has every user send each messages to conv, three requests in flight per user.
+func sendAtOnce(t *testing.T, users []*testUser, conv string, each int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2*each)
-	for _, u := range []*testUser{alice, bob} {
+	errs := make(chan error, len(users)*each)
+	for _, u := range users {
 		for range 3 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := range each / 3 {
-					if _, err := u.trySend(conv.ID, fmt.Sprintf("%s %d", u.ID, i)); err != nil {
+					if _, err := u.trySend(conv, fmt.Sprintf("%s %d", u.ID, i)); err != nil {
 						errs <- err
 					}
 				}
@@ -209,39 +241,35 @@ func TestThroughPgBouncer(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	for _, s := range []*stream{aliceStream, bobStream} {
-		seen := map[int64]bool{}
-		for len(seen) < 2*each {
-			m := decode[events.Message](t, s.nextOf("message", wait).Data)
-			require.False(t, seen[m.Seq], "seq %d twice", m.Seq)
-			require.Equal(t, int64(len(seen)+1), m.Seq, "in order")
-			seen[m.Seq] = true
-		}
-	}
+}
 
-	var page struct {
-		Messages []events.Message `json:"messages"`
+// requireSeqsOnceInOrder reads n messages from s and requires seq 1..n, each once, in order.
+func requireSeqsOnceInOrder(t *testing.T, s *stream, n int) {
+	t.Helper()
+	seen := map[int64]bool{}
+	for len(seen) < n {
+		m := decode[events.Message](t, s.nextOf("message", wait).Data)
+		require.False(t, seen[m.Seq], "seq %d twice", m.Seq)
+		require.Equal(t, int64(len(seen)+1), m.Seq, "in order")
+		seen[m.Seq] = true
 	}
-	bob.do("GET", "/v1/conversations/"+conv.ID+"/messages?limit=100", nil).OK(t, &page)
-	require.Len(t, page.Messages, 2*each)
-	// Bob's own sends moved his read position: what is unread is alice's after his last.
-	var want, bobLast int64
-	for _, m := range page.Messages {
-		if *m.SenderID == bob.ID {
-			bobLast = max(bobLast, m.Seq)
+}
+
+// unreadAfterOwnLast counts the messages from other that reader has not read when sending
+// is reader's only read: those after reader's last message.
+func unreadAfterOwnLast(msgs []events.Message, other, reader string) int64 {
+	var want, readerLast int64
+	for _, m := range msgs {
+		if *m.SenderID == reader {
+			readerLast = max(readerLast, m.Seq)
 		}
 	}
-	for _, m := range page.Messages {
-		if *m.SenderID == alice.ID && m.Seq > bobLast {
+	for _, m := range msgs {
+		if *m.SenderID == other && m.Seq > readerLast {
 			want++
 		}
 	}
-	var unread struct{ Total int64 }
-	bob.on(a).do("GET", "/v1/unread", nil).OK(t, &unread)
-	require.Equal(t, want, unread.Total)
-
-	bobStream.close()
-	require.Eventually(t, seenOnline(alice, bob.ID, false), wait, 20*time.Millisecond)
+	return want
 }
 
 // withMode is url with pgx's default_query_exec_mode set to mode.

@@ -59,26 +59,30 @@ func restRequireUnread(t testing.TB, u *testUser, unread, lastRead map[string]in
 	}
 }
 
+// markRead marks conv read up to seq for u and requires the 204 with no body.
+func markRead(t testing.TB, u *testUser, conv string, seq int64) {
+	t.Helper()
+	r := u.do("POST", "/v1/conversations/"+conv+"/read", map[string]any{"seq": seq})
+	require.Equal(t, 204, r.Status, "%s", r.Body)
+	require.Empty(t, r.Body)
+}
+
+// editOrDelete sends m to PATCH (a new body) or DELETE, as method says, and requires a 200.
+func editOrDelete(t testing.TB, u *testUser, conv string, m events.Message, method string) {
+	t.Helper()
+	var body any
+	if method == "PATCH" {
+		body = map[string]any{"body": "edited"}
+	}
+	r := u.do(method, "/v1/conversations/"+conv+"/messages/"+m.ID, body)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+}
+
 func TestUnreadCounts(t *testing.T) {
 	t.Parallel()
 	in := newInstance(t)
 	alice, bob, carol, dave := newUser(t, in, "alice"), newUser(t, in, "bob"), newUser(t, in, "carol"), newUser(t, in, "dave")
 	c1, c2, c3 := alice.direct(bob).ID, alice.direct(carol).ID, alice.direct(dave).ID
-	read := func(u *testUser, conv string, seq int64) {
-		t.Helper()
-		r := u.do("POST", "/v1/conversations/"+conv+"/read", map[string]any{"seq": seq})
-		require.Equal(t, 204, r.Status, "%s", r.Body)
-		require.Empty(t, r.Body)
-	}
-	edit := func(u *testUser, conv string, m events.Message, method string) {
-		t.Helper()
-		var body any
-		if method == "PATCH" {
-			body = map[string]any{"body": "edited"}
-		}
-		r := u.do(method, "/v1/conversations/"+conv+"/messages/"+m.ID, body)
-		require.Equal(t, 200, r.Status, "%s", r.Body)
-	}
 	lastRead := func(conv, user string) int64 {
 		return restCount(t, in.Pool, `SELECT last_read_seq FROM members WHERE conversation_id = $1 AND user_id = $2`, conv, user)
 	}
@@ -96,7 +100,7 @@ func TestUnreadCounts(t *testing.T) {
 	carol.send(c2, "c2")
 	restRequireUnread(t, alice, map[string]int64{c1: 3, c2: 2, c3: 0}, map[string]int64{c1: 0, c2: 0, c3: 0})
 
-	read(alice, c1, 2)
+	markRead(t, alice, c1, 2)
 	restRequireUnread(t, alice, map[string]int64{c1: 1, c2: 2}, map[string]int64{c1: 2, c2: 0})
 
 	// Replying marks the conversation read for the sender.
@@ -111,30 +115,30 @@ func TestUnreadCounts(t *testing.T) {
 	restRequireUnread(t, bob, map[string]int64{c1: 0}, map[string]int64{c1: 7})
 
 	// Reads never move backwards.
-	read(alice, c1, 5)
-	read(alice, c1, 2)
+	markRead(t, alice, c1, 5)
+	markRead(t, alice, c1, 2)
 	restRequireUnread(t, alice, map[string]int64{c1: 2, c2: 2}, map[string]int64{c1: 5, c2: 0})
 	require.EqualValues(t, 5, lastRead(c1, alice.ID))
 
 	// A deleted unread message stops counting; deleting a read one changes nothing.
-	edit(bob, c1, b[4], "DELETE") // seq 6, unread
+	editOrDelete(t, bob, c1, b[4], "DELETE") // seq 6, unread
 	restRequireUnread(t, alice, map[string]int64{c1: 1, c2: 2}, map[string]int64{c1: 5, c2: 0})
-	edit(bob, c1, b[0], "DELETE") // seq 1, read
+	editOrDelete(t, bob, c1, b[0], "DELETE") // seq 1, read
 	restRequireUnread(t, alice, map[string]int64{c1: 1, c2: 2}, map[string]int64{c1: 5, c2: 0})
 
 	// Edits change nothing.
-	edit(bob, c1, b[5], "PATCH") // seq 7, unread
-	edit(bob, c1, b[1], "PATCH") // seq 2, read
+	editOrDelete(t, bob, c1, b[5], "PATCH") // seq 7, unread
+	editOrDelete(t, bob, c1, b[1], "PATCH") // seq 2, read
 	restRequireUnread(t, alice, map[string]int64{c1: 1, c2: 2}, map[string]int64{c1: 5, c2: 0})
 
 	// A read far beyond the last message is clamped to it, so the next message counts.
-	read(alice, c1, 1_000_000)
+	markRead(t, alice, c1, 1_000_000)
 	restRequireUnread(t, alice, map[string]int64{c1: 0, c2: 2}, map[string]int64{c1: 7, c2: 0})
 	require.EqualValues(t, 7, lastRead(c1, alice.ID))
 	bob.send(c1, "b8")
 	restRequireUnread(t, alice, map[string]int64{c1: 1, c2: 2}, map[string]int64{c1: 7, c2: 0})
 
-	read(alice, c2, 2)
+	markRead(t, alice, c2, 2)
 	restRequireUnread(t, alice, map[string]int64{c1: 1, c2: 0, c3: 0}, map[string]int64{c1: 7, c2: 2, c3: 0})
 
 	// A group: messages from everyone else count.

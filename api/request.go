@@ -206,43 +206,26 @@ func (s *Server) rateLimit(c *gin.Context, l *rateLimiter) {
 
 // streamCounter caps the concurrent streams (and long polls) of one user and of the whole
 // instance.
-type streamCounter struct {
-	mu    sync.Mutex
-	max   int // per user
-	total int // per instance
-	all   int
-	users map[string]int
-}
+type streamCounter struct{ slots *slots }
 
 func newStreamCounter(perUser, perInstance int) *streamCounter {
-	return &streamCounter{max: perUser, total: perInstance, users: make(map[string]int)}
+	return &streamCounter{slots: newSlots(perInstance, perUser)}
 }
 
 // acquire takes a stream slot for user, or says which cap refuses it.
 func (s *streamCounter) acquire(user string, retry time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.total > 0 && s.all >= s.total {
+	switch s.slots.take(user) {
+	case totalFull:
 		// 503, not 429: nothing is wrong with this client, and a load balancer retries a
 		// 503 on another instance.
 		return &Error{Code: "instance_full",
 			Message:    "this instance holds as many streams as it may; try again (another instance may answer)",
 			RetryAfter: max(1, int(retry.Seconds()))}
-	}
-	if s.max > 0 && s.users[user] >= s.max {
+	case keyFull:
 		return &Error{Code: "too_many_streams",
 			Message: "too many open streams for this user", RetryAfter: max(1, int(retry.Seconds()))}
 	}
-	s.users[user]++
-	s.all++
 	return nil
 }
 
-func (s *streamCounter) release(user string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.all--
-	if s.users[user]--; s.users[user] <= 0 {
-		delete(s.users, user)
-	}
-}
+func (s *streamCounter) release(user string) { s.slots.give(user) }

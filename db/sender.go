@@ -111,6 +111,13 @@ func (b *Sender) Send(ctx context.Context, s Send) (Sent, error) {
 	}
 }
 
+// Queued is how many sends wait for a batch to take them.
+func (b *Sender) Queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
 // take removes up to MaxBatch sends from the head of the queue.
 func (b *Sender) take() []*pending {
 	b.mu.Lock()

@@ -235,136 +235,144 @@ func cliHTTP(t *testing.T, method, u, tok string, cookie *http.Cookie, body any)
 func TestCLI(t *testing.T) {
 	t.Parallel()
 	bin := cliBuild(t, t.TempDir())
+	t.Run("token prints a token the verifier accepts", func(t *testing.T) { t.Parallel(); cliTokenSigns(t, bin) })
+	t.Run("migrate creates the database and is idempotent", func(t *testing.T) { t.Parallel(); cliMigrateIsIdempotent(t, bin) })
+	t.Run("serve -dev signs in through its page", func(t *testing.T) { t.Parallel(); cliServeDevSignsIn(t, bin) })
+	t.Run("serve enforces issuer and audience", func(t *testing.T) { t.Parallel(); cliServeEnforcesIssuerAndAudience(t, bin) })
+}
 
-	t.Run("token prints a token the verifier accepts", func(t *testing.T) {
-		t.Parallel()
-		tok := cliToken(t, bin, cliEnv("CHAT_JWT_SECRET="+cliSecret), "--sub", "alice", "--name", "Alice", "--ttl", "10m")
-		id, err := cliVerify(t, api.KeyConfig{Secret: []byte(cliSecret)}, tok)
+// cliTokenSigns: `chatd token` prints a token the verifier accepts, scoped to the issuer and
+// audience when they are configured, and refuses without a secret.
+func cliTokenSigns(t *testing.T, bin string) {
+	tok := cliToken(t, bin, cliEnv("CHAT_JWT_SECRET="+cliSecret), "--sub", "alice", "--name", "Alice", "--ttl", "10m")
+	id, err := cliVerify(t, api.KeyConfig{Secret: []byte(cliSecret)}, tok)
+	require.NoError(t, err)
+	require.Equal(t, "alice", id.Sub)
+	require.Equal(t, "Alice", id.Name)
+	require.WithinDuration(t, time.Now().Add(10*time.Minute), id.Expires, 5*time.Second)
+
+	// With CHAT_JWT_ISSUER and CHAT_JWT_AUDIENCE set, it signs for a service that
+	// requires them; without, a verifier that requires them refuses the token.
+	strict := api.KeyConfig{Secret: []byte(cliSecret), Issuer: "https://issuer.example", Audience: "chatd-cli"}
+	_, err = cliVerify(t, strict, tok)
+	require.Error(t, err, "a token without iss and aud")
+	scoped := cliToken(t, bin, cliEnv("CHAT_JWT_SECRET="+cliSecret, "CHAT_JWT_ISSUER=https://issuer.example",
+		"CHAT_JWT_AUDIENCE=chatd-cli"), "--sub", "alice")
+	id, err = cliVerify(t, strict, scoped)
+	require.NoError(t, err)
+	require.Equal(t, "alice", id.Sub)
+
+	_, _, err = cliRun(t, bin, cliEnv(), "token", "--sub", "alice")
+	require.Error(t, err, "no secret, no token")
+}
+
+// cliMigrateIsIdempotent: `chatd migrate` creates the database and its tables, and run
+// again on a database in use changes nothing and loses nothing.
+func cliMigrateIsIdempotent(t *testing.T, bin string) {
+	dbURL, _ := cliDatabase(t)
+	env := cliEnv("CHAT_DATABASE_URL=" + dbURL)
+	_, errOut, err := cliRun(t, bin, env, "migrate")
+	require.NoError(t, err, "first migrate: %s", errOut)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err, "migrate created the database")
+	defer conn.Close(ctx)
+	versions := func() []int32 {
+		t.Helper()
+		rows, err := conn.Query(ctx, "SELECT version FROM schema_version ORDER BY version")
 		require.NoError(t, err)
-		require.Equal(t, "alice", id.Sub)
-		require.Equal(t, "Alice", id.Name)
-		require.WithinDuration(t, time.Now().Add(10*time.Minute), id.Expires, 5*time.Second)
-
-		// With CHAT_JWT_ISSUER and CHAT_JWT_AUDIENCE set, it signs for a service that
-		// requires them; without, a verifier that requires them refuses the token.
-		strict := api.KeyConfig{Secret: []byte(cliSecret), Issuer: "https://issuer.example", Audience: "chatd-cli"}
-		_, err = cliVerify(t, strict, tok)
-		require.Error(t, err, "a token without iss and aud")
-		scoped := cliToken(t, bin, cliEnv("CHAT_JWT_SECRET="+cliSecret, "CHAT_JWT_ISSUER=https://issuer.example",
-			"CHAT_JWT_AUDIENCE=chatd-cli"), "--sub", "alice")
-		id, err = cliVerify(t, strict, scoped)
+		v, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 		require.NoError(t, err)
-		require.Equal(t, "alice", id.Sub)
+		return v
+	}
+	require.Equal(t, []int32{db.CurrentSchemaVersion}, versions())
+	for _, table := range []string{"users", "conversations", "members", "messages", "events", "tickets"} {
+		var exists bool
+		require.NoError(t, conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
+		require.True(t, exists, "table %s", table)
+	}
 
-		_, _, err = cliRun(t, bin, cliEnv(), "token", "--sub", "alice")
-		require.Error(t, err, "no secret, no token")
-	})
+	// Again, on a database in use: nothing changes and nothing is lost.
+	_, err = conn.Exec(ctx, "INSERT INTO users (id, name) VALUES ('kept', 'Kept')")
+	require.NoError(t, err)
+	_, errOut, err = cliRun(t, bin, env, "migrate")
+	require.NoError(t, err, "second migrate: %s", errOut)
+	require.Equal(t, []int32{db.CurrentSchemaVersion}, versions())
+	var name string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT name FROM users WHERE id = 'kept'").Scan(&name))
+	require.Equal(t, "Kept", name)
+}
 
-	t.Run("migrate creates the database and is idempotent", func(t *testing.T) {
-		t.Parallel()
-		dbURL, _ := cliDatabase(t)
-		env := cliEnv("CHAT_DATABASE_URL=" + dbURL)
-		_, errOut, err := cliRun(t, bin, env, "migrate")
-		require.NoError(t, err, "first migrate: %s", errOut)
+// cliServeDevSignsIn: `chatd serve -dev` serves the page, mints tokens for it at
+// /dev/token and sets a session cookie fit for plain http.
+func cliServeDevSignsIn(t *testing.T, bin string) {
+	dbURL, _ := cliDatabase(t) // serve -dev creates it
+	addr := cliFreeAddr(t)
+	// Issuer and audience set: the tokens the page mints must carry them to work.
+	base := cliServe(t, bin, cliEnv("CHAT_DATABASE_URL="+dbURL, "CHAT_JWT_ISSUER=https://dev.example",
+		"CHAT_JWT_AUDIENCE=chatd-dev"), addr, "-dev", "-addr", addr)
 
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, dbURL)
-		require.NoError(t, err, "migrate created the database")
-		defer conn.Close(ctx)
-		versions := func() []int32 {
-			t.Helper()
-			rows, err := conn.Query(ctx, "SELECT version FROM schema_version ORDER BY version")
-			require.NoError(t, err)
-			v, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-			require.NoError(t, err)
-			return v
-		}
-		require.Equal(t, []int32{db.CurrentSchemaVersion}, versions())
-		for _, table := range []string{"users", "conversations", "members", "messages", "events", "tickets"} {
-			var exists bool
-			require.NoError(t, conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists))
-			require.True(t, exists, "table %s", table)
-		}
+	status, h, page := cliHTTP(t, "GET", base+"/", "", nil, nil)
+	require.Equal(t, 200, status)
+	require.Contains(t, h.Get("Content-Type"), "text/html")
+	require.Contains(t, string(page), `id="signin-form"`)
+	require.Contains(t, string(page), `src="/web/app.js"`)
+	status, _, script := cliHTTP(t, "GET", base+"/web/app.js", "", nil, nil)
+	require.Equal(t, 200, status)
+	require.Contains(t, string(script), `api('POST', '/dev/token', { sub, name })`, "the page signs in at /dev/token")
 
-		// Again, on a database in use: nothing changes and nothing is lost.
-		_, err = conn.Exec(ctx, "INSERT INTO users (id, name) VALUES ('kept', 'Kept')")
-		require.NoError(t, err)
-		_, errOut, err = cliRun(t, bin, env, "migrate")
-		require.NoError(t, err, "second migrate: %s", errOut)
-		require.Equal(t, []int32{db.CurrentSchemaVersion}, versions())
-		var name string
-		require.NoError(t, conn.QueryRow(ctx, "SELECT name FROM users WHERE id = 'kept'").Scan(&name))
-		require.Equal(t, "Kept", name)
-	})
+	// What the page does: mint a token for a name, then use it.
+	status, _, body := cliHTTP(t, "POST", base+"/dev/token", "", nil, map[string]string{"sub": "alice", "name": "Alice"})
+	require.Equal(t, 200, status, "%s", body)
+	var minted struct {
+		Token string `json:"token"`
+	}
+	require.NoError(t, json.Unmarshal(body, &minted), "%s", body)
+	require.NotEmpty(t, minted.Token)
+	status, _, body = cliHTTP(t, "POST", base+"/v1/conversations", minted.Token, nil, map[string]string{"participant_id": "bob"})
+	require.Equal(t, 201, status, "%s", body)
+	status, _, body = cliHTTP(t, "GET", base+"/v1/conversations", minted.Token, nil, nil)
+	require.Equal(t, 200, status, "%s", body)
+	require.Contains(t, string(body), `"id":"bob"`)
 
-	t.Run("serve -dev signs in through its page", func(t *testing.T) {
-		t.Parallel()
-		dbURL, _ := cliDatabase(t) // serve -dev creates it
-		addr := cliFreeAddr(t)
-		// Issuer and audience set: the tokens the page mints must carry them to work.
-		base := cliServe(t, bin, cliEnv("CHAT_DATABASE_URL="+dbURL, "CHAT_JWT_ISSUER=https://dev.example",
-			"CHAT_JWT_AUDIENCE=chatd-dev"), addr, "-dev", "-addr", addr)
+	// Plain-http cookies in dev mode: the browser keeps the session on http://localhost.
+	status, h, body = cliHTTP(t, "POST", base+"/v1/session", minted.Token, nil, nil)
+	require.Equal(t, 204, status, "%s", body)
+	cookies := (&http.Response{Header: h}).Cookies()
+	require.Len(t, cookies, 1)
+	require.False(t, cookies[0].Secure, "dev mode runs on plain http")
+	status, _, body = cliHTTP(t, "GET", base+"/v1/unread", "", cookies[0], nil)
+	require.Equal(t, 200, status, "%s", body)
+}
 
-		status, h, page := cliHTTP(t, "GET", base+"/", "", nil, nil)
-		require.Equal(t, 200, status)
-		require.Contains(t, h.Get("Content-Type"), "text/html")
-		require.Contains(t, string(page), `id="signin-form"`)
-		require.Contains(t, string(page), `src="/web/app.js"`)
-		status, _, script := cliHTTP(t, "GET", base+"/web/app.js", "", nil, nil)
-		require.Equal(t, 200, status)
-		require.Contains(t, string(script), `api('POST', '/dev/token', { sub, name })`, "the page signs in at /dev/token")
+// cliServeEnforcesIssuerAndAudience: `chatd serve` refuses tokens without the configured
+// issuer and audience, and mints none.
+func cliServeEnforcesIssuerAndAudience(t *testing.T, bin string) {
+	dbURL, _ := cliDatabase(t)
+	_, errOut, err := cliRun(t, bin, cliEnv("CHAT_DATABASE_URL="+dbURL), "migrate")
+	require.NoError(t, err, "%s", errOut)
+	addr := cliFreeAddr(t)
+	secret, iss, aud := "CHAT_JWT_SECRET="+cliSecret, "CHAT_JWT_ISSUER=https://issuer.example", "CHAT_JWT_AUDIENCE=chatd-cli"
+	base := cliServe(t, bin, cliEnv("CHAT_DATABASE_URL="+dbURL, secret, iss, aud), addr, "-addr", addr)
 
-		// What the page does: mint a token for a name, then use it.
-		status, _, body := cliHTTP(t, "POST", base+"/dev/token", "", nil, map[string]string{"sub": "alice", "name": "Alice"})
-		require.Equal(t, 200, status, "%s", body)
-		var minted struct {
-			Token string `json:"token"`
-		}
-		require.NoError(t, json.Unmarshal(body, &minted), "%s", body)
-		require.NotEmpty(t, minted.Token)
-		status, _, body = cliHTTP(t, "POST", base+"/v1/conversations", minted.Token, nil, map[string]string{"participant_id": "bob"})
-		require.Equal(t, 201, status, "%s", body)
-		status, _, body = cliHTTP(t, "GET", base+"/v1/conversations", minted.Token, nil, nil)
-		require.Equal(t, 200, status, "%s", body)
-		require.Contains(t, string(body), `"id":"bob"`)
-
-		// Plain-http cookies in dev mode: the browser keeps the session on http://localhost.
-		status, h, body = cliHTTP(t, "POST", base+"/v1/session", minted.Token, nil, nil)
-		require.Equal(t, 204, status, "%s", body)
-		cookies := (&http.Response{Header: h}).Cookies()
-		require.Len(t, cookies, 1)
-		require.False(t, cookies[0].Secure, "dev mode runs on plain http")
-		status, _, body = cliHTTP(t, "GET", base+"/v1/unread", "", cookies[0], nil)
-		require.Equal(t, 200, status, "%s", body)
-	})
-
-	t.Run("serve enforces issuer and audience", func(t *testing.T) {
-		t.Parallel()
-		dbURL, _ := cliDatabase(t)
-		_, errOut, err := cliRun(t, bin, cliEnv("CHAT_DATABASE_URL="+dbURL), "migrate")
-		require.NoError(t, err, "%s", errOut)
-		addr := cliFreeAddr(t)
-		secret, iss, aud := "CHAT_JWT_SECRET="+cliSecret, "CHAT_JWT_ISSUER=https://issuer.example", "CHAT_JWT_AUDIENCE=chatd-cli"
-		base := cliServe(t, bin, cliEnv("CHAT_DATABASE_URL="+dbURL, secret, iss, aud), addr, "-addr", addr)
-
-		for _, tc := range []struct {
-			name   string
-			env    []string
-			status int
-		}{
-			{"iss and aud", []string{secret, iss, aud}, 200},
-			{"no iss", []string{secret, aud}, 401},
-			{"no aud", []string{secret, iss}, 401},
-			{"another iss", []string{secret, "CHAT_JWT_ISSUER=https://evil.example", aud}, 401},
-		} {
-			tok := cliToken(t, bin, cliEnv(tc.env...), "--sub", "alice")
-			status, _, body := cliHTTP(t, "GET", base+"/v1/unread", tok, nil, nil)
-			require.Equal(t, tc.status, status, "%s: %s", tc.name, body)
-		}
-		// Not dev mode: no token minting for anyone.
-		status, _, body := cliHTTP(t, "POST", base+"/dev/token", "", nil, map[string]string{"sub": "mallory"})
-		require.Equal(t, 404, status, "%s", body)
-	})
+	for _, tc := range []struct {
+		name   string
+		env    []string
+		status int
+	}{
+		{"iss and aud", []string{secret, iss, aud}, 200},
+		{"no iss", []string{secret, aud}, 401},
+		{"no aud", []string{secret, iss}, 401},
+		{"another iss", []string{secret, "CHAT_JWT_ISSUER=https://evil.example", aud}, 401},
+	} {
+		tok := cliToken(t, bin, cliEnv(tc.env...), "--sub", "alice")
+		status, _, body := cliHTTP(t, "GET", base+"/v1/unread", tok, nil, nil)
+		require.Equal(t, tc.status, status, "%s: %s", tc.name, body)
+	}
+	// Not dev mode: no token minting for anyone.
+	status, _, body := cliHTTP(t, "POST", base+"/dev/token", "", nil, map[string]string{"sub": "mallory"})
+	require.Equal(t, 404, status, "%s", body)
 }
 
 // TestCLIEnvironmentIsExplicit guards the helpers above: a CHAT_* setting of the test

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatd/chatd/events"
+)
+
+// Group commit's risk to delivery: one transaction writes the events of several
+// conversations at once. Sends queue behind a held conversation lock on instance a, then
+// commit as one batch spanning four conversations while the reader's streams keep
+// dropping and resuming, alternately on both instances: every message still arrives
+// exactly once, in each conversation's seq order.
+func TestBatchSpanningConversationsUnderConcurrentResumes(t *testing.T) {
+	a, b := newInstance(t), newInstance(t)
+	reader, writer := newUser(t, a, "reader"), newUser(t, a, "writer")
+	newConv := func() string {
+		r := writer.do("POST", "/v1/conversations", map[string]any{"participant_ids": []string{reader.ID}, "title": "g"})
+		require.Equal(t, 201, r.Status)
+		return decode[events.Conversation](t, string(r.Body)).ID
+	}
+	blocker := newConv()
+	convs := []string{newConv(), newConv(), newConv(), newConv()}
+	_, cursor := openReady(t, a.URL+"/v1/events", reader.Token, nil)
+
+	ctx := context.Background()
+	lock, err := a.Pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer lock.Release()
+	_, err = lock.Exec(ctx, "SELECT pg_advisory_lock(1667785076, hashtext($1))", blocker)
+	require.NoError(t, err)
+	unlock := sync.OnceFunc(func() {
+		_, err := lock.Exec(ctx, "SELECT pg_advisory_unlock(1667785076, hashtext($1))", blocker)
+		require.NoError(t, err)
+	})
+	defer unlock()
+
+	const queued = 40
+	errs := make(chan error, queued+2)
+	var wg sync.WaitGroup
+	send := func(conv, body string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := writer.trySend(conv, body)
+			errs <- err
+		}()
+	}
+	send(blocker, "blocked 1") // each of instance a's two batch workers waits for the lock
+	send(blocker, "blocked 2")
+	require.Eventually(t, func() bool {
+		var waiting int
+		return a.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&waiting) == nil && waiting == 2
+	}, wait, 5*time.Millisecond)
+	for i := range queued {
+		send(convs[i%len(convs)], fmt.Sprintf("queued %d", i))
+	}
+	require.Eventually(t, func() bool { return a.API.sender.Queued() == queued }, wait, time.Millisecond)
+	unlock()
+
+	seen, lastSeq := map[string]bool{}, map[string]int64{}
+	instances := []*instance{b, a}
+	for round := 0; len(seen) < queued+2; round++ {
+		require.Less(t, round, 200, "never caught up: %d of %d", len(seen), queued+2)
+		s, _ := openReady(t, instances[round%2].URL+"/v1/events", reader.Token, map[string]string{"Last-Event-ID": cursor})
+		for n := 0; n < 1+round%5 && len(seen) < queued+2; n++ {
+			ev := s.nextOf("message", wait)
+			m := decode[events.Message](t, ev.Data)
+			require.False(t, seen[m.ID], "message %s delivered twice", m.ID)
+			seen[m.ID] = true
+			require.Equal(t, lastSeq[m.ConversationID]+1, m.Seq, "conversation %s out of order", m.ConversationID)
+			lastSeq[m.ConversationID] = m.Seq
+			cursor = ev.LastID
+		}
+		s.close()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	var txs int
+	require.NoError(t, a.Pool.QueryRow(ctx, `SELECT count(DISTINCT e.tx) FROM events e
+		JOIN messages x ON x.id = e.message_id WHERE x.body LIKE 'queued %' AND x.conversation_id = ANY($1::uuid[])`, convs).Scan(&txs))
+	require.Equal(t, 1, txs, "the queued sends committed as one batch")
+}
