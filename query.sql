@@ -15,22 +15,118 @@ INSERT INTO users (id) SELECT unnest(@ids::text[]) ON CONFLICT DO NOTHING;
 
 -- name: CreateDirectConversation :one
 -- Returns no row when the pair already has its conversation.
-INSERT INTO conversations (kind, direct_a, direct_b) VALUES ('direct', @a, @b)
-ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' DO NOTHING
+INSERT INTO conversations (kind, direct_a, direct_b, title, metadata)
+VALUES ('direct', @a, @b, sqlc.narg(title), (@metadata::text)::jsonb)
+ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' AND external_id IS NULL DO NOTHING
 RETURNING id;
 
 -- name: GetDirectConversation :one
-SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = @a AND direct_b = @b;
+SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = @a AND direct_b = @b AND external_id IS NULL;
 
 -- name: CreateGroupConversation :one
 INSERT INTO conversations (kind, title) VALUES ('group', sqlc.narg(title)) RETURNING id;
+
+-- name: CreateServerConversation :one
+-- A conversation the application's backend opens. Returns no row when external_id is
+-- taken: ON CONFLICT waits for a concurrent creator with the same external_id to commit,
+-- so of any number of concurrent creations exactly one inserts.
+-- metadata travels as text: through PgBouncer pgx cannot learn a parameter's type, and
+-- would send bytes as bytea, which jsonb refuses.
+INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata, history)
+VALUES (@kind, sqlc.narg(title), sqlc.narg(direct_a), sqlc.narg(direct_b), sqlc.narg(external_id), (@metadata::text)::jsonb, @history)
+ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: ConversationByExternalID :one
+SELECT id FROM conversations WHERE external_id = @external_id;
+
+-- name: ServerConversation :one
+-- One conversation as the application's backend sees it: the columns of
+-- member_conversations, read by no member (nothing read, nothing unread).
+SELECT ''::text AS member_id, c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at,
+    c.external_id, c.metadata, c.closed_at, 0::bigint AS last_read_seq, 0::bigint AS unread_count,
+    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
+    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
+    lm.deleted_at AS lm_deleted_at, lm.kind AS lm_kind, lm.attachments AS lm_attachments
+FROM conversations c
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
+WHERE c.id = @conversation_id;
+
+-- name: CloseConversation :one
+-- Closes a conversation once; closing it again changes nothing. No row for an unknown id.
+-- It takes the conversation's send lock (see LockConversations) before its row: a batch of
+-- sends that passed its closed check commits before the close does.
+UPDATE conversations
+SET closed_at = COALESCE(closed_at, now()), updated_at = CASE WHEN closed_at IS NULL THEN now() ELSE updated_at END
+WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(conversations.id::text)))
+  AND id = @conversation_id
+RETURNING id;
+
+-- name: SetNotifyWebhook :exec
+-- Whether the notification webhook may write to a user; a user not seen yet is created
+-- with the setting, like a participant named before it signs in.
+INSERT INTO users (id, notify_webhook) VALUES (@id, @notify_webhook)
+ON CONFLICT (id) DO UPDATE SET notify_webhook = EXCLUDED.notify_webhook;
 
 -- name: AddMembers :exec
 -- The creator has taken part from the start; the others once they send or read.
 INSERT INTO members (conversation_id, user_id, took_part)
 SELECT @conversation_id, u, u = @creator_id::text FROM unnest(@user_ids::text[]) u;
 
+-- name: ConversationKind :one
+SELECT kind FROM conversations WHERE id = @conversation_id;
+
+-- name: AddConversationMembers :many
+-- Adds users to a conversation after its creation (after LockConversations, in the same
+-- transaction) and logs, for each who was not a member, a conversation event addressed to
+-- that user alone (user_id set: the conversation object it was added to) and member_added
+-- for everyone; returns those users. A new
+-- member has nothing unread from before it joined; with history 'joined' (the add's, else
+-- the conversation's) it sees no message from before either. See member_history.
+WITH conv AS (
+    SELECT c.id, c.last_seq, COALESCE(sqlc.narg(history)::text, c.history) AS history
+    FROM conversations c WHERE c.id = @conversation_id
+), ins AS (
+    INSERT INTO members (conversation_id, user_id, last_read_seq, history_seq)
+    SELECT conv.id, u, conv.last_seq, CASE WHEN conv.history = 'joined' THEN conv.last_seq ELSE 0 END
+    FROM conv, unnest(@user_ids::text[]) AS u
+    ON CONFLICT (conversation_id, user_id) DO NOTHING
+    RETURNING conversation_id, user_id
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT a.conversation_id, a.type, a.user_id, NULL
+    FROM (SELECT conversation_id, 'conversation' AS type, user_id, 1 AS o FROM ins
+          UNION ALL
+          SELECT conversation_id, 'member_added', user_id, 2 FROM ins) a
+    ORDER BY a.user_id, a.o
+)
+SELECT user_id FROM ins ORDER BY user_id;
+
+-- name: CountMembers :one
+SELECT count(*) FROM members WHERE conversation_id = @conversation_id;
+
+-- name: RemoveMember :one
+-- Removes a member (after LockConversations, in the same transaction): its open range
+-- becomes a closed one in member_history, ending at this transaction, whose member_removed
+-- event is the last of the conversation the user receives. No row when it was no member.
+WITH gone AS (
+    DELETE FROM members m WHERE m.conversation_id = @conversation_id AND m.user_id = @user_id
+    RETURNING m.conversation_id, m.user_id, m.joined_tx, m.history_seq
+), hist AS (
+    INSERT INTO member_history (conversation_id, user_id, joined_tx, left_tx, history_seq)
+    SELECT conversation_id, user_id, joined_tx, pg_current_xact_id(), history_seq FROM gone
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT conversation_id, 'member_removed', user_id, sqlc.narg(actor)::text FROM gone
+)
+SELECT user_id FROM gone;
+
+-- name: MemberHistorySeq :one
+-- The seq after which the caller sees messages; no row when it is not a member.
+SELECT history_seq FROM members WHERE conversation_id = @conversation_id AND user_id = @user_id;
+
 -- name: InsertConversationEvent :exec
+-- The creation of a conversation, for all its members (user_id NULL).
 INSERT INTO events (conversation_id, type) VALUES (@conversation_id, 'conversation');
 
 -- name: IsMember :one
@@ -63,7 +159,7 @@ LIMIT @row_limit;
 
 -- name: ConversationsByID :many
 -- The shared fields of conversations, for rendering conversation events in one query.
-SELECT id, kind, title, created_at FROM conversations WHERE id = ANY(@ids::uuid[]);
+SELECT id, kind, title, created_at, external_id, metadata, closed_at FROM conversations WHERE id = ANY(@ids::uuid[]);
 
 -- name: ListParticipants :many
 SELECT m.conversation_id, u.id, u.name, m.took_part
@@ -105,6 +201,9 @@ WITH input AS (
     FROM input i
     WHERE EXISTS (SELECT 1 FROM members s
                   WHERE s.conversation_id = i.conversation_id AND s.user_id = i.sender_id)
+      -- A closed conversation takes no message; CloseConversation takes the same lock, so
+      -- a send is wholly before a close or sees it.
+      AND NOT EXISTS (SELECT 1 FROM conversations z WHERE z.id = i.conversation_id AND z.closed_at IS NOT NULL)
       AND (i.client_id IS NULL OR (
           NOT EXISTS (SELECT 1 FROM messages d
                       WHERE d.conversation_id = i.conversation_id AND d.sender_id = i.sender_id
@@ -132,10 +231,48 @@ WITH input AS (
     SELECT conversation_id, 'message', id FROM msg ORDER BY conversation_id, seq
 )
 SELECT ok.ord, msg.id, msg.conversation_id, msg.seq, msg.sender_id, msg.body, msg.client_id,
-    msg.created_at, msg.edited_at, msg.deleted_at, msg.attachments
+    msg.created_at, msg.edited_at, msg.deleted_at, msg.kind, msg.attachments
 FROM msg
 JOIN conv ON conv.id = msg.conversation_id
 JOIN ok ON ok.conversation_id = msg.conversation_id AND conv.base + ok.n = msg.seq;
+
+-- name: SendRefusal :one
+-- Why SendMessages or SendSystemMessage wrote nothing: whether the conversation exists,
+-- whether the sender (NULL: the server) may see it, and whether it is closed.
+SELECT EXISTS (SELECT 1 FROM conversations c WHERE c.id = @conversation_id) AS found,
+    (sqlc.narg(sender_id)::text IS NULL OR EXISTS (SELECT 1 FROM members m
+        WHERE m.conversation_id = @conversation_id AND m.user_id = sqlc.narg(sender_id)::text))::boolean AS member,
+    EXISTS (SELECT 1 FROM conversations c WHERE c.id = @conversation_id AND c.closed_at IS NOT NULL) AS closed;
+
+-- name: SendSystemMessage :one
+-- A system message: a send without a sender, posted by the application's backend into
+-- any open conversation. No participant's read position or took_part changes: a system
+-- message is unread for every participant and says nothing of anyone's presence. No row
+-- when the conversation is unknown or closed, or the client_id was used already.
+WITH conv AS (
+    UPDATE conversations c
+    SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
+    WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
+      AND c.id = @conversation_id AND c.closed_at IS NULL
+      AND (sqlc.narg(client_id)::text IS NULL OR NOT EXISTS (
+          SELECT 1 FROM messages d
+          WHERE d.conversation_id = @conversation_id AND d.sender_id IS NULL
+            AND d.client_id = sqlc.narg(client_id)::text))
+    RETURNING c.id, c.last_seq
+), msg AS (
+    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, kind, attachments)
+    SELECT conv.id, conv.last_seq, NULL, @body, sqlc.narg(client_id)::text, 'system', @attachments::jsonb FROM conv
+    RETURNING *
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT msg.conversation_id, 'message', msg.id FROM msg
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
+FROM msg;
+
+-- name: GetSystemMessageByClientID :one
+SELECT * FROM messages
+WHERE conversation_id = @conversation_id AND sender_id IS NULL AND client_id = @client_id;
 
 -- name: GetMessageByClientID :one
 SELECT * FROM messages
@@ -148,15 +285,15 @@ JOIN members m ON m.conversation_id = x.conversation_id AND m.user_id = @user_id
 WHERE x.conversation_id = @conversation_id AND x.id = @id;
 
 -- name: ListLatestMessages :many
-SELECT * FROM messages WHERE conversation_id = @conversation_id
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > @history_seq
 ORDER BY seq DESC LIMIT @row_limit;
 
 -- name: ListMessagesBefore :many
-SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq < @before_seq
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq < @before_seq AND seq > @history_seq
 ORDER BY seq DESC LIMIT @row_limit;
 
 -- name: ListMessagesAfter :many
-SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > @after_seq
+SELECT * FROM messages WHERE conversation_id = @conversation_id AND seq > GREATEST(@after_seq::bigint, @history_seq::bigint)
 ORDER BY seq ASC LIMIT @row_limit;
 
 -- name: ChangeMessage :one
@@ -171,14 +308,14 @@ WITH u AS (
         deleted_at = CASE WHEN @erase::boolean THEN now() END,
         attachments = CASE WHEN @erase::boolean THEN '[]'::jsonb ELSE messages.attachments END
     WHERE messages.conversation_id = @conversation_id AND messages.id = @id
-      AND messages.sender_id = @sender_id AND messages.deleted_at IS NULL
+      AND messages.sender_id = @sender_id::text AND messages.deleted_at IS NULL
     RETURNING *
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT u.conversation_id, CASE WHEN @erase::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
     FROM u
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
 FROM u;
 
 
@@ -198,14 +335,18 @@ WITH u AS (
 SELECT last_read_seq FROM u;
 
 -- name: UnreadCounts :many
--- Computed from stored state each time: messages from others, not deleted, after the
--- caller's read position.
-SELECT m.conversation_id, count(*) AS unread_count
+-- Computed from stored state each time: messages from others (system messages included),
+-- not deleted, after the caller's read position. The count per membership is a lateral
+-- index range over the unread tail: a join with IS DISTINCT FROM would let the planner
+-- scan every message instead.
+SELECT m.conversation_id, u.unread_count
 FROM members m
-JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
-    AND x.sender_id <> m.user_id AND x.deleted_at IS NULL
-WHERE m.user_id = @user_id
-GROUP BY m.conversation_id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS unread_count FROM messages x
+    WHERE x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
+      AND x.sender_id IS DISTINCT FROM m.user_id AND x.deleted_at IS NULL
+) u
+WHERE m.user_id = @user_id AND u.unread_count > 0
 ORDER BY m.conversation_id;
 
 
@@ -230,12 +371,21 @@ DELETE FROM tickets WHERE expires_at <= now();
 -- name: ReadEvents :many
 -- The next events after a cursor, for one instance's fan-out. Only rows written by
 -- transactions older than every running one are read (the fence, see schema.sql).
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
+-- Recipients are the users whose membership range holds the event (see member_history in
+-- schema.sql) and who may see its message (history_seq).
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments,
-    ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
-          ORDER BY r.user_id)::text[] AS recipients
+    x.deleted_at AS m_deleted_at, x.kind AS m_kind, x.attachments AS m_attachments,
+    CASE WHEN e.type = 'conversation' AND e.user_id IS NOT NULL THEN ARRAY[e.user_id]
+    ELSE ARRAY(SELECT r.user_id FROM members r
+          WHERE r.conversation_id = e.conversation_id AND r.joined_tx <= e.tx
+            AND (x.seq IS NULL OR x.seq > r.history_seq)
+          UNION ALL -- a user's ranges in a conversation never overlap: nothing to deduplicate
+          SELECT h.user_id FROM member_history h
+          WHERE h.conversation_id = e.conversation_id AND h.joined_tx <= e.tx AND e.tx <= h.left_tx
+            AND (x.seq IS NULL OR x.seq > h.history_seq)
+          ORDER BY 1) END::text[] AS recipients
 FROM events e
 LEFT JOIN messages x ON x.id = e.message_id
 WHERE (e.tx, e.id) > (@after_tx::xid8, @after_id::bigint)
@@ -246,27 +396,38 @@ LIMIT @row_limit;
 -- name: BackfillEvents :many
 -- One user's events in the cursor range (after, upto], for a stream or poll resuming from
 -- a cursor before the hub's head. upto is a position the reader already read below the
--- fence, so the range is final. The lateral join walks each of the user's
--- conversations through events_conversation: the planner must not scan the whole window
--- of everyone's events to find this user's few.
+-- fence, so the range is final. The lateral join walks each of the user's membership
+-- ranges, open (members) and closed (member_history, see schema.sql), through
+-- events_conversation, keeping the events inside the range that the user may see: the
+-- planner must not scan the whole window of everyone's events to find this user's few.
 -- Its columns are ReadEvents' (recipients empty: the stream's user is the recipient), so
 -- both render through one builder.
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
-    x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
-    x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments, '{}'::text[] AS recipients
-FROM members r
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
+    e.m_id, e.m_seq, e.m_sender_id, e.m_body, e.m_client_id, e.m_created_at, e.m_edited_at,
+    e.m_deleted_at, e.m_kind, e.m_attachments, '{}'::text[] AS recipients
+FROM (
+    SELECT m.conversation_id, m.joined_tx, NULL::xid8 AS left_tx, m.history_seq
+    FROM members m WHERE m.user_id = @user_id
+    UNION ALL
+    SELECT h.conversation_id, h.joined_tx, h.left_tx, h.history_seq
+    FROM member_history h WHERE h.user_id = @user_id AND h.left_tx >= @after_tx::xid8
+) r
 CROSS JOIN LATERAL (
-    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
+    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.actor,
+        x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
+        x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
+        x.deleted_at AS m_deleted_at, x.kind AS m_kind, x.attachments AS m_attachments
     FROM events v
+    LEFT JOIN messages x ON x.id = v.message_id
     WHERE v.conversation_id = r.conversation_id
       AND (v.tx, v.id) > (@after_tx::xid8, @after_id::bigint)
       AND (v.tx, v.id) <= (@upto_tx::xid8, @upto_id::bigint)
+      AND v.tx >= r.joined_tx AND (r.left_tx IS NULL OR v.tx <= r.left_tx)
+      AND (x.seq IS NULL OR x.seq > r.history_seq)
+      AND (v.type <> 'conversation' OR v.user_id IS NULL OR v.user_id = @user_id)
     ORDER BY v.tx, v.id
     LIMIT @row_limit
 ) e
-LEFT JOIN messages x ON x.id = e.message_id
-WHERE r.user_id = @user_id
 ORDER BY e.tx, e.id
 LIMIT @row_limit;
 
@@ -300,6 +461,9 @@ WITH last AS (
 ), fl AS (
     UPDATE event_floor SET tx = last.tx, id = last.id FROM last
     WHERE EXISTS (SELECT 1 FROM gone)
+), hist AS (
+    -- A closed membership range that ended before the floor holds no event any more.
+    DELETE FROM member_history h USING last WHERE h.left_tx < last.tx
 )
 SELECT count(*) FROM gone;
 
@@ -432,7 +596,7 @@ SELECT querytree(chat_search_query(@q::text))::text AS tree;
 -- mark the matches (the API turns them into <mark> after escaping the text), so any in
 -- the body are removed first.
 SELECT p.id, p.conversation_id, p.seq, p.sender_id, p.body, p.client_id, p.created_at,
-    p.edited_at, p.deleted_at, p.attachments,
+    p.edited_at, p.deleted_at, p.kind, p.attachments,
     ts_headline(chat_search_config(), translate(p.body, E'\x01\x02', ''), chat_search_query(@q::text),
         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=8')::text AS snippet
 FROM (
@@ -445,6 +609,9 @@ FROM (
             AND (sqlc.narg(conversation_id)::uuid IS NULL OR m.conversation_id = sqlc.narg(conversation_id)::uuid)))
       AND (sqlc.narg(before_at)::timestamptz IS NULL
            OR (x.created_at, x.id) < (sqlc.narg(before_at)::timestamptz, @before_id::uuid))
+      -- A member added with history 'joined' finds nothing from before it joined.
+      AND x.seq > (SELECT h.history_seq FROM members h
+                   WHERE h.conversation_id = x.conversation_id AND h.user_id = @user_id)
     ORDER BY x.created_at DESC, x.id DESC
     LIMIT @row_limit
 ) p

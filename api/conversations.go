@@ -76,28 +76,44 @@ func (s *Server) createDirect(ctx context.Context, me, other string) (id pgtype.
 	if other == me {
 		return id, false, errorf("invalid_participants", "a conversation needs another participant")
 	}
-	a, b := min(me, other), max(me, other)
 	err = db.InTx(ctx, s.cfg.Pool, func(q *db.Queries) error {
-		if err := q.EnsureUsers(ctx, []string{a, b}); err != nil {
-			return err
-		}
-		// ON CONFLICT waits for a concurrent creator to commit, then yields no row; the
-		// next statement sees that creator's conversation.
-		id, err = q.CreateDirectConversation(ctx, db.CreateDirectConversationParams{A: &a, B: &b})
-		if errors.Is(err, pgx.ErrNoRows) {
-			id, err = q.GetDirectConversation(ctx, db.GetDirectConversationParams{A: &a, B: &b})
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		created = true
-		if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: []string{a, b}, CreatorID: me}); err != nil {
-			return err
-		}
-		return q.InsertConversationEvent(ctx, id)
+		id, created, err = getOrCreateDirect(ctx, q, me, other, directOptions{creator: me})
+		return err
 	})
 	return id, created, err
+}
+
+// directOptions are what the server API may set on a direct conversation it creates.
+type directOptions struct {
+	creator  string // "" when the server API creates it: nobody has taken part yet
+	title    *string
+	metadata []byte
+}
+
+// getOrCreateDirect returns the direct conversation of the pair a, b (without an
+// external_id), creating it with its members and conversation event when there is none.
+func getOrCreateDirect(ctx context.Context, q *db.Queries, a, b string, o directOptions) (id pgtype.UUID, created bool, err error) {
+	a, b = min(a, b), max(a, b)
+	if err := q.EnsureUsers(ctx, []string{a, b}); err != nil {
+		return id, false, err
+	}
+	if o.metadata == nil {
+		o.metadata = []byte("{}")
+	}
+	// ON CONFLICT waits for a concurrent creator to commit, then yields no row; the next
+	// statement sees that creator's conversation.
+	id, err = q.CreateDirectConversation(ctx, db.CreateDirectConversationParams{A: &a, B: &b, Title: o.title, Metadata: string(o.metadata)})
+	if errors.Is(err, pgx.ErrNoRows) {
+		id, err = q.GetDirectConversation(ctx, db.GetDirectConversationParams{A: &a, B: &b})
+		return id, false, err
+	}
+	if err != nil {
+		return id, false, err
+	}
+	if err := q.AddMembers(ctx, db.AddMembersParams{ConversationID: id, UserIds: []string{a, b}, CreatorID: o.creator}); err != nil {
+		return id, false, err
+	}
+	return id, true, q.InsertConversationEvent(ctx, id)
 }
 
 func (s *Server) createGroup(ctx context.Context, me string, ids []string, title *string) (id pgtype.UUID, err error) {
@@ -116,16 +132,8 @@ func (s *Server) createGroup(ctx context.Context, me string, ids []string, title
 	if len(members) > maxGroupParticipants {
 		return id, errorf("too_many_participants", "a group has at most %d participants", maxGroupParticipants)
 	}
-	if title != nil {
-		t := strings.TrimSpace(*title)
-		switch {
-		case t == "":
-			title = nil
-		case !validLine(t) || utf8.RuneCountInString(t) > maxTitleRunes:
-			return id, errorf("invalid_title", "title must be at most %d characters of text on one line, without control characters", maxTitleRunes)
-		default:
-			title = &t
-		}
+	if title, err = cleanTitle(title); err != nil {
+		return id, err
 	}
 	err = db.InTx(ctx, s.cfg.Pool, func(q *db.Queries) error {
 		if err := q.EnsureUsers(ctx, members); err != nil {
@@ -140,6 +148,22 @@ func (s *Server) createGroup(ctx context.Context, me string, ids []string, title
 		return q.InsertConversationEvent(ctx, id)
 	})
 	return id, err
+}
+
+// cleanTitle trims a conversation's title: nil when absent or blank, 422 when it is not
+// one line of text of at most maxTitleRunes characters.
+func cleanTitle(title *string) (*string, error) {
+	if title == nil {
+		return nil, nil
+	}
+	t := strings.TrimSpace(*title)
+	switch {
+	case t == "":
+		return nil, nil
+	case !validLine(t) || utf8.RuneCountInString(t) > maxTitleRunes:
+		return nil, errorf("invalid_title", "title must be at most %d characters of text on one line, without control characters", maxTitleRunes)
+	}
+	return &t, nil
 }
 
 func (s *Server) getConversation(c *gin.Context) error {

@@ -56,6 +56,7 @@ var codes = map[string]int{
 	"method_not_allowed":     http.StatusMethodNotAllowed,
 	"request_timeout":        http.StatusRequestTimeout,
 	"message_deleted":        http.StatusConflict,
+	"conversation_closed":    http.StatusConflict,
 	"request_too_large":      http.StatusRequestEntityTooLarge,
 	"unsupported_media_type": http.StatusUnsupportedMediaType,
 	"body_too_long":          http.StatusUnprocessableEntity,
@@ -64,6 +65,12 @@ var codes = map[string]int{
 	"invalid_attachment":     http.StatusUnprocessableEntity,
 	"invalid_client_id":      http.StatusUnprocessableEntity,
 	"invalid_participants":   http.StatusUnprocessableEntity,
+	"invalid_kind":           http.StatusUnprocessableEntity,
+	"invalid_external_id":    http.StatusUnprocessableEntity,
+	"invalid_metadata":       http.StatusUnprocessableEntity,
+	"invalid_notifications":  http.StatusUnprocessableEntity,
+	"invalid_history":        http.StatusUnprocessableEntity,
+	"not_a_group":            http.StatusUnprocessableEntity,
 	"invalid_seq":            http.StatusUnprocessableEntity,
 	"invalid_sub":            http.StatusUnprocessableEntity,
 	"invalid_title":          http.StatusUnprocessableEntity,
@@ -152,5 +159,6 @@ func (s *Server) logRequest(c *gin.Context, start int64) {
 		slog.Int("status", c.Writer.Status()),
 		slog.Int64("duration_us", (s.now().UnixNano()-start)/1000),
 		slog.String("user", c.GetString(ctxUser)),
+		slog.String("service", service(c)), // the service key's name, never the key
 	)
 }

@@ -37,6 +37,9 @@ const testMetricsToken = "test-metrics-token"
 // testSecret signs the tokens of every test instance.
 var testSecret = []byte("test-secret-of-at-least-32-bytes!!")
 
+// testServiceKey opens the server API of every test instance (as the key named "app").
+const testServiceKey = "svc-test-key-0123456789abcdef0123456789"
+
 func TestMain(m *testing.M) {
 	// Every goroutine a test starts (instances, streams, listeners, pools) must be gone
 	// once the tests have run: one left behind is a leak in the code or in a test's cleanup.
@@ -77,8 +80,10 @@ func newInstanceNoWait(t testing.TB, opts ...func(*Config, *events.Config)) *ins
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	keys, err := ParseServiceKeys("app:" + testServiceKey)
+	require.NoError(t, err)
 	cfg := Config{
-		Pool: pool, Verifier: verifier, Logger: logger,
+		Pool: pool, Verifier: verifier, Logger: logger, ServiceKeys: keys,
 		MaxRequestBytes: 64 << 10, MaxMessageBytes: 4096, Heartbeat: 15 * time.Second, Retry: time.Second,
 		StreamLifetime: time.Hour, StreamsPerUser: 64, WriteRate: 0, WriteBurst: 1, WriteTimeout: 10 * time.Second,
 		TicketTTL: 30 * time.Second, MaxPollWait: 55 * time.Second, CookieSecure: true, MetricsToken: testMetricsToken,
@@ -239,6 +244,12 @@ func (u *testUser) on(in *instance) *testUser {
 func (u *testUser) do(method, path string, body any) response {
 	u.t.Helper()
 	return call(u.t, method, u.URL+path, u.Token, body)
+}
+
+// asServer calls the server API of in with the test service key.
+func asServer(t testing.TB, in *instance, method, path string, body any) response {
+	t.Helper()
+	return call(t, method, in.URL+"/v1/server"+path, testServiceKey, body)
 }
 
 // direct returns the direct conversation with other.

@@ -19,6 +19,10 @@ import (
 // maxClientID is the longest idempotency key accepted.
 const maxClientID = 64
 
+// systemClientIDConstraint is the unique index that makes client_id an idempotency key of
+// system messages: concurrent system sends with one client_id meet there.
+const systemClientIDConstraint = "messages_system_client_id"
+
 // messageRequest is an edit, and the part of a send an edit shares: an edit changes the
 // body only, so attachments there are ignored like any other unknown field.
 type messageRequest struct {
@@ -31,9 +35,21 @@ type sendRequest struct {
 	Attachments json.RawMessage `json:"attachments"`
 }
 
-// decodeSend reads a send: JSON, its attachments checked (api/attachments.go), and a valid
-// body, which may be empty or absent when there are attachments.
-func (s *Server) decodeSend(c *gin.Context) (req sendRequest, attachments []byte, err error) {
+// decodeMessage reads a send or an edit: JSON, with a valid body.
+func (s *Server) decodeMessage(c *gin.Context) (req messageRequest, err error) {
+	if err = s.decodeJSON(c, &req); err == nil {
+		err = s.validBody(req.Body)
+	}
+	return req, err
+}
+
+// decodeSend reads a send into a conversation, a user's or a system message: the path's
+// :id, then JSON with its attachments checked (api/attachments.go), a valid body (empty or
+// absent when there are attachments) and a valid client_id (an empty one is none).
+func (s *Server) decodeSend(c *gin.Context) (conv pgtype.UUID, req sendRequest, attachments []byte, err error) {
+	if conv, err = conversationID(c); err != nil {
+		return
+	}
 	if err = s.decodeJSON(c, &req); err != nil {
 		return
 	}
@@ -44,18 +60,19 @@ func (s *Server) decodeSend(c *gin.Context) (req sendRequest, attachments []byte
 	if n > 0 && req.Body == nil {
 		req.Body = new(string)
 	}
-	if n > 0 && strings.TrimSpace(*req.Body) == "" && len(*req.Body) <= s.cfg.MaxMessageBytes {
-		return req, attachments, nil // attachments only: no text needed
+	attachmentsOnly := n > 0 && strings.TrimSpace(*req.Body) == "" && len(*req.Body) <= s.cfg.MaxMessageBytes
+	if !attachmentsOnly {
+		if err = s.validBody(req.Body); err != nil {
+			return
+		}
 	}
-	return req, attachments, s.validBody(req.Body)
-}
-
-// decodeMessage reads a send or an edit: JSON, with a valid body.
-func (s *Server) decodeMessage(c *gin.Context) (req messageRequest, err error) {
-	if err = s.decodeJSON(c, &req); err == nil {
-		err = s.validBody(req.Body)
+	if req.ClientID != nil && *req.ClientID == "" {
+		req.ClientID = nil
 	}
-	return req, err
+	if req.ClientID != nil && (len(*req.ClientID) > maxClientID || !validText(*req.ClientID)) {
+		err = errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
+	}
+	return conv, req, attachments, err
 }
 
 // validBody checks a message body as API.md fixes: at most MaxMessageBytes as sent, not
@@ -77,19 +94,9 @@ func (s *Server) validBody(body *string) error {
 // sendMessage appends a message; with a client_id already used by the caller in this
 // conversation it returns the original (200) and emits nothing.
 func (s *Server) sendMessage(c *gin.Context) error {
-	conv, err := conversationID(c)
+	conv, req, attachments, err := s.decodeSend(c)
 	if err != nil {
 		return err
-	}
-	req, attachments, err := s.decodeSend(c)
-	if err != nil {
-		return err
-	}
-	if req.ClientID != nil && *req.ClientID == "" {
-		req.ClientID = nil
-	}
-	if req.ClientID != nil && (len(*req.ClientID) > maxClientID || !validText(*req.ClientID)) {
-		return errorf("invalid_client_id", "client_id must be at most %d characters", maxClientID)
 	}
 	me := user(c)
 	send := db.Send{ConversationID: conv, SenderID: me, Body: *req.Body, Attachments: attachments}
@@ -103,25 +110,43 @@ func (s *Server) sendMessage(c *gin.Context) error {
 	case out.OK:
 		c.JSON(http.StatusCreated, events.MessageFrom(out.Message))
 		return nil
-	case req.ClientID == nil:
-		return errNotFound
-	default:
-		return s.sentBefore(c, conv, me, *req.ClientID)
 	}
+	return s.sendRefused(c, conv, &me, req.ClientID)
 }
 
-// sentBefore answers a repeated send with the original message, or 404 when there is none
-// (the caller is not a participant).
-func (s *Server) sentBefore(c *gin.Context, conv pgtype.UUID, me, clientID string) error {
-	m, err := s.q.GetMessageByClientID(c, db.GetMessageByClientIDParams{ConversationID: conv, SenderID: me, ClientID: &clientID})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errNotFound
-	}
+var errClosed = errorf("conversation_closed", "the conversation is closed: nobody can send in it any more")
+
+// sendRefused answers a send (by sender, or by the server when sender is nil) that wrote
+// nothing: 404 when the sender cannot see the conversation; the original message (200)
+// when the client_id was used before, even once the conversation is closed (a retry of a
+// send that succeeded); 409 when the conversation is closed.
+func (s *Server) sendRefused(c *gin.Context, conv pgtype.UUID, sender, clientID *string) error {
+	why, err := s.q.SendRefusal(c, db.SendRefusalParams{ConversationID: conv, SenderID: sender})
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, events.MessageFrom(m))
-	return nil
+	if !why.Found || !why.Member {
+		return errNotFound
+	}
+	if clientID != nil {
+		var m db.Message
+		if sender != nil {
+			m, err = s.q.GetMessageByClientID(c, db.GetMessageByClientIDParams{ConversationID: conv, SenderID: sender, ClientID: clientID})
+		} else {
+			m, err = s.q.GetSystemMessageByClientID(c, db.GetSystemMessageByClientIDParams{ConversationID: conv, ClientID: clientID})
+		}
+		if err == nil {
+			c.JSON(http.StatusOK, events.MessageFrom(m))
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+	}
+	if why.Closed {
+		return errClosed
+	}
+	return errNotFound
 }
 
 // listMessages returns a window of history, ascending by seq (see API.md for the windows).
@@ -145,18 +170,23 @@ func (s *Server) listMessages(c *gin.Context) error {
 	if before > 0 && after >= 0 {
 		return errorf("invalid_window", "give before_seq or after_seq, not both")
 	}
-	if err := s.requireMember(c, conv); err != nil {
+	// A member added with history "joined" sees only the messages after history_seq.
+	from, err := s.q.MemberHistorySeq(c, db.MemberHistorySeqParams{ConversationID: conv, UserID: user(c)})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNotFound
+	}
+	if err != nil {
 		return err
 	}
 	n := int32(limit + 1) // one more than asked tells whether there are more
 	var rows []db.Message
 	switch {
 	case after >= 0:
-		rows, err = s.q.ListMessagesAfter(c, db.ListMessagesAfterParams{ConversationID: conv, AfterSeq: after, RowLimit: n})
+		rows, err = s.q.ListMessagesAfter(c, db.ListMessagesAfterParams{ConversationID: conv, AfterSeq: after, HistorySeq: from, RowLimit: n})
 	case before > 0:
-		rows, err = s.q.ListMessagesBefore(c, db.ListMessagesBeforeParams{ConversationID: conv, BeforeSeq: before, RowLimit: n})
+		rows, err = s.q.ListMessagesBefore(c, db.ListMessagesBeforeParams{ConversationID: conv, BeforeSeq: before, HistorySeq: from, RowLimit: n})
 	default:
-		rows, err = s.q.ListLatestMessages(c, db.ListLatestMessagesParams{ConversationID: conv, RowLimit: n})
+		rows, err = s.q.ListLatestMessages(c, db.ListLatestMessagesParams{ConversationID: conv, HistorySeq: from, RowLimit: n})
 	}
 	if err != nil {
 		return err
@@ -256,7 +286,7 @@ func (s *Server) whyUnchanged(c *gin.Context, conv, id pgtype.UUID) (db.Message,
 	if err != nil {
 		return m, err
 	}
-	if m.SenderID != user(c) {
+	if m.SenderID == nil || *m.SenderID != user(c) {
 		return m, errorf("not_sender", "only the sender can change a message")
 	}
 	return m, nil

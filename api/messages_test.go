@@ -89,7 +89,7 @@ func TestConcurrentSendsGetGapFreeSeq(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("m-%d", i), m.Body)
 		sent[m.ID] = m
 		seqs = append(seqs, m.Seq)
-		if m.SenderID == alice.ID {
+		if *m.SenderID == alice.ID {
 			aliceMax = max(aliceMax, m.Seq)
 		}
 	}
@@ -120,7 +120,7 @@ func TestConcurrentSendsGetGapFreeSeq(t *testing.T) {
 	// Unread agrees with the commit order: bob's messages after alice's last send.
 	var want int64
 	for _, m := range sent {
-		if m.SenderID == bob.ID && m.Seq > aliceMax {
+		if *m.SenderID == bob.ID && m.Seq > aliceMax {
 			want++
 		}
 	}

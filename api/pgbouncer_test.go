@@ -260,12 +260,12 @@ func requireSeqsOnceInOrder(t *testing.T, s *stream, n int) {
 func unreadAfterOwnLast(msgs []events.Message, other, reader string) int64 {
 	var want, readerLast int64
 	for _, m := range msgs {
-		if m.SenderID == reader {
+		if *m.SenderID == reader {
 			readerLast = max(readerLast, m.Seq)
 		}
 	}
 	for _, m := range msgs {
-		if m.SenderID == other && m.Seq > readerLast {
+		if *m.SenderID == other && m.Seq > readerLast {
 			want++
 		}
 	}

@@ -214,7 +214,7 @@ func restRequireKeys(t testing.TB, raw json.RawMessage, keys ...string) map[stri
 
 func restRequireConversationObject(t testing.TB, raw json.RawMessage) map[string]json.RawMessage {
 	t.Helper()
-	o := restRequireKeys(t, raw, "id", "kind", "title", "participants", "last_message", "last_read_seq",
+	o := restRequireKeys(t, raw, "id", "kind", "title", "external_id", "metadata", "closed_at", "participants", "last_message", "last_read_seq",
 		"unread_count", "created_at", "updated_at")
 	require.Regexp(t, restTimeFormat, string(o["created_at"]))
 	require.Regexp(t, restTimeFormat, string(o["updated_at"]))
@@ -231,7 +231,7 @@ func restRequireConversationObject(t testing.TB, raw json.RawMessage) map[string
 
 func restRequireMessageObject(t testing.TB, raw json.RawMessage) {
 	t.Helper()
-	o := restRequireKeys(t, raw, "id", "conversation_id", "seq", "sender_id", "body", "client_id",
+	o := restRequireKeys(t, raw, "id", "conversation_id", "seq", "kind", "sender_id", "body", "client_id",
 		"created_at", "edited_at", "deleted_at", "attachments")
 	require.Regexp(t, restTimeFormat, string(o["created_at"]))
 	require.Equal(t, byte('['), o["attachments"][0], "attachments is always a list: %s", raw)

@@ -18,11 +18,12 @@ func TestEveryWriteRouteRingsTheDoorbell(t *testing.T) {
 	alice := newUser(t, in, "alice")
 	// Routes that write nothing to the event log.
 	quiet := map[string]string{
-		"POST /v1/session":                  "sets a cookie",
-		"POST /v1/tickets":                  "stores a ticket, not an event",
-		"POST /v1/conversations/:id/typing": "ephemeral: a NOTIFY of its own",
-		"DELETE /v1/session":                "clears a cookie",
-		"POST /dev/token":                   "mints a token",
+		"POST /v1/session":                        "sets a cookie",
+		"POST /v1/tickets":                        "stores a ticket, not an event",
+		"POST /v1/conversations/:id/typing":       "ephemeral: a NOTIFY of its own",
+		"DELETE /v1/session":                      "clears a cookie",
+		"POST /dev/token":                         "mints a token",
+		"POST /v1/server/conversations/:id/close": "sets closed_at; no event (sends refused from then on are answered 409)",
 	}
 	checked := 0
 	for _, r := range in.Server.Config.Handler.(*Server).engine.Routes() {
@@ -33,11 +34,15 @@ func TestEveryWriteRouteRingsTheDoorbell(t *testing.T) {
 			continue
 		}
 		path := r.Path
-		for _, p := range []string{":id", ":message_id"} {
+		for _, p := range []string{":id", ":message_id", ":user_id"} {
 			path = strings.ReplaceAll(path, p, randomUUID())
 		}
 		before := in.Log.Rings()
-		res := alice.do(r.Method, path, map[string]any{})
+		tok := alice.Token
+		if strings.HasPrefix(path, "/v1/server/") {
+			tok = testServiceKey
+		}
+		res := call(t, r.Method, in.URL+path, tok, map[string]any{})
 		require.Greater(t, in.Log.Rings(), before, "%s %s (answered %d) did not ring", r.Method, r.Path, res.Status)
 		checked++
 	}

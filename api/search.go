@@ -92,7 +92,7 @@ func (s *Server) searchPage(c *gin.Context, params db.SearchMessagesParams, limi
 		next = &n
 	}
 	for _, r := range rows {
-		m := db.Message{ID: r.ID, ConversationID: r.ConversationID, Seq: r.Seq, SenderID: r.SenderID, Body: r.Body,
+		m := db.Message{ID: r.ID, ConversationID: r.ConversationID, Seq: r.Seq, Kind: r.Kind, SenderID: r.SenderID, Body: r.Body,
 			ClientID: r.ClientID, CreatedAt: r.CreatedAt, EditedAt: r.EditedAt, DeletedAt: r.DeletedAt, Attachments: r.Attachments}
 		results = append(results, searchResult{Message: events.MessageFrom(m), Snippet: markSnippet(r.Snippet)})
 	}

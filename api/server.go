@@ -54,6 +54,8 @@ type Config struct {
 	DevAudience     string
 	Now             func() time.Time
 	Web             http.FileSystem // the browser client served at /
+	// ServiceKeys open the server API (/v1/server); nil or empty, it answers 401 to all.
+	ServiceKeys *ServiceKeys
 	// MetricsToken lets /metrics answer on the public address to requests that carry it as
 	// a Bearer token; empty, /metrics answers only on its own address (MetricsHandler).
 	MetricsToken string
@@ -175,7 +177,7 @@ func (s *Server) routes() *gin.Engine {
 	// the handler did: a forgotten ring would delay delivery to the safety poll unseen.
 	// Writes and reads have separate budgets per user: reads are cheaper and more frequent,
 	// but each still costs the database (unread counts, history), so neither is unlimited.
-	v1 := r.Group("/v1", s.authenticate)
+	v1 := r.Group("/v1", s.refuseServiceKey, s.authenticate)
 	v1.POST("/session", s.handle(s.createSession))
 	v1.POST("/tickets", s.limit, s.handle(s.createTicket))
 	v1.GET("/events", s.limitReads, s.handle(s.stream))
@@ -192,6 +194,18 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/conversations/:id/read", s.limit, s.ring, s.handle(s.markRead))
 	v1.POST("/conversations/:id/typing", s.limit, s.handle(s.typing))
 	get(v1, "/search", s.limitReads, s.handle(s.search))
+	v1.DELETE("/conversations/:id/members/me", s.limit, s.ring, s.handle(s.leave))
+
+	// The server API, for the application's backend: service keys only (servicekeys.go),
+	// and no per-user rate limits (the backend acts for all its users).
+	sv := r.Group("/v1/server", s.authenticateService)
+	sv.POST("/conversations", s.ring, s.handle(s.createServerConversation))
+	get(sv, "/conversations", s.handle(s.findServerConversation))
+	sv.POST("/conversations/:id/messages", s.ring, s.handle(s.sendSystemMessage))
+	sv.POST("/conversations/:id/close", s.handle(s.closeConversation))
+	sv.POST("/conversations/:id/members", s.ring, s.handle(s.addMembers))
+	sv.DELETE("/conversations/:id/members/:user_id", s.ring, s.handle(s.removeMember))
+	sv.PUT("/users/:id/notifications", s.handle(s.setNotifications))
 	return r
 }
 

@@ -20,6 +20,10 @@ type Conversation struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	ActivityAt time.Time
+	ExternalID *string
+	Metadata   []byte
+	ClosedAt   *time.Time
+	History    string
 }
 
 type Event struct {
@@ -30,6 +34,7 @@ type Event struct {
 	MessageID      pgtype.UUID
 	UserID         *string
 	Seq            *int64
+	Actor          *string
 	CreatedAt      time.Time
 }
 
@@ -50,6 +55,8 @@ type Member struct {
 	LastReadSeq    int64
 	JoinedAt       time.Time
 	TookPart       bool
+	JoinedTx       uint64
+	HistorySeq     int64
 }
 
 type MemberConversation struct {
@@ -60,6 +67,9 @@ type MemberConversation struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	ActivityAt    time.Time
+	ExternalID    *string
+	Metadata      []byte
+	ClosedAt      *time.Time
 	LastReadSeq   int64
 	UnreadCount   int64
 	LmID          pgtype.UUID
@@ -70,19 +80,29 @@ type MemberConversation struct {
 	LmCreatedAt   *time.Time
 	LmEditedAt    *time.Time
 	LmDeletedAt   *time.Time
+	LmKind        *string
 	LmAttachments []byte
+}
+
+type MemberHistory struct {
+	ConversationID pgtype.UUID
+	UserID         string
+	JoinedTx       uint64
+	LeftTx         uint64
+	HistorySeq     int64
 }
 
 type Message struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	Body           string
 	ClientID       *string
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Kind           string
 	Attachments    []byte
 }
 

@@ -12,6 +12,59 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const addConversationMembers = `-- name: AddConversationMembers :many
+WITH conv AS (
+    SELECT c.id, c.last_seq, COALESCE($1::text, c.history) AS history
+    FROM conversations c WHERE c.id = $2
+), ins AS (
+    INSERT INTO members (conversation_id, user_id, last_read_seq, history_seq)
+    SELECT conv.id, u, conv.last_seq, CASE WHEN conv.history = 'joined' THEN conv.last_seq ELSE 0 END
+    FROM conv, unnest($3::text[]) AS u
+    ON CONFLICT (conversation_id, user_id) DO NOTHING
+    RETURNING conversation_id, user_id
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT a.conversation_id, a.type, a.user_id, NULL
+    FROM (SELECT conversation_id, 'conversation' AS type, user_id, 1 AS o FROM ins
+          UNION ALL
+          SELECT conversation_id, 'member_added', user_id, 2 FROM ins) a
+    ORDER BY a.user_id, a.o
+)
+SELECT user_id FROM ins ORDER BY user_id
+`
+
+type AddConversationMembersParams struct {
+	History        *string
+	ConversationID pgtype.UUID
+	UserIds        []string
+}
+
+// Adds users to a conversation after its creation (after LockConversations, in the same
+// transaction) and logs, for each who was not a member, a conversation event addressed to
+// that user alone (user_id set: the conversation object it was added to) and member_added
+// for everyone; returns those users. A new
+// member has nothing unread from before it joined; with history 'joined' (the add's, else
+// the conversation's) it sees no message from before either. See member_history.
+func (q *Queries) AddConversationMembers(ctx context.Context, arg AddConversationMembersParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, addConversationMembers, arg.History, arg.ConversationID, arg.UserIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var user_id string
+		if err := rows.Scan(&user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const addMembers = `-- name: AddMembers :exec
 INSERT INTO members (conversation_id, user_id, took_part)
 SELECT $1, u, u = $2::text FROM unnest($3::text[]) u
@@ -30,33 +83,43 @@ func (q *Queries) AddMembers(ctx context.Context, arg AddMembersParams) error {
 }
 
 const backfillEvents = `-- name: BackfillEvents :many
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
-    x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
-    x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments, '{}'::text[] AS recipients
-FROM members r
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
+    e.m_id, e.m_seq, e.m_sender_id, e.m_body, e.m_client_id, e.m_created_at, e.m_edited_at,
+    e.m_deleted_at, e.m_kind, e.m_attachments, '{}'::text[] AS recipients
+FROM (
+    SELECT m.conversation_id, m.joined_tx, NULL::xid8 AS left_tx, m.history_seq
+    FROM members m WHERE m.user_id = $1
+    UNION ALL
+    SELECT h.conversation_id, h.joined_tx, h.left_tx, h.history_seq
+    FROM member_history h WHERE h.user_id = $1 AND h.left_tx >= $2::xid8
+) r
 CROSS JOIN LATERAL (
-    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.message_id
+    SELECT v.tx, v.id, v.conversation_id, v.type, v.user_id, v.seq, v.created_at, v.actor,
+        x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
+        x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
+        x.deleted_at AS m_deleted_at, x.kind AS m_kind, x.attachments AS m_attachments
     FROM events v
+    LEFT JOIN messages x ON x.id = v.message_id
     WHERE v.conversation_id = r.conversation_id
-      AND (v.tx, v.id) > ($1::xid8, $2::bigint)
-      AND (v.tx, v.id) <= ($3::xid8, $4::bigint)
+      AND (v.tx, v.id) > ($2::xid8, $3::bigint)
+      AND (v.tx, v.id) <= ($4::xid8, $5::bigint)
+      AND v.tx >= r.joined_tx AND (r.left_tx IS NULL OR v.tx <= r.left_tx)
+      AND (x.seq IS NULL OR x.seq > r.history_seq)
+      AND (v.type <> 'conversation' OR v.user_id IS NULL OR v.user_id = $1)
     ORDER BY v.tx, v.id
-    LIMIT $5
+    LIMIT $6
 ) e
-LEFT JOIN messages x ON x.id = e.message_id
-WHERE r.user_id = $6
 ORDER BY e.tx, e.id
-LIMIT $5
+LIMIT $6
 `
 
 type BackfillEventsParams struct {
+	UserID   string
 	AfterTx  uint64
 	AfterID  int64
 	UptoTx   uint64
 	UptoID   int64
 	RowLimit int32
-	UserID   string
 }
 
 type BackfillEventsRow struct {
@@ -67,6 +130,7 @@ type BackfillEventsRow struct {
 	UserID         *string
 	Seq            *int64
 	CreatedAt      time.Time
+	Actor          *string
 	MID            pgtype.UUID
 	MSeq           *int64
 	MSenderID      *string
@@ -75,25 +139,27 @@ type BackfillEventsRow struct {
 	MCreatedAt     *time.Time
 	MEditedAt      *time.Time
 	MDeletedAt     *time.Time
+	MKind          *string
 	MAttachments   []byte
 	Recipients     []string
 }
 
 // One user's events in the cursor range (after, upto], for a stream or poll resuming from
 // a cursor before the hub's head. upto is a position the reader already read below the
-// fence, so the range is final. The lateral join walks each of the user's
-// conversations through events_conversation: the planner must not scan the whole window
-// of everyone's events to find this user's few.
+// fence, so the range is final. The lateral join walks each of the user's membership
+// ranges, open (members) and closed (member_history, see schema.sql), through
+// events_conversation, keeping the events inside the range that the user may see: the
+// planner must not scan the whole window of everyone's events to find this user's few.
 // Its columns are ReadEvents' (recipients empty: the stream's user is the recipient), so
 // both render through one builder.
 func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) ([]BackfillEventsRow, error) {
 	rows, err := q.db.Query(ctx, backfillEvents,
+		arg.UserID,
 		arg.AfterTx,
 		arg.AfterID,
 		arg.UptoTx,
 		arg.UptoID,
 		arg.RowLimit,
-		arg.UserID,
 	)
 	if err != nil {
 		return nil, err
@@ -110,6 +176,7 @@ func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) 
 			&i.UserID,
 			&i.Seq,
 			&i.CreatedAt,
+			&i.Actor,
 			&i.MID,
 			&i.MSeq,
 			&i.MSenderID,
@@ -118,6 +185,7 @@ func (q *Queries) BackfillEvents(ctx context.Context, arg BackfillEventsParams) 
 			&i.MCreatedAt,
 			&i.MEditedAt,
 			&i.MDeletedAt,
+			&i.MKind,
 			&i.MAttachments,
 			&i.Recipients,
 		); err != nil {
@@ -139,14 +207,14 @@ WITH u AS (
         deleted_at = CASE WHEN $1::boolean THEN now() END,
         attachments = CASE WHEN $1::boolean THEN '[]'::jsonb ELSE messages.attachments END
     WHERE messages.conversation_id = $3 AND messages.id = $4
-      AND messages.sender_id = $5 AND messages.deleted_at IS NULL
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
+      AND messages.sender_id = $5::text AND messages.deleted_at IS NULL
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
     SELECT u.conversation_id, CASE WHEN $1::boolean THEN 'message_deleted' ELSE 'message_updated' END, u.id
     FROM u
 )
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
 FROM u
 `
 
@@ -162,12 +230,13 @@ type ChangeMessageRow struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	Body           string
 	ClientID       *string
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Kind           string
 	Attachments    []byte
 }
 
@@ -194,9 +263,28 @@ func (q *Queries) ChangeMessage(ctx context.Context, arg ChangeMessageParams) (C
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Kind,
 		&i.Attachments,
 	)
 	return i, err
+}
+
+const closeConversation = `-- name: CloseConversation :one
+UPDATE conversations
+SET closed_at = COALESCE(closed_at, now()), updated_at = CASE WHEN closed_at IS NULL THEN now() ELSE updated_at END
+WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(conversations.id::text)))
+  AND id = $1
+RETURNING id
+`
+
+// Closes a conversation once; closing it again changes nothing. No row for an unknown id.
+// It takes the conversation's send lock (see LockConversations) before its row: a batch of
+// sends that passed its closed check commits before the close does.
+func (q *Queries) CloseConversation(ctx context.Context, conversationID pgtype.UUID) (pgtype.UUID, error) {
+	row := q.db.QueryRow(ctx, closeConversation, conversationID)
+	var id pgtype.UUID
+	err := row.Scan(&id)
+	return id, err
 }
 
 const consumeTicket = `-- name: ConsumeTicket :one
@@ -251,6 +339,28 @@ func (q *Queries) Contacts(ctx context.Context, userIds []string) ([]ContactsRow
 	return items, nil
 }
 
+const conversationByExternalID = `-- name: ConversationByExternalID :one
+SELECT id FROM conversations WHERE external_id = $1
+`
+
+func (q *Queries) ConversationByExternalID(ctx context.Context, externalID *string) (pgtype.UUID, error) {
+	row := q.db.QueryRow(ctx, conversationByExternalID, externalID)
+	var id pgtype.UUID
+	err := row.Scan(&id)
+	return id, err
+}
+
+const conversationKind = `-- name: ConversationKind :one
+SELECT kind FROM conversations WHERE id = $1
+`
+
+func (q *Queries) ConversationKind(ctx context.Context, conversationID pgtype.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, conversationKind, conversationID)
+	var kind string
+	err := row.Scan(&kind)
+	return kind, err
+}
+
 const conversationMembers = `-- name: ConversationMembers :many
 SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id
 `
@@ -277,14 +387,17 @@ func (q *Queries) ConversationMembers(ctx context.Context, conversationID pgtype
 }
 
 const conversationsByID = `-- name: ConversationsByID :many
-SELECT id, kind, title, created_at FROM conversations WHERE id = ANY($1::uuid[])
+SELECT id, kind, title, created_at, external_id, metadata, closed_at FROM conversations WHERE id = ANY($1::uuid[])
 `
 
 type ConversationsByIDRow struct {
-	ID        pgtype.UUID
-	Kind      string
-	Title     *string
-	CreatedAt time.Time
+	ID         pgtype.UUID
+	Kind       string
+	Title      *string
+	CreatedAt  time.Time
+	ExternalID *string
+	Metadata   []byte
+	ClosedAt   *time.Time
 }
 
 // The shared fields of conversations, for rendering conversation events in one query.
@@ -302,6 +415,9 @@ func (q *Queries) ConversationsByID(ctx context.Context, ids []pgtype.UUID) ([]C
 			&i.Kind,
 			&i.Title,
 			&i.CreatedAt,
+			&i.ExternalID,
+			&i.Metadata,
+			&i.ClosedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -313,20 +429,39 @@ func (q *Queries) ConversationsByID(ctx context.Context, ids []pgtype.UUID) ([]C
 	return items, nil
 }
 
+const countMembers = `-- name: CountMembers :one
+SELECT count(*) FROM members WHERE conversation_id = $1
+`
+
+func (q *Queries) CountMembers(ctx context.Context, conversationID pgtype.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, countMembers, conversationID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const createDirectConversation = `-- name: CreateDirectConversation :one
-INSERT INTO conversations (kind, direct_a, direct_b) VALUES ('direct', $1, $2)
-ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' DO NOTHING
+INSERT INTO conversations (kind, direct_a, direct_b, title, metadata)
+VALUES ('direct', $1, $2, $3, ($4::text)::jsonb)
+ON CONFLICT (direct_a, direct_b) WHERE kind = 'direct' AND external_id IS NULL DO NOTHING
 RETURNING id
 `
 
 type CreateDirectConversationParams struct {
-	A *string
-	B *string
+	A        *string
+	B        *string
+	Title    *string
+	Metadata string
 }
 
 // Returns no row when the pair already has its conversation.
 func (q *Queries) CreateDirectConversation(ctx context.Context, arg CreateDirectConversationParams) (pgtype.UUID, error) {
-	row := q.db.QueryRow(ctx, createDirectConversation, arg.A, arg.B)
+	row := q.db.QueryRow(ctx, createDirectConversation,
+		arg.A,
+		arg.B,
+		arg.Title,
+		arg.Metadata,
+	)
 	var id pgtype.UUID
 	err := row.Scan(&id)
 	return id, err
@@ -338,6 +473,43 @@ INSERT INTO conversations (kind, title) VALUES ('group', $1) RETURNING id
 
 func (q *Queries) CreateGroupConversation(ctx context.Context, title *string) (pgtype.UUID, error) {
 	row := q.db.QueryRow(ctx, createGroupConversation, title)
+	var id pgtype.UUID
+	err := row.Scan(&id)
+	return id, err
+}
+
+const createServerConversation = `-- name: CreateServerConversation :one
+INSERT INTO conversations (kind, title, direct_a, direct_b, external_id, metadata, history)
+VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb, $7)
+ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING
+RETURNING id
+`
+
+type CreateServerConversationParams struct {
+	Kind       string
+	Title      *string
+	DirectA    *string
+	DirectB    *string
+	ExternalID *string
+	Metadata   string
+	History    string
+}
+
+// A conversation the application's backend opens. Returns no row when external_id is
+// taken: ON CONFLICT waits for a concurrent creator with the same external_id to commit,
+// so of any number of concurrent creations exactly one inserts.
+// metadata travels as text: through PgBouncer pgx cannot learn a parameter's type, and
+// would send bytes as bytea, which jsonb refuses.
+func (q *Queries) CreateServerConversation(ctx context.Context, arg CreateServerConversationParams) (pgtype.UUID, error) {
+	row := q.db.QueryRow(ctx, createServerConversation,
+		arg.Kind,
+		arg.Title,
+		arg.DirectA,
+		arg.DirectB,
+		arg.ExternalID,
+		arg.Metadata,
+		arg.History,
+	)
 	var id pgtype.UUID
 	err := row.Scan(&id)
 	return id, err
@@ -478,7 +650,7 @@ func (q *Queries) ExpireInstances(ctx context.Context, staleSeconds float64) ([]
 }
 
 const getConversation = `-- name: GetConversation :one
-SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_attachments FROM member_conversations WHERE id = $1 AND member_id = $2
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, external_id, metadata, closed_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_kind, lm_attachments FROM member_conversations WHERE id = $1 AND member_id = $2
 `
 
 type GetConversationParams struct {
@@ -498,6 +670,9 @@ func (q *Queries) GetConversation(ctx context.Context, arg GetConversationParams
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.ActivityAt,
+		&i.ExternalID,
+		&i.Metadata,
+		&i.ClosedAt,
 		&i.LastReadSeq,
 		&i.UnreadCount,
 		&i.LmID,
@@ -508,13 +683,14 @@ func (q *Queries) GetConversation(ctx context.Context, arg GetConversationParams
 		&i.LmCreatedAt,
 		&i.LmEditedAt,
 		&i.LmDeletedAt,
+		&i.LmKind,
 		&i.LmAttachments,
 	)
 	return i, err
 }
 
 const getDirectConversation = `-- name: GetDirectConversation :one
-SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = $1 AND direct_b = $2
+SELECT id FROM conversations WHERE kind = 'direct' AND direct_a = $1 AND direct_b = $2 AND external_id IS NULL
 `
 
 type GetDirectConversationParams struct {
@@ -530,7 +706,7 @@ func (q *Queries) GetDirectConversation(ctx context.Context, arg GetDirectConver
 }
 
 const getMessage = `-- name: GetMessage :one
-SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at, x.attachments FROM messages x
+SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at, x.kind, x.attachments FROM messages x
 JOIN members m ON m.conversation_id = x.conversation_id AND m.user_id = $1
 WHERE x.conversation_id = $2 AND x.id = $3
 `
@@ -555,19 +731,20 @@ func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Kind,
 		&i.Attachments,
 	)
 	return i, err
 }
 
 const getMessageByClientID = `-- name: GetMessageByClientID :one
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments FROM messages
 WHERE conversation_id = $1 AND sender_id = $2 AND client_id = $3
 `
 
 type GetMessageByClientIDParams struct {
 	ConversationID pgtype.UUID
-	SenderID       string
+	SenderID       *string
 	ClientID       *string
 }
 
@@ -584,6 +761,36 @@ func (q *Queries) GetMessageByClientID(ctx context.Context, arg GetMessageByClie
 		&i.CreatedAt,
 		&i.EditedAt,
 		&i.DeletedAt,
+		&i.Kind,
+		&i.Attachments,
+	)
+	return i, err
+}
+
+const getSystemMessageByClientID = `-- name: GetSystemMessageByClientID :one
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments FROM messages
+WHERE conversation_id = $1 AND sender_id IS NULL AND client_id = $2
+`
+
+type GetSystemMessageByClientIDParams struct {
+	ConversationID pgtype.UUID
+	ClientID       *string
+}
+
+func (q *Queries) GetSystemMessageByClientID(ctx context.Context, arg GetSystemMessageByClientIDParams) (Message, error) {
+	row := q.db.QueryRow(ctx, getSystemMessageByClientID, arg.ConversationID, arg.ClientID)
+	var i Message
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.Seq,
+		&i.SenderID,
+		&i.Body,
+		&i.ClientID,
+		&i.CreatedAt,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.Kind,
 		&i.Attachments,
 	)
 	return i, err
@@ -593,6 +800,7 @@ const insertConversationEvent = `-- name: InsertConversationEvent :exec
 INSERT INTO events (conversation_id, type) VALUES ($1, 'conversation')
 `
 
+// The creation of a conversation, for all its members (user_id NULL).
 func (q *Queries) InsertConversationEvent(ctx context.Context, conversationID pgtype.UUID) error {
 	_, err := q.db.Exec(ctx, insertConversationEvent, conversationID)
 	return err
@@ -635,7 +843,7 @@ func (q *Queries) LeaveInstance(ctx context.Context, id string) error {
 }
 
 const listConversations = `-- name: ListConversations :many
-SELECT member_id, id, kind, title, created_at, updated_at, activity_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_attachments FROM member_conversations
+SELECT member_id, id, kind, title, created_at, updated_at, activity_at, external_id, metadata, closed_at, last_read_seq, unread_count, lm_id, lm_seq, lm_sender_id, lm_body, lm_client_id, lm_created_at, lm_edited_at, lm_deleted_at, lm_kind, lm_attachments FROM member_conversations
 WHERE member_id = $1
   AND ($2::timestamptz IS NULL
        OR (activity_at, id) < ($2::timestamptz, $3::uuid))
@@ -674,6 +882,9 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.ActivityAt,
+			&i.ExternalID,
+			&i.Metadata,
+			&i.ClosedAt,
 			&i.LastReadSeq,
 			&i.UnreadCount,
 			&i.LmID,
@@ -684,6 +895,7 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 			&i.LmCreatedAt,
 			&i.LmEditedAt,
 			&i.LmDeletedAt,
+			&i.LmKind,
 			&i.LmAttachments,
 		); err != nil {
 			return nil, err
@@ -697,17 +909,18 @@ func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsPa
 }
 
 const listLatestMessages = `-- name: ListLatestMessages :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages WHERE conversation_id = $1
-ORDER BY seq DESC LIMIT $2
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments FROM messages WHERE conversation_id = $1 AND seq > $2
+ORDER BY seq DESC LIMIT $3
 `
 
 type ListLatestMessagesParams struct {
 	ConversationID pgtype.UUID
+	HistorySeq     int64
 	RowLimit       int32
 }
 
 func (q *Queries) ListLatestMessages(ctx context.Context, arg ListLatestMessagesParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listLatestMessages, arg.ConversationID, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listLatestMessages, arg.ConversationID, arg.HistorySeq, arg.RowLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -725,6 +938,7 @@ func (q *Queries) ListLatestMessages(ctx context.Context, arg ListLatestMessages
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 			&i.Attachments,
 		); err != nil {
 			return nil, err
@@ -771,18 +985,24 @@ func (q *Queries) ListMembers(ctx context.Context, arg ListMembersParams) ([]str
 }
 
 const listMessagesAfter = `-- name: ListMessagesAfter :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages WHERE conversation_id = $1 AND seq > $2
-ORDER BY seq ASC LIMIT $3
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments FROM messages WHERE conversation_id = $1 AND seq > GREATEST($2::bigint, $3::bigint)
+ORDER BY seq ASC LIMIT $4
 `
 
 type ListMessagesAfterParams struct {
 	ConversationID pgtype.UUID
 	AfterSeq       int64
+	HistorySeq     int64
 	RowLimit       int32
 }
 
 func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listMessagesAfter, arg.ConversationID, arg.AfterSeq, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listMessagesAfter,
+		arg.ConversationID,
+		arg.AfterSeq,
+		arg.HistorySeq,
+		arg.RowLimit,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -800,6 +1020,7 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 			&i.Attachments,
 		); err != nil {
 			return nil, err
@@ -813,18 +1034,24 @@ func (q *Queries) ListMessagesAfter(ctx context.Context, arg ListMessagesAfterPa
 }
 
 const listMessagesBefore = `-- name: ListMessagesBefore :many
-SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments FROM messages WHERE conversation_id = $1 AND seq < $2
-ORDER BY seq DESC LIMIT $3
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments FROM messages WHERE conversation_id = $1 AND seq < $2 AND seq > $3
+ORDER BY seq DESC LIMIT $4
 `
 
 type ListMessagesBeforeParams struct {
 	ConversationID pgtype.UUID
 	BeforeSeq      int64
+	HistorySeq     int64
 	RowLimit       int32
 }
 
 func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBeforeParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, listMessagesBefore, arg.ConversationID, arg.BeforeSeq, arg.RowLimit)
+	rows, err := q.db.Query(ctx, listMessagesBefore,
+		arg.ConversationID,
+		arg.BeforeSeq,
+		arg.HistorySeq,
+		arg.RowLimit,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -842,6 +1069,7 @@ func (q *Queries) ListMessagesBefore(ctx context.Context, arg ListMessagesBefore
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 			&i.Attachments,
 		); err != nil {
 			return nil, err
@@ -990,6 +1218,23 @@ func (q *Queries) MarkRead(ctx context.Context, arg MarkReadParams) (int64, erro
 	return last_read_seq, err
 }
 
+const memberHistorySeq = `-- name: MemberHistorySeq :one
+SELECT history_seq FROM members WHERE conversation_id = $1 AND user_id = $2
+`
+
+type MemberHistorySeqParams struct {
+	ConversationID pgtype.UUID
+	UserID         string
+}
+
+// The seq after which the caller sees messages; no row when it is not a member.
+func (q *Queries) MemberHistorySeq(ctx context.Context, arg MemberHistorySeqParams) (int64, error) {
+	row := q.db.QueryRow(ctx, memberHistorySeq, arg.ConversationID, arg.UserID)
+	var history_seq int64
+	err := row.Scan(&history_seq)
+	return history_seq, err
+}
+
 const notify = `-- name: Notify :exec
 SELECT set_config('synchronous_commit', 'off', true), pg_notify($1::text, $2::text)
 `
@@ -1083,7 +1328,7 @@ type NotifyDigestRow struct {
 	UnreadCount    int64
 	MessageID      pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	SenderName     *string
 	Preview        string
 }
@@ -1399,6 +1644,9 @@ WITH last AS (
 ), fl AS (
     UPDATE event_floor SET tx = last.tx, id = last.id FROM last
     WHERE EXISTS (SELECT 1 FROM gone)
+), hist AS (
+    -- A closed membership range that ended before the floor holds no event any more.
+    DELETE FROM member_history h USING last WHERE h.left_tx < last.tx
 )
 SELECT count(*) FROM gone
 `
@@ -1422,12 +1670,19 @@ func (q *Queries) PruneTickets(ctx context.Context) error {
 }
 
 const readEvents = `-- name: ReadEvents :many
-SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at,
+SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.actor,
     x.id AS m_id, x.seq AS m_seq, x.sender_id AS m_sender_id, x.body AS m_body,
     x.client_id AS m_client_id, x.created_at AS m_created_at, x.edited_at AS m_edited_at,
-    x.deleted_at AS m_deleted_at, x.attachments AS m_attachments,
-    ARRAY(SELECT r.user_id FROM members r WHERE r.conversation_id = e.conversation_id
-          ORDER BY r.user_id)::text[] AS recipients
+    x.deleted_at AS m_deleted_at, x.kind AS m_kind, x.attachments AS m_attachments,
+    CASE WHEN e.type = 'conversation' AND e.user_id IS NOT NULL THEN ARRAY[e.user_id]
+    ELSE ARRAY(SELECT r.user_id FROM members r
+          WHERE r.conversation_id = e.conversation_id AND r.joined_tx <= e.tx
+            AND (x.seq IS NULL OR x.seq > r.history_seq)
+          UNION ALL -- a user's ranges in a conversation never overlap: nothing to deduplicate
+          SELECT h.user_id FROM member_history h
+          WHERE h.conversation_id = e.conversation_id AND h.joined_tx <= e.tx AND e.tx <= h.left_tx
+            AND (x.seq IS NULL OR x.seq > h.history_seq)
+          ORDER BY 1) END::text[] AS recipients
 FROM events e
 LEFT JOIN messages x ON x.id = e.message_id
 WHERE (e.tx, e.id) > ($1::xid8, $2::bigint)
@@ -1450,6 +1705,7 @@ type ReadEventsRow struct {
 	UserID         *string
 	Seq            *int64
 	CreatedAt      time.Time
+	Actor          *string
 	MID            pgtype.UUID
 	MSeq           *int64
 	MSenderID      *string
@@ -1458,12 +1714,15 @@ type ReadEventsRow struct {
 	MCreatedAt     *time.Time
 	MEditedAt      *time.Time
 	MDeletedAt     *time.Time
+	MKind          *string
 	MAttachments   []byte
 	Recipients     []string
 }
 
 // The next events after a cursor, for one instance's fan-out. Only rows written by
 // transactions older than every running one are read (the fence, see schema.sql).
+// Recipients are the users whose membership range holds the event (see member_history in
+// schema.sql) and who may see its message (history_seq).
 func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadEventsRow, error) {
 	rows, err := q.db.Query(ctx, readEvents, arg.AfterTx, arg.AfterID, arg.RowLimit)
 	if err != nil {
@@ -1481,6 +1740,7 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 			&i.UserID,
 			&i.Seq,
 			&i.CreatedAt,
+			&i.Actor,
 			&i.MID,
 			&i.MSeq,
 			&i.MSenderID,
@@ -1489,6 +1749,7 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 			&i.MCreatedAt,
 			&i.MEditedAt,
 			&i.MDeletedAt,
+			&i.MKind,
 			&i.MAttachments,
 			&i.Recipients,
 		); err != nil {
@@ -1502,13 +1763,43 @@ func (q *Queries) ReadEvents(ctx context.Context, arg ReadEventsParams) ([]ReadE
 	return items, nil
 }
 
+const removeMember = `-- name: RemoveMember :one
+WITH gone AS (
+    DELETE FROM members m WHERE m.conversation_id = $1 AND m.user_id = $2
+    RETURNING m.conversation_id, m.user_id, m.joined_tx, m.history_seq
+), hist AS (
+    INSERT INTO member_history (conversation_id, user_id, joined_tx, left_tx, history_seq)
+    SELECT conversation_id, user_id, joined_tx, pg_current_xact_id(), history_seq FROM gone
+), ev AS (
+    INSERT INTO events (conversation_id, type, user_id, actor)
+    SELECT conversation_id, 'member_removed', user_id, $3::text FROM gone
+)
+SELECT user_id FROM gone
+`
+
+type RemoveMemberParams struct {
+	ConversationID pgtype.UUID
+	UserID         string
+	Actor          *string
+}
+
+// Removes a member (after LockConversations, in the same transaction): its open range
+// becomes a closed one in member_history, ending at this transaction, whose member_removed
+// event is the last of the conversation the user receives. No row when it was no member.
+func (q *Queries) RemoveMember(ctx context.Context, arg RemoveMemberParams) (string, error) {
+	row := q.db.QueryRow(ctx, removeMember, arg.ConversationID, arg.UserID, arg.Actor)
+	var user_id string
+	err := row.Scan(&user_id)
+	return user_id, err
+}
+
 const searchMessages = `-- name: SearchMessages :many
 SELECT p.id, p.conversation_id, p.seq, p.sender_id, p.body, p.client_id, p.created_at,
-    p.edited_at, p.deleted_at, p.attachments,
+    p.edited_at, p.deleted_at, p.kind, p.attachments,
     ts_headline(chat_search_config(), translate(p.body, E'\x01\x02', ''), chat_search_query($1::text),
         'StartSel=' || chr(1) || ', StopSel=' || chr(2) || ', MaxWords=24, MinWords=8')::text AS snippet
 FROM (
-    SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at, x.attachments FROM messages x
+    SELECT x.id, x.conversation_id, x.seq, x.sender_id, x.body, x.client_id, x.created_at, x.edited_at, x.deleted_at, x.kind, x.attachments FROM messages x
     WHERE chat_search_vector(x.body) @@ chat_search_query($1::text)
       AND x.deleted_at IS NULL
       AND x.conversation_id = ANY(ARRAY(
@@ -1517,6 +1808,9 @@ FROM (
             AND ($3::uuid IS NULL OR m.conversation_id = $3::uuid)))
       AND ($4::timestamptz IS NULL
            OR (x.created_at, x.id) < ($4::timestamptz, $5::uuid))
+      -- A member added with history 'joined' finds nothing from before it joined.
+      AND x.seq > (SELECT h.history_seq FROM members h
+                   WHERE h.conversation_id = x.conversation_id AND h.user_id = $2)
     ORDER BY x.created_at DESC, x.id DESC
     LIMIT $6
 ) p
@@ -1536,12 +1830,13 @@ type SearchMessagesRow struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	Body           string
 	ClientID       *string
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Kind           string
 	Attachments    []byte
 	Snippet        string
 }
@@ -1580,6 +1875,7 @@ func (q *Queries) SearchMessages(ctx context.Context, arg SearchMessagesParams) 
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 			&i.Attachments,
 			&i.Snippet,
 		); err != nil {
@@ -1619,6 +1915,9 @@ WITH input AS (
     FROM input i
     WHERE EXISTS (SELECT 1 FROM members s
                   WHERE s.conversation_id = i.conversation_id AND s.user_id = i.sender_id)
+      -- A closed conversation takes no message; CloseConversation takes the same lock, so
+      -- a send is wholly before a close or sees it.
+      AND NOT EXISTS (SELECT 1 FROM conversations z WHERE z.id = i.conversation_id AND z.closed_at IS NOT NULL)
       AND (i.client_id IS NULL OR (
           NOT EXISTS (SELECT 1 FROM messages d
                       WHERE d.conversation_id = i.conversation_id AND d.sender_id = i.sender_id
@@ -1636,7 +1935,7 @@ WITH input AS (
     INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, attachments)
     SELECT ok.conversation_id, conv.base + ok.n, ok.sender_id, ok.body, ok.client_id, ok.attachments
     FROM ok JOIN conv ON conv.id = ok.conversation_id
-    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, attachments
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
 ), rd AS (
     UPDATE members SET last_read_seq = GREATEST(members.last_read_seq, r.seq), took_part = true
     FROM (SELECT conversation_id, sender_id, max(seq) AS seq FROM msg GROUP BY conversation_id, sender_id) AS r
@@ -1646,7 +1945,7 @@ WITH input AS (
     SELECT conversation_id, 'message', id FROM msg ORDER BY conversation_id, seq
 )
 SELECT ok.ord, msg.id, msg.conversation_id, msg.seq, msg.sender_id, msg.body, msg.client_id,
-    msg.created_at, msg.edited_at, msg.deleted_at, msg.attachments
+    msg.created_at, msg.edited_at, msg.deleted_at, msg.kind, msg.attachments
 FROM msg
 JOIN conv ON conv.id = msg.conversation_id
 JOIN ok ON ok.conversation_id = msg.conversation_id AND conv.base + ok.n = msg.seq
@@ -1665,12 +1964,13 @@ type SendMessagesRow struct {
 	ID             pgtype.UUID
 	ConversationID pgtype.UUID
 	Seq            int64
-	SenderID       string
+	SenderID       *string
 	Body           string
 	ClientID       *string
 	CreatedAt      time.Time
 	EditedAt       *time.Time
 	DeletedAt      *time.Time
+	Kind           string
 	Attachments    []byte
 }
 
@@ -1710,6 +2010,7 @@ func (q *Queries) SendMessages(ctx context.Context, arg SendMessagesParams) ([]S
 			&i.CreatedAt,
 			&i.EditedAt,
 			&i.DeletedAt,
+			&i.Kind,
 			&i.Attachments,
 		); err != nil {
 			return nil, err
@@ -1720,6 +2021,190 @@ func (q *Queries) SendMessages(ctx context.Context, arg SendMessagesParams) ([]S
 		return nil, err
 	}
 	return items, nil
+}
+
+const sendRefusal = `-- name: SendRefusal :one
+SELECT EXISTS (SELECT 1 FROM conversations c WHERE c.id = $1) AS found,
+    ($2::text IS NULL OR EXISTS (SELECT 1 FROM members m
+        WHERE m.conversation_id = $1 AND m.user_id = $2::text))::boolean AS member,
+    EXISTS (SELECT 1 FROM conversations c WHERE c.id = $1 AND c.closed_at IS NOT NULL) AS closed
+`
+
+type SendRefusalParams struct {
+	ConversationID pgtype.UUID
+	SenderID       *string
+}
+
+type SendRefusalRow struct {
+	Found  bool
+	Member bool
+	Closed bool
+}
+
+// Why SendMessages or SendSystemMessage wrote nothing: whether the conversation exists,
+// whether the sender (NULL: the server) may see it, and whether it is closed.
+func (q *Queries) SendRefusal(ctx context.Context, arg SendRefusalParams) (SendRefusalRow, error) {
+	row := q.db.QueryRow(ctx, sendRefusal, arg.ConversationID, arg.SenderID)
+	var i SendRefusalRow
+	err := row.Scan(&i.Found, &i.Member, &i.Closed)
+	return i, err
+}
+
+const sendSystemMessage = `-- name: SendSystemMessage :one
+WITH conv AS (
+    UPDATE conversations c
+    SET last_seq = c.last_seq + 1, activity_at = now(), updated_at = now()
+    WHERE (SELECT true FROM pg_advisory_xact_lock(1667785076, hashtext(c.id::text)))
+      AND c.id = $1 AND c.closed_at IS NULL
+      AND ($2::text IS NULL OR NOT EXISTS (
+          SELECT 1 FROM messages d
+          WHERE d.conversation_id = $1 AND d.sender_id IS NULL
+            AND d.client_id = $2::text))
+    RETURNING c.id, c.last_seq
+), msg AS (
+    INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, kind, attachments)
+    SELECT conv.id, conv.last_seq, NULL, $3, $2::text, 'system', $4::jsonb FROM conv
+    RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
+), ev AS (
+    INSERT INTO events (conversation_id, type, message_id)
+    SELECT msg.conversation_id, 'message', msg.id FROM msg
+)
+SELECT id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
+FROM msg
+`
+
+type SendSystemMessageParams struct {
+	ConversationID pgtype.UUID
+	ClientID       *string
+	Body           string
+	Attachments    []byte
+}
+
+type SendSystemMessageRow struct {
+	ID             pgtype.UUID
+	ConversationID pgtype.UUID
+	Seq            int64
+	SenderID       *string
+	Body           string
+	ClientID       *string
+	CreatedAt      time.Time
+	EditedAt       *time.Time
+	DeletedAt      *time.Time
+	Kind           string
+	Attachments    []byte
+}
+
+// A system message: a send without a sender, posted by the application's backend into
+// any open conversation. No participant's read position or took_part changes: a system
+// message is unread for every participant and says nothing of anyone's presence. No row
+// when the conversation is unknown or closed, or the client_id was used already.
+func (q *Queries) SendSystemMessage(ctx context.Context, arg SendSystemMessageParams) (SendSystemMessageRow, error) {
+	row := q.db.QueryRow(ctx, sendSystemMessage,
+		arg.ConversationID,
+		arg.ClientID,
+		arg.Body,
+		arg.Attachments,
+	)
+	var i SendSystemMessageRow
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.Seq,
+		&i.SenderID,
+		&i.Body,
+		&i.ClientID,
+		&i.CreatedAt,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.Kind,
+		&i.Attachments,
+	)
+	return i, err
+}
+
+const serverConversation = `-- name: ServerConversation :one
+SELECT ''::text AS member_id, c.id, c.kind, c.title, c.created_at, c.updated_at, c.activity_at,
+    c.external_id, c.metadata, c.closed_at, 0::bigint AS last_read_seq, 0::bigint AS unread_count,
+    lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, lm.body AS lm_body,
+    lm.client_id AS lm_client_id, lm.created_at AS lm_created_at, lm.edited_at AS lm_edited_at,
+    lm.deleted_at AS lm_deleted_at, lm.kind AS lm_kind, lm.attachments AS lm_attachments
+FROM conversations c
+LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
+WHERE c.id = $1
+`
+
+type ServerConversationRow struct {
+	MemberID      string
+	ID            pgtype.UUID
+	Kind          string
+	Title         *string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	ActivityAt    time.Time
+	ExternalID    *string
+	Metadata      []byte
+	ClosedAt      *time.Time
+	LastReadSeq   int64
+	UnreadCount   int64
+	LmID          pgtype.UUID
+	LmSeq         *int64
+	LmSenderID    *string
+	LmBody        *string
+	LmClientID    *string
+	LmCreatedAt   *time.Time
+	LmEditedAt    *time.Time
+	LmDeletedAt   *time.Time
+	LmKind        *string
+	LmAttachments []byte
+}
+
+// One conversation as the application's backend sees it: the columns of
+// member_conversations, read by no member (nothing read, nothing unread).
+func (q *Queries) ServerConversation(ctx context.Context, conversationID pgtype.UUID) (ServerConversationRow, error) {
+	row := q.db.QueryRow(ctx, serverConversation, conversationID)
+	var i ServerConversationRow
+	err := row.Scan(
+		&i.MemberID,
+		&i.ID,
+		&i.Kind,
+		&i.Title,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.ActivityAt,
+		&i.ExternalID,
+		&i.Metadata,
+		&i.ClosedAt,
+		&i.LastReadSeq,
+		&i.UnreadCount,
+		&i.LmID,
+		&i.LmSeq,
+		&i.LmSenderID,
+		&i.LmBody,
+		&i.LmClientID,
+		&i.LmCreatedAt,
+		&i.LmEditedAt,
+		&i.LmDeletedAt,
+		&i.LmKind,
+		&i.LmAttachments,
+	)
+	return i, err
+}
+
+const setNotifyWebhook = `-- name: SetNotifyWebhook :exec
+INSERT INTO users (id, notify_webhook) VALUES ($1, $2)
+ON CONFLICT (id) DO UPDATE SET notify_webhook = EXCLUDED.notify_webhook
+`
+
+type SetNotifyWebhookParams struct {
+	ID            string
+	NotifyWebhook bool
+}
+
+// Whether the notification webhook may write to a user; a user not seen yet is created
+// with the setting, like a participant named before it signs in.
+func (q *Queries) SetNotifyWebhook(ctx context.Context, arg SetNotifyWebhookParams) error {
+	_, err := q.db.Exec(ctx, setNotifyWebhook, arg.ID, arg.NotifyWebhook)
+	return err
 }
 
 const setOffline = `-- name: SetOffline :many
@@ -1818,12 +2303,14 @@ func (q *Queries) TouchInstance(ctx context.Context, id string) (int64, error) {
 }
 
 const unreadCounts = `-- name: UnreadCounts :many
-SELECT m.conversation_id, count(*) AS unread_count
+SELECT m.conversation_id, u.unread_count
 FROM members m
-JOIN messages x ON x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
-    AND x.sender_id <> m.user_id AND x.deleted_at IS NULL
-WHERE m.user_id = $1
-GROUP BY m.conversation_id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS unread_count FROM messages x
+    WHERE x.conversation_id = m.conversation_id AND x.seq > m.last_read_seq
+      AND x.sender_id IS DISTINCT FROM m.user_id AND x.deleted_at IS NULL
+) u
+WHERE m.user_id = $1 AND u.unread_count > 0
 ORDER BY m.conversation_id
 `
 
@@ -1832,8 +2319,10 @@ type UnreadCountsRow struct {
 	UnreadCount    int64
 }
 
-// Computed from stored state each time: messages from others, not deleted, after the
-// caller's read position.
+// Computed from stored state each time: messages from others (system messages included),
+// not deleted, after the caller's read position. The count per membership is a lateral
+// index range over the unread tail: a join with IS DISTINCT FROM would let the planner
+// scan every message instead.
 func (q *Queries) UnreadCounts(ctx context.Context, userID string) ([]UnreadCountsRow, error) {
 	rows, err := q.db.Query(ctx, unreadCounts, userID)
 	if err != nil {

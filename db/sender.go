@@ -23,8 +23,8 @@ type Send struct {
 }
 
 // Sent is the outcome of one Send: the message, or ok false when nothing was sent because
-// the sender is not a participant or its client_id is already used (the caller looks it up
-// to tell which).
+// the sender is not a participant, the conversation is closed or its client_id is already
+// used (the caller looks it up to tell which).
 type Sent struct {
 	Message Message
 	OK      bool
@@ -182,7 +182,7 @@ func (b *Sender) exec(ctx context.Context, batch []*pending) error {
 	for _, r := range sent {
 		batch[r.Ord-1].out = Sent{OK: true, Message: Message{ID: r.ID, ConversationID: r.ConversationID,
 			Seq: r.Seq, SenderID: r.SenderID, Body: r.Body, ClientID: r.ClientID,
-			CreatedAt: r.CreatedAt, EditedAt: r.EditedAt, DeletedAt: r.DeletedAt, Attachments: r.Attachments}}
+			CreatedAt: r.CreatedAt, EditedAt: r.EditedAt, DeletedAt: r.DeletedAt, Kind: r.Kind, Attachments: r.Attachments}}
 	}
 	return res.Close()
 }

@@ -24,7 +24,7 @@ import (
 func (l *Log) EphemeralIn(conversation pgtype.UUID, members []string, e *Event) {
 	id := UUIDString(conversation)
 	l.members.put(id, members)
-	e.Recipients = members
+	e.Recipients, e.Conversation = members, id
 	l.hub.Publish([]*Event{e})
 	payload, err := json.Marshal(ephemeralMsg{From: l.instance, Type: e.Type, Data: e.Data, Conversation: id, Except: e.Except})
 	if err != nil {
@@ -72,13 +72,15 @@ func (l *Log) resolveLoop(ctx context.Context) {
 				}
 				l.members.put(m.Conversation, members)
 			}
-			l.hub.Publish([]*Event{{Type: m.Type, Data: m.Data, Recipients: members, Except: m.Except}})
+			l.hub.Publish([]*Event{{Type: m.Type, Data: m.Data, Recipients: members, Except: m.Except, Conversation: m.Conversation}})
 		}
 	}
 }
 
-// memberCache remembers conversations' members for a while. Membership is fixed at
-// creation today; the expiry bounds how stale an entry can be once it is not.
+// memberCache remembers conversations' members for a while. The reader forgets a
+// conversation's entry when it reads a member event of it; the expiry bounds how stale an
+// entry can be otherwise (a change this instance has not read yet). The hub keeps a
+// removed user's streams from typing events even then (Subscriber.left).
 type memberCache struct {
 	mu      sync.Mutex
 	entries map[string]memberEntry
@@ -104,6 +106,12 @@ func (c *memberCache) get(conv string) ([]string, bool) {
 		return nil, false
 	}
 	return e.members, true
+}
+
+func (c *memberCache) forget(conv string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, conv)
 }
 
 func (c *memberCache) put(conv string, members []string) {

@@ -15,6 +15,10 @@ type Event struct {
 	// Except, when set, is a recipient who does not get the event (the typist of a typing
 	// event).
 	Except string
+	// Conversation is the id of the conversation the event belongs to ("" for presence).
+	Conversation string
+	// Member is the user a member_added or member_removed event concerns.
+	Member string
 
 	frameOnce sync.Once
 	frame     []byte
@@ -74,6 +78,9 @@ type Subscriber struct {
 	ready      chan struct{} // has a value while pending is non-empty or the subscriber is done
 	overflowed bool
 	done       bool
+	// left holds the conversations the user was removed from while this stream was open
+	// (see gate).
+	left map[string]struct{}
 }
 
 // Subscribe registers a stream of user and returns it with the hub's head: every durable
@@ -216,7 +223,7 @@ func (h *Hub) Close() {
 func (s *Subscriber) push(e *Event, limit Limit) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done {
+	if s.done || !s.gate(e) {
 		return
 	}
 	if len(s.pending) >= limit.Events || (limit.Bytes > 0 && s.bytes+e.size() > limit.Bytes) {
@@ -231,6 +238,49 @@ func (s *Subscriber) push(e *Event, limit Limit) {
 	case s.ready <- struct{}{}:
 	default:
 	}
+}
+
+// gate keeps a removed member's stream clean of its old conversation; it reports whether
+// e may be queued. Durable events need no gate: their recipients come from membership
+// ranges in the log's order (schema.sql, member_history), so nothing after a user's
+// member_removed is ever addressed to it, and what is queued before it precedes the
+// removal in the log (a resume would deliver it too). Ephemeral events (typing) follow
+// no such order and may come from a member list cached before the removal: when the
+// member_removed reaches this stream, the typing events of that conversation still queued
+// are dropped, and later ones refused until a member_added of the user lets them in again.
+func (s *Subscriber) gate(e *Event) bool {
+	if e.Conversation == "" {
+		return true
+	}
+	if e.Member == s.User {
+		switch e.Type {
+		case "member_added":
+			delete(s.left, e.Conversation)
+		case "member_removed":
+			s.dropEphemeral(e.Conversation)
+			if s.left == nil {
+				s.left = make(map[string]struct{})
+			}
+			s.left[e.Conversation] = struct{}{}
+			return true
+		}
+	}
+	_, gone := s.left[e.Conversation]
+	return !gone || e.Durable()
+}
+
+// dropEphemeral removes the queued ephemeral events of conversation conv.
+func (s *Subscriber) dropEphemeral(conv string) {
+	kept := s.pending[:0]
+	for _, q := range s.pending {
+		if !q.Durable() && q.Conversation == conv {
+			s.bytes -= q.size()
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(s.pending[len(kept):]) // let the dropped events go
+	s.pending = kept
 }
 
 func (s *Subscriber) finish() {

@@ -108,6 +108,9 @@ func (l *Log) catchUp(ctx context.Context) (found int, err error) {
 		l.hub.Claim(Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID})
 		raw := make([]eventRow, 0, len(rows))
 		for _, r := range rows {
+			if r.Type == "member_added" || r.Type == "member_removed" {
+				l.members.forget(UUIDString(r.ConversationID)) // typing goes to the members of now
+			}
 			if !l.hub.Interested(r.Recipients) {
 				continue
 			}

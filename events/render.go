@@ -18,6 +18,7 @@ type eventRow struct {
 	typ        string
 	conv       pgtype.UUID
 	user       *string
+	actor      *string
 	seq        *int64
 	message    *Message
 	recipients []string
@@ -27,8 +28,8 @@ type eventRow struct {
 // replay's, which select the same columns.
 func rowOf(r db.ReadEventsRow) eventRow {
 	return eventRow{cursor: Cursor{Tx: r.Tx, ID: r.ID}, typ: r.Type, conv: r.ConversationID, user: r.UserID,
-		seq: r.Seq, recipients: r.Recipients,
-		message: joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt, r.MAttachments)}
+		actor: r.Actor, seq: r.Seq, recipients: r.Recipients,
+		message: joinedMessage(r.MID, r.ConversationID, r.MSeq, r.MKind, r.MSenderID, r.MBody, r.MClientID, r.MCreatedAt, r.MEditedAt, r.MDeletedAt, r.MAttachments)}
 }
 
 // errBadEvent marks an event row that cannot be rendered. It is logged and skipped: one
@@ -46,7 +47,7 @@ func (l *Log) renderAll(ctx context.Context, rows []eventRow) ([]*Event, error) 
 	}
 	evs := make([]*Event, 0, len(rows))
 	for _, r := range rows {
-		e := &Event{Cursor: r.cursor, Type: r.typ, Recipients: r.recipients}
+		e := &Event{Cursor: r.cursor, Type: r.typ, Recipients: r.recipients, Conversation: UUIDString(r.conv)}
 		err := render(e, r, convs)
 		if errors.Is(err, errBadEvent) {
 			l.cfg.Logger.Error("skipping an event that cannot be rendered", "cursor", r.cursor.String(), "err", err)
@@ -74,6 +75,12 @@ func render(e *Event, r eventRow, convs map[[16]byte]*Conversation) error {
 			return fmt.Errorf("%w %v: read without user or seq", errBadEvent, r.cursor)
 		}
 		data = Read{ConversationID: UUIDString(r.conv), UserID: *r.user, Seq: *r.seq}
+	case "member_added", "member_removed":
+		if r.user == nil {
+			return fmt.Errorf("%w %v: member event without user", errBadEvent, r.cursor)
+		}
+		e.Member = *r.user
+		data = MemberChange{ConversationID: UUIDString(r.conv), UserID: *r.user, By: r.actor}
 	case "conversation":
 		c := convs[r.conv.Bytes]
 		if c == nil || len(c.Participants) == 0 {
@@ -118,7 +125,8 @@ func (l *Log) newConversations(ctx context.Context, rows []eventRow) (map[[16]by
 	}
 	out := make(map[[16]byte]*Conversation, len(meta))
 	for _, m := range meta {
-		out[m.ID.Bytes] = &Conversation{ID: UUIDString(m.ID), Kind: m.Kind, Title: m.Title, Participants: []Participant{},
+		out[m.ID.Bytes] = &Conversation{ID: UUIDString(m.ID), Kind: m.Kind, Title: m.Title, ExternalID: m.ExternalID,
+			Metadata: Metadata(m.Metadata), ClosedAt: timePtr(m.ClosedAt), Participants: []Participant{},
 			CreatedAt: Time(m.CreatedAt), UpdatedAt: Time(m.CreatedAt)}
 	}
 	for _, p := range parts {

@@ -44,12 +44,14 @@ func timePtr(t *time.Time) *Time {
 	return &w
 }
 
-// Message is the message object.
+// Message is the message object. Kind is "user", or "system" for a message the
+// application's backend posted, which has no sender (SenderID nil).
 type Message struct {
 	ID             string  `json:"id"`
 	ConversationID string  `json:"conversation_id"`
 	Seq            int64   `json:"seq"`
-	SenderID       string  `json:"sender_id"`
+	Kind           string  `json:"kind"`
+	SenderID       *string `json:"sender_id"`
 	Body           string  `json:"body"`
 	ClientID       *string `json:"client_id"`
 	CreatedAt      Time    `json:"created_at"`
@@ -69,6 +71,7 @@ func MessageFrom(m db.Message) Message {
 		ID:             UUIDString(m.ID),
 		ConversationID: UUIDString(m.ConversationID),
 		Seq:            m.Seq,
+		Kind:           m.Kind,
 		SenderID:       m.SenderID,
 		Body:           m.Body,
 		ClientID:       m.ClientID,
@@ -87,13 +90,13 @@ func attachmentsOf(stored []byte) json.RawMessage {
 }
 
 // joinedMessage is a message read through a LEFT JOIN, whose columns are all nullable; it
-// returns nil when no message was joined.
-func joinedMessage(id, conv pgtype.UUID, seq *int64, sender, body, clientID *string,
+// returns nil when no message was joined. (The sender is NULL for a system message.)
+func joinedMessage(id, conv pgtype.UUID, seq *int64, kind, sender, body, clientID *string,
 	created, edited, deleted *time.Time, attachments []byte) *Message {
-	if !id.Valid || seq == nil || sender == nil || body == nil || created == nil {
+	if !id.Valid || seq == nil || kind == nil || body == nil || created == nil {
 		return nil
 	}
-	m := MessageFrom(db.Message{ID: id, ConversationID: conv, Seq: *seq, SenderID: *sender, Body: *body,
+	m := MessageFrom(db.Message{ID: id, ConversationID: conv, Seq: *seq, Kind: *kind, SenderID: sender, Body: *body,
 		ClientID: clientID, CreatedAt: *created, EditedAt: edited, DeletedAt: deleted, Attachments: attachments})
 	return &m
 }
@@ -105,17 +108,21 @@ type Participant struct {
 	Online bool    `json:"online"`
 }
 
-// Conversation is the conversation object, as one participant sees it.
+// Conversation is the conversation object, as one participant sees it. ExternalID and
+// Metadata are the application's (server API); ClosedAt is set once nobody may send.
 type Conversation struct {
-	ID           string        `json:"id"`
-	Kind         string        `json:"kind"`
-	Title        *string       `json:"title"`
-	Participants []Participant `json:"participants"`
-	LastMessage  *Message      `json:"last_message"`
-	LastReadSeq  int64         `json:"last_read_seq"`
-	UnreadCount  int64         `json:"unread_count"`
-	CreatedAt    Time          `json:"created_at"`
-	UpdatedAt    Time          `json:"updated_at"`
+	ID           string          `json:"id"`
+	Kind         string          `json:"kind"`
+	Title        *string         `json:"title"`
+	ExternalID   *string         `json:"external_id"`
+	Metadata     json.RawMessage `json:"metadata"`
+	ClosedAt     *Time           `json:"closed_at"`
+	Participants []Participant   `json:"participants"`
+	LastMessage  *Message        `json:"last_message"`
+	LastReadSeq  int64           `json:"last_read_seq"`
+	UnreadCount  int64           `json:"unread_count"`
+	CreatedAt    Time            `json:"created_at"`
+	UpdatedAt    Time            `json:"updated_at"`
 }
 
 // ConversationFrom converts a stored conversation row, as seen by one participant, to its
@@ -125,8 +132,11 @@ func ConversationFrom(r db.MemberConversation) Conversation {
 		ID:           UUIDString(r.ID),
 		Kind:         r.Kind,
 		Title:        r.Title,
+		ExternalID:   r.ExternalID,
+		Metadata:     Metadata(r.Metadata),
+		ClosedAt:     timePtr(r.ClosedAt),
 		Participants: []Participant{},
-		LastMessage: joinedMessage(r.LmID, r.ID, r.LmSeq, r.LmSenderID, r.LmBody, r.LmClientID,
+		LastMessage: joinedMessage(r.LmID, r.ID, r.LmSeq, r.LmKind, r.LmSenderID, r.LmBody, r.LmClientID,
 			r.LmCreatedAt, r.LmEditedAt, r.LmDeletedAt, r.LmAttachments),
 		LastReadSeq: r.LastReadSeq,
 		UnreadCount: r.UnreadCount,
@@ -135,11 +145,28 @@ func ConversationFrom(r db.MemberConversation) Conversation {
 	}
 }
 
+// Metadata is a conversation's stored metadata as it goes on the wire: the empty object
+// when none is stored.
+func Metadata(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage("{}")
+	}
+	return json.RawMessage(b)
+}
+
 // Read is the data of a read event.
 type Read struct {
 	ConversationID string `json:"conversation_id"`
 	UserID         string `json:"user_id"`
 	Seq            int64  `json:"seq"`
+}
+
+// MemberChange is the data of member_added and member_removed events: who joined or left,
+// and by whom (the member itself when it left; nil when the server API did it).
+type MemberChange struct {
+	ConversationID string  `json:"conversation_id"`
+	UserID         string  `json:"user_id"`
+	By             *string `json:"by"`
 }
 
 // Typing is the data of a typing event.

@@ -54,6 +54,7 @@ type config struct {
 	DebugAddr        string
 	MetricsAddr      string
 	MetricsToken     string
+	ServiceKeys      string
 	SearchLanguage   string
 	AttachmentHosts  string
 	WebhookURL       string
@@ -131,6 +132,8 @@ func (c *config) settings() []setting {
 		// the application's own storage should be allowed.
 		{"CHAT_ATTACHMENT_HOSTS", "", "comma-separated hosts (host or host:port) that attachment URLs may point to; none: attachments are refused", &c.AttachmentHosts},
 		{"CHAT_METRICS_TOKEN", "", "Bearer token that opens /metrics on the public address (unset: 404 there)", &c.MetricsToken},
+		// No default: without keys the server API answers 401 to everyone.
+		{"CHAT_SERVICE_KEYS", "", "server API keys, comma-separated name:key pairs, keys of 32+ characters (or CHAT_SERVICE_KEYS_FILE)", &c.ServiceKeys},
 		{"CHAT_WEBHOOK_URL", "", "receiver of unread-digest webhooks (unset: no webhooks)", &c.WebhookURL},
 		{"CHAT_WEBHOOK_SECRET", "", "webhook signing secret, whsec_<base64> or raw, at least 16 bytes (or CHAT_WEBHOOK_SECRET_FILE)", &c.WebhookSecret},
 		// A minute: long enough that someone who just switched tabs or lost the network
@@ -156,7 +159,9 @@ func (c *config) load(fs *flag.FlagSet, args []string) error {
 			if err != nil {
 				return err
 			}
-			v, ok = secret, fromFile
+			if fromFile {
+				v, ok = secret, true
+			}
 		}
 		explicit[s.env] = ok
 		if err := set(s.target, v); err != nil {
@@ -194,7 +199,8 @@ const devAddr = "127.0.0.1:8080"
 
 // secretSettings are the settings that may also come from a file, named by the variable
 // with _FILE appended, so that a secret need not sit in the environment.
-var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_AUTHJS_SECRET": true, "CHAT_WEBHOOK_SECRET": true}
+var secretSettings = map[string]bool{"CHAT_JWT_SECRET": true, "CHAT_AUTHJS_SECRET": true, "CHAT_WEBHOOK_SECRET": true,
+	"CHAT_SERVICE_KEYS": true}
 
 // secretSetting reads the variable env, or the file env_FILE names without its trailing line
 // break (editors and `echo` add one); given reports whether either was set. `serve` and
@@ -262,6 +268,9 @@ func (c *config) validate() error {
 	check(c.DatabaseURL != "", "CHAT_DATABASE_URL is required")
 	if _, err := api.ParseAttachmentHosts(c.AttachmentHosts); err != nil {
 		errs = append(errs, fmt.Errorf("CHAT_ATTACHMENT_HOSTS: %w", err))
+	}
+	if _, err := api.ParseServiceKeys(c.ServiceKeys); err != nil {
+		errs = append(errs, fmt.Errorf("CHAT_SERVICE_KEYS: %w", err)) // the error names keys, never quotes one
 	}
 	check(c.AuthJSSecret == "" || len(c.authjsSecrets()) > 0, "CHAT_AUTHJS_SECRET lists no secret")
 	errs = append(errs, c.validateWebhooks()...)

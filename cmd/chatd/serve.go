@@ -42,6 +42,10 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	serviceKeys, err := api.ParseServiceKeys(cfg.ServiceKeys)
+	if err != nil {
+		return fmt.Errorf("CHAT_SERVICE_KEYS: %w", err)
+	}
 
 	pool, err := db.Open(ctx, cfg.DatabaseURL, int32(cfg.DBMaxConns))
 	if err != nil {
@@ -93,7 +97,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		WriteRate: cfg.RateLimit, WriteBurst: cfg.RateBurst, ReadRate: cfg.ReadRateLimit, ReadBurst: cfg.ReadRateBurst,
 		CookieSecure: cfg.CookieSecure, AllowedOrigins: cfg.origins(), TicketTTL: 30 * time.Second,
 		MaxPollWait: 55 * time.Second, Dev: cfg.Dev, DevSecret: devSecret, DevIssuer: cfg.JWTIssuer,
-		DevAudience: cfg.JWTAudience, Web: web.FS(), MetricsToken: cfg.MetricsToken,
+		DevAudience: cfg.JWTAudience, Web: web.FS(), MetricsToken: cfg.MetricsToken, ServiceKeys: serviceKeys,
 		AttachmentHosts: attachmentHosts,
 	})
 	if cfg.DebugAddr != "" {
