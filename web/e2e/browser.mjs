@@ -18,3 +18,18 @@ export async function launch() {
     return chromium.launch({ executablePath: '/usr/bin/chromium', args });
   });
 }
+
+// runScript runs a browser script's body and prints its verdict, the last PASS or FAIL line that
+// api/browser_test.go reads, then closes the browser and exits.
+export async function runScript(browser, body) {
+  try {
+    await body();
+    console.log('PASS');
+  } catch (e) {
+    console.log('FAIL ' + (e && e.stack ? e.stack : e));
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+    process.exit();
+  }
+}

@@ -2,7 +2,7 @@
 // api/browser_test.go controls: node chat.mjs <base url>. When the script prints "DROP" the
 // test cuts every connection through the balancer and answers "OK" on stdin, so the
 // client's reconnection and resume by cursor (chatd.js) are exercised for real.
-import { launch } from './browser.mjs';
+import { launch, runScript } from './browser.mjs';
 import { createInterface } from 'node:readline';
 
 const base = process.argv[2];
@@ -42,7 +42,7 @@ async function signIn(name) {
 
 const seqsShown = (page) => page.$$eval('[data-testid=messages] [data-seq]', (els) => els.map((e) => Number(e.dataset.seq)));
 
-try {
+await runScript(browser, async () => {
   const alice = await signIn(`Alice ${run}`);
   const bob = await signIn(`Bob ${run}`);
   const bobID = `bob-${run}`;
@@ -97,11 +97,4 @@ try {
   if (JSON.stringify(seqs) !== JSON.stringify([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])) throw new Error(`the stream delivered ${seqs}, not 1..11`);
   log(`bob resumed after the drop: events ${seqs}`);
   await bob.waitForSelector('[data-testid=status][data-state=live]');
-  console.log('PASS');
-} catch (e) {
-  console.log('FAIL ' + (e && e.stack ? e.stack : e));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-  process.exit();
-}
+});
