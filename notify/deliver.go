@@ -53,6 +53,7 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) e
 		w.n.delivered.Add(1)
 		return nil
 	}
+	w.n.failed.Add(1)
 	w.n.logger.Warn("webhook attempt failed", "webhook_id", job.Args.WebhookID, "attempt", job.Attempt, "err", err)
 	if w.n.now().Sub(job.CreatedAt) >= w.n.cfg.GiveUpAfter {
 		return river.JobCancel(fmt.Errorf("gave up after %s: %w", w.n.cfg.GiveUpAfter, err))
@@ -65,10 +66,11 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[deliverArgs]) e
 // spread out; the last attempt is made when GiveUpAfter runs out.
 func (w *deliverWorker) NextRetry(job *river.Job[deliverArgs]) time.Time {
 	cfg := w.n.cfg
-	wait := cfg.MaxBackoff
-	if n := job.Attempt - 1; n < 40 && cfg.Backoff<<n < cfg.MaxBackoff && cfg.Backoff<<n > 0 {
-		wait = cfg.Backoff << n
+	wait := cfg.Backoff
+	for i := 1; i < job.Attempt && wait < cfg.MaxBackoff; i++ {
+		wait *= 2
 	}
+	wait = min(wait, cfg.MaxBackoff)
 	wait += time.Duration(rand.Int64N(int64(wait)/10 + 1))
 	next := w.n.now().Add(wait)
 	if deadline := job.CreatedAt.Add(cfg.GiveUpAfter); next.After(deadline) {

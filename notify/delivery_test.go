@@ -14,7 +14,7 @@ import (
 func TestRetriesKeepTheID(t *testing.T) {
 	pool, _ := newDB(t)
 	rcv := newReceiver(t, http.StatusInternalServerError, http.StatusInternalServerError)
-	startNotifier(t, testConfig(pool, rcv.URL))
+	n := startNotifier(t, testConfig(pool, rcv.URL))
 	c := newChat(t, pool)
 
 	c.send(t, "Can you do 80?")
@@ -26,6 +26,7 @@ func TestRetriesKeepTheID(t *testing.T) {
 	require.Equal(t, first.ID, third.ID)
 	require.Equal(t, first.Body, third.Body)
 	settled(t, pool, c.to, 1)
+	require.EqualValues(t, 2, n.failed.Load())
 	rcv.none(t)
 	require.Empty(t, rcv.badSignatures())
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -71,6 +72,7 @@ type Notifier struct {
 	client    *http.Client
 	now       func() time.Time
 	delivered atomic.Uint64
+	failed    atomic.Uint64
 	stop      context.CancelFunc
 	done      chan struct{}
 }
@@ -137,6 +139,9 @@ func (n *Notifier) Start(ctx context.Context) error {
 // Stop ends the scanner and lets the jobs in progress finish until ctx ends; then they are
 // cancelled, and River retries them later (on another instance).
 func (n *Notifier) Stop(ctx context.Context) error {
+	if n.stop == nil {
+		return nil // never started
+	}
 	n.stop()
 	<-n.done
 	err := n.river.Stop(ctx)
@@ -148,6 +153,17 @@ func (n *Notifier) Stop(ctx context.Context) error {
 
 // Delivered is how many webhooks this instance delivered (a 2xx answer).
 func (n *Notifier) Delivered() uint64 { return n.delivered.Load() }
+
+// Collectors are the notifier's Prometheus metrics: attempts of this instance that were
+// answered 2xx, and those that failed (each retried, until the give-up time).
+func (n *Notifier) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatd_webhooks_delivered_total",
+			Help: "Webhook attempts answered 2xx by the receiver."}, func() float64 { return float64(n.delivered.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatd_webhook_attempts_failed_total",
+			Help: "Webhook attempts that failed (retried later)."}, func() float64 { return float64(n.failed.Load()) }),
+	}
+}
 
 // Migrate is a db.MigrationStep: it applies River's next outstanding migration inside tx
 // (db.Migrate runs it under chatd's migration lock, after schema.sql, until it is done).

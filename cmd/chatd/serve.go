@@ -85,6 +85,9 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if notifier != nil {
+		reg.MustRegister(notifier.Collectors()...)
+	}
 	server := api.NewServer(api.Config{
 		Pool: pool, Verifier: verifier, Hub: log.Hub(), Log: log, Presence: presence, Logger: logger, Registry: reg,
 		MaxRequestBytes: cfg.MaxRequestBytes, MaxMessageBytes: cfg.MaxMessageBytes, BodyTimeout: cfg.BodyTimeout,

@@ -4,6 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatd/chatd/db"
@@ -34,4 +37,24 @@ func TestDecide(t *testing.T) {
 		require.Equal(t, tc.want, decide(tc.st, true, after), name)
 	}
 	require.Equal(t, verdict{}, decide(away, false, after), "unknown user")
+}
+
+// The retry schedule: doubling from Backoff, capped at MaxBackoff, 10 % jitter at most,
+// and never past the give-up time.
+func TestRetrySchedule(t *testing.T) {
+	n, err := New(Config{Pool: &pgxpool.Pool{}, URL: "http://x", Secret: testKey})
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	n.now = func() time.Time { return now }
+	w := &deliverWorker{n: n}
+	created := now.Add(-time.Hour)
+	for attempt, want := range map[int]time.Duration{1: 10 * time.Second, 2: 20 * time.Second, 4: 80 * time.Second,
+		9: 2560 * time.Second, 10: time.Hour, 300: time.Hour} {
+		job := &river.Job[deliverArgs]{JobRow: &rivertype.JobRow{Attempt: attempt, CreatedAt: created}}
+		got := w.NextRetry(job).Sub(now)
+		require.GreaterOrEqual(t, got, want, "attempt %d", attempt)
+		require.LessOrEqual(t, got, want+want/10, "attempt %d", attempt)
+	}
+	late := &river.Job[deliverArgs]{JobRow: &rivertype.JobRow{Attempt: 30, CreatedAt: now.Add(-23*time.Hour - 50*time.Minute)}}
+	require.Equal(t, now.Add(10*time.Minute), w.NextRetry(late), "the last attempt falls on the give-up time")
 }
