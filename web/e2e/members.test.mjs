@@ -2,7 +2,7 @@
 // page holds, and what of a conversation's metadata may become a link. Run: node --test
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyMember, httpUrl, isClosed, isSystem, listing } from '../static/members.js';
+import { applyMember, httpUrl, isClosed, isSystem, listing, markClosed } from '../static/members.js';
 
 /** A page's conversations: one group of alice and bob, one direct with carol. */
 function held() {
@@ -82,4 +82,16 @@ test('closed conversations and system messages are told apart by their fields', 
   assert.equal(isClosed(undefined), false);
   assert.equal(isSystem({ id: 'm', seq: 1, kind: 'system', sender_id: null, body: 'Booking confirmed', created_at: '' }), true);
   assert.equal(isSystem({ id: 'm', seq: 1, kind: 'user', sender_id: 'bob', body: 'hi', created_at: '' }), false);
+});
+
+test('a send refused as closed marks its conversation closed, once; other refusals do not', () => {
+  const convs = held();
+  const at = '2026-11-30T23:40:00.000Z';
+  const failed = (conv, code) => ({ conversation_id: conv, state: 'failed', error: { status: code === 'conversation_closed' ? 409 : 404, code } });
+  const outbox = [{ conversation_id: 'd', state: 'pending' }, failed('d', 'not_found'), failed('x', 'conversation_closed'), failed('g', 'conversation_closed')];
+  assert.deepEqual(markClosed(convs, outbox, at), ['g']);
+  assert.equal(convs.get('g').closed_at, at);
+  assert.equal(isClosed(convs.get('d')), false, 'a pending send or another refusal closes nothing');
+  assert.deepEqual(markClosed(convs, outbox, 'later'), [], 'already closed: the noted time stays');
+  assert.equal(convs.get('g').closed_at, at);
 });

@@ -5,7 +5,7 @@
 
 import { ApiError, ChatClient } from './chatd.js';
 import { initSearch } from './search.js';
-import { applyMember, initLeave, isClosed, isSystem, renderDetails, systemNode } from './members.js';
+import { applyMember, initLeave, isClosed, isSystem, markClosed, renderDetails, systemNode } from './members.js';
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
@@ -177,7 +177,7 @@ async function enterApp(fresh) {
   });
   client.on('event', (e) => dispatch(e.type, e.data));
   client.on('outbox', (items) => {
-    noteClosed(items);
+    if (markClosed(state.convs, items, new Date().toISOString()).includes(state.openId)) renderHeader();
     renderOutbox();
     if (state.openId) renderMessages();
   });
@@ -410,17 +410,6 @@ function forget(id) {
   state.typing.delete(id);
   if (state.openId === id) closeConversation();
   else renderList();
-}
-
-// noteClosed marks a conversation closed when a send to it was refused as such (409): closing
-// emits no event, so the refusal is how an open page learns it.
-function noteClosed(items) {
-  for (const i of items) {
-    const c = state.convs.get(i.conversation_id);
-    if (i.state !== 'failed' || i.error?.code !== 'conversation_closed' || !c || isClosed(c)) continue;
-    c.closed_at = new Date().toISOString();
-    if (c.id === state.openId) renderHeader();
-  }
 }
 
 function onTyping({ conversation_id: id, user_id: user, typing }) {

@@ -78,6 +78,26 @@ export function listing(meta) {
   return { title: t ? t.slice(0, MAX_TITLE) : null, url: httpUrl(meta.url) };
 }
 
+/**
+ * markClosed marks closed the conversations to which a send was refused as closed (409
+ * conversation_closed): closing emits no event, so a page open at the time learns it from
+ * its next send. Returns the ids of the conversations it marked.
+ * @param {Map<string, Conversation>} convs
+ * @param {Array<{conversation_id: string, state: string, error?: {code?: string}}>} outbox
+ * @param {string} now the time to note, ISO 8601 (the exact one is the server's)
+ * @returns {string[]}
+ */
+export function markClosed(convs, outbox, now) {
+  const marked = [];
+  for (const i of outbox) {
+    const c = convs.get(i.conversation_id);
+    if (i.state !== 'failed' || i.error?.code !== 'conversation_closed' || !c || c.closed_at) continue;
+    c.closed_at = now;
+    marked.push(c.id);
+  }
+  return marked;
+}
+
 /** @param {Conversation|undefined} c */
 export const isClosed = (c) => !!c?.closed_at;
 
