@@ -58,6 +58,7 @@ async function checkSystem(page, who) {
 await runScript(browser, async () => {
   const alice = await signIn(baseA, `Alice ${run}`);
   const bob = await signIn(baseB, `Bob ${run}`);
+  const carol = await signIn(baseB, `Carol ${run}`);
   const [aliceID, bobID, carolID] = ['alice', 'bob', 'carol'].map((n) => `${n}-${run}`);
 
   const conv = await server('POST', '/conversations', { participant_ids: [aliceID, bobID], kind: 'group', title: `Bike ${run}`,
@@ -76,9 +77,11 @@ await runScript(browser, async () => {
   log('the system message is shown apart, live and from history');
 
   await server('POST', `/conversations/${conv.id}/members`, { user_ids: [carolID] });
-  await alice.waitForSelector(participant(carolID), wait);
   await bob.waitForSelector(participant(carolID), wait);
-  log('carol, added by the server API, appears in both participants lists live');
+  // The event has carol's id; her name follows.
+  await alice.waitForSelector(`${participant(carolID)}:has-text("Carol ${run}")`, wait);
+  await carol.waitForSelector(item(conv.id), wait);
+  log('carol, added by the server API, appears in the participants lists live, and has the conversation');
 
   await bob.click('[data-testid=leave-button]');
   await bob.waitForSelector(item(conv.id), { state: 'detached', ...wait });

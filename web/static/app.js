@@ -394,11 +394,22 @@ function onMember(type, d) {
     toast(d.by === myId() ? `You left “${convTitle(c)}”.` : `You were removed from “${convTitle(c)}”.`);
     return;
   }
-  if (result === 'added' && !state.names.has(d.user_id)) fetchConv(c.id); // for the new member's name
+  if (result === 'added' && !state.names.has(d.user_id)) fetchNames(c.id);
   if (result) {
     renderList();
     if (c.id === state.openId) renderHeader();
   }
+}
+
+// fetchNames learns the names of a conversation's participants (member_added has only the
+// id); the participants themselves stay as the events made them, which an answer read
+// before a later change would not.
+function fetchNames(id) {
+  api('GET', `/v1/conversations/${enc(id)}`).then((c) => {
+    for (const p of c.participants) if (p.name) state.names.set(p.id, p.name);
+    renderList();
+    if (id === state.openId) renderHeader();
+  }).catch(() => {}); // a name is a nicety: until then the id stands for it
 }
 
 // forget drops what the page holds of a conversation the user is no longer in.
