@@ -1,13 +1,14 @@
 // Drives the web client in headless Chromium while the application's backend acts through
 // chatd's server API (api/browser_members_test.go): node members.mjs <alice's instance>
-// <bob's instance> <service key>. Bob's page and the server API use the second instance, so
+// <bob's instance> <service key> <screenshot directory>. Bob's page and the server API use the second instance, so
 // every live update below crosses instances. It shows that system messages are rendered
 // apart (live and from history), the conversation's metadata and closed state are shown,
 // participants follow member_added / member_removed live, and leaving a group (or being
 // removed) takes the conversation out of the list.
 import { launch, runScript } from './browser.mjs';
+import { join } from 'node:path';
 
-const [baseA, baseB, serviceKey] = process.argv.slice(2);
+const [baseA, baseB, serviceKey, artifacts] = process.argv.slice(2);
 const run = Date.now().toString(36);
 const log = (s) => console.error('e2e:', s);
 const wait = { timeout: 15000 };
@@ -98,10 +99,12 @@ await runScript(browser, async () => {
   if (!(await alice.$eval('[data-testid=composer]', (c) => c.disabled))) throw new Error('the composer of a closed conversation is enabled');
   if (await alice.$('[data-testid=messages] [data-pending=failed] [data-testid=retry-button]')) throw new Error('a send refused as closed offers a retry');
   log('a send to the closed conversation shows as refused, and the composer is disabled');
+  await alice.screenshot({ path: join(artifacts, 'closed-conversation.png') });
 
   await server('DELETE', `/conversations/${conv.id}/members/${aliceID}`);
   await alice.waitForSelector(item(conv.id), { state: 'detached', ...wait });
   await alice.waitForSelector('#conversation-view', { state: 'hidden', ...wait });
+  await alice.waitForSelector('[data-testid=outbox]', { state: 'hidden', ...wait }); // the refused send went with it
   log('alice, removed by the server API, loses the conversation live');
 
   const direct = await server('POST', '/conversations', { participant_ids: [aliceID, bobID], kind: 'direct',

@@ -412,8 +412,10 @@ function fetchNames(id) {
   }).catch(() => {}); // a name is a nicety: until then the id stands for it
 }
 
-// forget drops what the page holds of a conversation the user is no longer in.
+// forget drops what the page holds of a conversation the user is no longer in, its unsent
+// messages included: they can never be sent, and the page has no place left to show them.
 function forget(id) {
+  for (const i of state.client?.outbox() || []) if (i.conversation_id === id) state.client.discard(i.client_id);
   state.convs.delete(id);
   state.history.delete(id);
   state.reads.delete(id);
