@@ -377,7 +377,7 @@ SELECT e.tx, e.id, e.conversation_id, e.type, e.user_id, e.seq, e.created_at, e.
     ELSE ARRAY(SELECT r.user_id FROM members r
           WHERE r.conversation_id = e.conversation_id AND r.joined_tx <= e.tx
             AND (x.seq IS NULL OR x.seq > r.history_seq)
-          UNION
+          UNION ALL -- a user's ranges in a conversation never overlap: nothing to deduplicate
           SELECT h.user_id FROM member_history h
           WHERE h.conversation_id = e.conversation_id AND h.joined_tx <= e.tx AND e.tx <= h.left_tx
             AND (x.seq IS NULL OR x.seq > h.history_seq)
