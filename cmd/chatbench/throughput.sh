@@ -19,6 +19,8 @@
 # INSTANCES_LIST="1 2 4 8" runs instead one RATE (600 msgs/s) per instance count, each
 # on fresh instances over the same database, POOL_TOTAL (40) pool connections shared out.
 #
+# CHATD=<binary> measures that chatd instead of building this checkout's (before/after).
+#
 # PGPORT (5432) names another PostgreSQL on 127.0.0.1, e.g. one that preloads
 # pg_stat_statements. Results in $OUT (bench-out/throughput): one .txt/.json/.log per run,
 # summary.md, summary.json and summary.png.
@@ -35,7 +37,11 @@ pool_total=${POOL_TOTAL:-40}
 export PGPORT=${PGPORT:-5432} # psql's, and the scratch database's URL
 mkdir -p "$out"
 rm -f "$out"/run-*.json "$out"/run-*.txt "$out"/run-*.log "$out"/summary.* "$out"/rows.jsonl "$out"/idle.*
-go build -o "$out/chatd" ./cmd/chatd
+if [ -n "${CHATD:-}" ]; then # another chatd, e.g. an earlier commit's, for a before/after
+  cp "$CHATD" "$out/chatd"
+else
+  go build -o "$out/chatd" ./cmd/chatd
+fi
 go build -o "$out/chatbench" ./cmd/chatbench
 name=chatd_tp_$RANDOM$RANDOM
 db="postgres://127.0.0.1:$PGPORT/$name?sslmode=disable"
