@@ -157,14 +157,7 @@ func TestBrowserBehindProxies(t *testing.T) {
 		{"name": "buffered", "url": fmt.Sprintf("http://127.0.0.1:%d", pBuffered), "expect": "poll"},
 		{"name": "cut", "url": cuttingProxy(t, defaults, 3*time.Second), "expect": ""},
 	}
-	artifacts := os.Getenv("CHAT_TEST_ARTIFACTS")
-	if artifacts == "" {
-		var err error
-		artifacts, err = filepath.Abs("../bench-out/browser")
-		require.NoError(t, err)
-	}
-	require.NoError(t, os.MkdirAll(artifacts, 0o755))
-	t.Logf("screenshots in %s", artifacts)
+	artifacts := artifactsDir(t)
 	cfg, err := json.Marshal(map[string]any{"setups": setups, "artifacts": artifacts})
 	require.NoError(t, err)
 

@@ -110,3 +110,17 @@ func mustURL(t *testing.T, s string) *url.URL {
 	require.NoError(t, err, fmt.Sprintf("url %q", s))
 	return u
 }
+
+// artifactsDir is where browser tests put their screenshots: CHAT_TEST_ARTIFACTS, or
+// bench-out/browser.
+func artifactsDir(t *testing.T) string {
+	artifacts := os.Getenv("CHAT_TEST_ARTIFACTS")
+	if artifacts == "" {
+		var err error
+		artifacts, err = filepath.Abs("../bench-out/browser")
+		require.NoError(t, err)
+	}
+	require.NoError(t, os.MkdirAll(artifacts, 0o755))
+	t.Logf("screenshots in %s", artifacts)
+	return artifacts
+}

@@ -6,6 +6,7 @@
 import { ApiError, ChatClient } from './chatd.js';
 import { initSearch } from './search.js';
 import { attachmentsNode, attachmentsSummary } from './attachments.js';
+import { applyMember, initLeave, isClosed, isSystem, markClosed, renderDetails, systemNode } from './members.js';
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
@@ -176,7 +177,8 @@ async function enterApp(fresh) {
     loadAll();
   });
   client.on('event', (e) => dispatch(e.type, e.data));
-  client.on('outbox', () => {
+  client.on('outbox', (items) => {
+    if (markClosed(state.convs, items, new Date().toISOString()).includes(state.openId)) renderHeader();
     renderOutbox();
     if (state.openId) renderMessages();
   });
@@ -260,7 +262,8 @@ function apply(type, d) {
   else if (type === 'conversation') {
     upsertConv(d);
     renderList();
-  } else if (type === 'typing') onTyping(d);
+  } else if (type === 'member_added' || type === 'member_removed') onMember(type, d);
+  else if (type === 'typing') onTyping(d);
   else if (type === 'presence') onPresence(d);
 }
 
@@ -380,6 +383,47 @@ function refreshUnread() {
     for (const c of state.convs.values()) c.unread_count = counts.get(c.id) || 0;
     renderList();
   }, 300);
+}
+
+// onMember applies a membership change: the participants list follows it live, and a
+// conversation the user was removed from (or left, in another tab) leaves the page.
+function onMember(type, d) {
+  const c = state.convs.get(d.conversation_id);
+  const result = applyMember(state.convs, myId(), type, d);
+  if (result === 'gone') {
+    forget(c.id);
+    toast(d.by === myId() ? `You left “${convTitle(c)}”.` : `You were removed from “${convTitle(c)}”.`);
+    return;
+  }
+  if (result === 'added' && !state.names.has(d.user_id)) fetchNames(c.id);
+  if (result) {
+    renderList();
+    if (c.id === state.openId) renderHeader();
+  }
+}
+
+// fetchNames learns the names of a conversation's participants (member_added has only the
+// id); the participants themselves stay as the events made them, which an answer read
+// before a later change would not.
+function fetchNames(id) {
+  api('GET', `/v1/conversations/${enc(id)}`).then((c) => {
+    for (const p of c.participants) if (p.name) state.names.set(p.id, p.name);
+    renderList();
+    if (id === state.openId) renderHeader();
+  }).catch(() => {}); // a name is a nicety: until then the id stands for it
+}
+
+// forget drops what the page holds of a conversation the user is no longer in, its unsent
+// messages included: they can never be sent, and the page has no place left to show them.
+function forget(id) {
+  for (const i of state.client?.outbox() || []) if (i.conversation_id === id) state.client.discard(i.client_id);
+  state.convs.delete(id);
+  state.history.delete(id);
+  state.reads.delete(id);
+  for (const t of state.typing.get(id)?.values() || []) clearTimeout(t);
+  state.typing.delete(id);
+  if (state.openId === id) closeConversation();
+  else renderList();
 }
 
 function onTyping({ conversation_id: id, user_id: user, typing }) {
@@ -547,7 +591,7 @@ function send(ev) {
   const ta = $('composer');
   const id = state.openId;
   const body = ta.value;
-  if (!id || !body.trim() || !state.client) return;
+  if (!id || !body.trim() || !state.client || isClosed(state.convs.get(id))) return;
   ta.value = '';
   autosize();
   stopTyping();
@@ -673,8 +717,9 @@ function renderHeader() {
   const people = [...others(c), ...c.participants.filter((p) => p.id === myId())]; // "You" last
   $('conv-participants').replaceChildren(...people.map((p) => {
     const name = p.id === myId() ? 'You' : displayName(p.id);
-    return h('li', {}, dot(p.online), name === p.id || p.id === myId() ? name : `${name} (${p.id})`);
+    return h('li', { 'data-user-id': p.id }, dot(p.online), name === p.id || p.id === myId() ? name : `${name} (${p.id})`);
   }));
+  renderDetails(c);
 }
 
 function renderTyping() {
@@ -726,6 +771,7 @@ function renderMessages(toBottom = false) {
 }
 
 function messageNode(li, m, seenText) {
+  if (isSystem(m)) return systemNode(li, m, fmtTime);
   const mine = m.sender_id === myId();
   const editing = state.editing?.id === m.id;
   const sig = JSON.stringify([m.body, m.edited_at, m.deleted_at, m.attachments?.length, editing, seenText, displayName(m.sender_id)]);
@@ -779,7 +825,7 @@ function pendingNode(li, p) {
   li.dataset.pending = p.state;
   li.dataset.clientId = p.client_id;
   const actions = p.state === 'failed' && h('div', { class: 'actions' },
-    h('button', { type: 'button', class: 'link', 'data-testid': 'retry-button', text: 'Retry', onclick: () => state.client?.retry(p.client_id) }),
+    p.error?.code !== 'conversation_closed' && h('button', { type: 'button', class: 'link', 'data-testid': 'retry-button', text: 'Retry', onclick: () => state.client?.retry(p.client_id) }),
     h('button', { type: 'button', class: 'link', 'data-testid': 'discard-button', text: 'Discard', onclick: () => state.client?.discard(p.client_id) }));
   li.replaceChildren(...[h('div', { class: 'meta' }, h('span', { class: 'sender', text: 'You' }), h('span', { text: note })),
     h('p', { class: 'body', text: p.body }), actions].filter(Boolean));
@@ -804,9 +850,10 @@ function boot() {
   initSearch({
     api, report,
     title: (id) => (state.convs.has(id) ? convTitle(state.convs.get(id)) : 'Conversation'),
-    sender: (id) => (id === myId() ? 'You' : displayName(id)),
+    sender: (id) => (id == null ? 'System' : id === myId() ? 'You' : displayName(id)),
     open: (id, seq) => openAt(id, seq).catch(report),
   });
+  initLeave({ api, report, openId: () => state.openId, left: forget });
   window.addEventListener('focus', markRead);
   document.addEventListener('visibilitychange', markRead);
 
