@@ -35,9 +35,14 @@ func TestHardeningHeaders(t *testing.T) {
 			"nor is the refusal")
 	})
 	t.Run("the page cannot be framed and runs only its own scripts", func(t *testing.T) {
-		for _, path := range []string{"/", "/web/app.js"} {
+		// chatd.js's own modules (web/static/chatd/) are loaded by import, under the same CSP.
+		for _, path := range []string{"/", "/web/app.js", "/web/chatd.js", "/web/chatd/client.js"} {
 			r := call(t, "GET", in.URL+path, "", nil)
 			require.Equal(t, 200, r.Status, path)
+			if strings.HasSuffix(path, ".js") {
+				// A module script with another MIME type is refused (nosniff is set).
+				require.Contains(t, r.Header.Get("Content-Type"), "javascript", path)
+			}
 			require.Equal(t, "DENY", r.Header.Get("X-Frame-Options"), path)
 			csp := r.Header.Get("Content-Security-Policy")
 			require.Contains(t, csp, "frame-ancestors 'none'", path)

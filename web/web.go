@@ -1,5 +1,6 @@
 // Package web is the browser client served at / : a small chat page built on chatd.js (the
-// protocol module, also served at /web/chatd.js), embedded so the binary is the whole deployment.
+// protocol module, also served at /web/chatd.js, with its modules under /web/chatd/), embedded
+// so the binary is the whole deployment.
 package web
 
 import (
