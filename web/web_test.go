@@ -52,8 +52,8 @@ func readStatic(t *testing.T, files http.FileSystem, name string) string {
 	return string(b)
 }
 
-// TestStaticModulesAreAllReachable keeps the chatd/ directory free of modules nothing imports:
-// a file left behind by a refactoring would be served and type-checked but never run.
+// TestStaticModulesAreAllReachable keeps the chatd/ and app/ directories free of modules nothing
+// imports: a file left behind by a refactoring would be served (and type-checked) but never run.
 func TestStaticModulesAreAllReachable(t *testing.T) {
 	var imported []string
 	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
@@ -67,10 +67,12 @@ func TestStaticModulesAreAllReachable(t *testing.T) {
 		return err
 	})
 	require.NoError(t, err)
-	modules, err := fs.Glob(static, "static/chatd/*.js")
-	require.NoError(t, err)
-	require.NotEmpty(t, modules)
-	for _, m := range modules {
-		require.Contains(t, imported, m, "nothing imports %s", m)
+	for _, dir := range []string{"static/chatd", "static/app"} {
+		modules, err := fs.Glob(static, dir+"/*.js")
+		require.NoError(t, err)
+		require.NotEmpty(t, modules, dir)
+		for _, m := range modules {
+			require.Contains(t, imported, m, "nothing imports %s", m)
+		}
 	}
 }
