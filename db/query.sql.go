@@ -1978,8 +1978,9 @@ type SendMessagesRow struct {
 // Attachments come as text (no array at all, or a missing entry: none), so that any
 // statement mode encodes them alike. Each input row (ord = its position, from 1) is sent
 // when its sender is a participant and its client_id (empty: none) is neither used in the
-// conversation by that sender nor by an earlier row of the batch; the rows sent come back with their ord, the others do not (the
-// caller tells a repeat from an outsider by looking the client_id up). A conversation's
+// conversation by that sender nor by an earlier row of the batch; the rows sent come back
+// with their ord, the others do not (the caller tells a repeat, an outsider and a closed
+// conversation apart by looking them up). A conversation's
 // last_seq moves once by the number of its rows, which take the seqs after it in ord order:
 // gap-free, and in commit order because the conversation's lock is held to commit. The
 // sender's read position moves past its own message, and each message logs one event,

@@ -40,7 +40,8 @@ type Sent struct {
 // The price: a send waits for the locks of every conversation in its batch, so a
 // conversation whose lock is held (by another batch, for the few milliseconds it runs)
 // delays the sends batched with it. chatd never holds the lock longer: a batch is sent
-// whole, Sync included, so PostgreSQL finishes it even if the instance dies meanwhile.
+// whole, Sync included, so PostgreSQL never waits on the instance inside it; it commits,
+// or rolls back when the instance's connection is gone.
 type Sender struct {
 	pool    *pgxpool.Pool
 	max     int
