@@ -262,7 +262,7 @@ WITH conv AS (
     RETURNING c.id, c.last_seq
 ), msg AS (
     INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, kind, attachments)
-    SELECT conv.id, conv.last_seq, NULL, @body, sqlc.narg(client_id)::text, 'system', @attachments::jsonb FROM conv
+    SELECT conv.id, conv.last_seq, NULL, @body, sqlc.narg(client_id)::text, 'system', CAST(@attachments::text AS jsonb) FROM conv
     RETURNING *
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatd/chatd/events"
@@ -29,10 +30,12 @@ func TestBatchSpanningConversationsUnderConcurrentResumes(t *testing.T) {
 	convs := []string{newConv(), newConv(), newConv(), newConv()}
 	_, cursor := openReady(t, a.URL+"/v1/events", reader.Token, nil)
 
+	// A session lock needs a session of its own: not through the pool, which may go through
+	// PgBouncer in transaction mode (CHAT_TEST_POOL=pgbouncer).
 	ctx := context.Background()
-	lock, err := a.Pool.Acquire(ctx)
+	lock, err := pgx.Connect(ctx, testDB)
 	require.NoError(t, err)
-	defer lock.Release()
+	defer lock.Close(ctx)
 	_, err = lock.Exec(ctx, "SELECT pg_advisory_lock(1667785076, hashtext($1))", blocker)
 	require.NoError(t, err)
 	unlock := sync.OnceFunc(func() {

@@ -175,10 +175,11 @@ func (s *Server) sendSystemMessage(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if attachments == nil {
-		attachments = []byte("[]")
+	list := "[]" // text, not bytes: through PgBouncer's exec mode bytes go as bytea, which jsonb refuses
+	if len(attachments) > 0 {
+		list = string(attachments)
 	}
-	row, err := s.q.SendSystemMessage(c, db.SendSystemMessageParams{ConversationID: conv, ClientID: req.ClientID, Body: *req.Body, Attachments: attachments})
+	row, err := s.q.SendSystemMessage(c, db.SendSystemMessageParams{ConversationID: conv, ClientID: req.ClientID, Body: *req.Body, Attachments: list})
 	if err == nil {
 		c.JSON(http.StatusCreated, events.MessageFrom(db.Message(row)))
 		return nil

@@ -2064,7 +2064,7 @@ WITH conv AS (
     RETURNING c.id, c.last_seq
 ), msg AS (
     INSERT INTO messages (conversation_id, seq, sender_id, body, client_id, kind, attachments)
-    SELECT conv.id, conv.last_seq, NULL, $3, $2::text, 'system', $4::jsonb FROM conv
+    SELECT conv.id, conv.last_seq, NULL, $3, $2::text, 'system', CAST($4::text AS jsonb) FROM conv
     RETURNING id, conversation_id, seq, sender_id, body, client_id, created_at, edited_at, deleted_at, kind, attachments
 ), ev AS (
     INSERT INTO events (conversation_id, type, message_id)
@@ -2078,7 +2078,7 @@ type SendSystemMessageParams struct {
 	ConversationID pgtype.UUID
 	ClientID       *string
 	Body           string
-	Attachments    []byte
+	Attachments    string
 }
 
 type SendSystemMessageRow struct {
