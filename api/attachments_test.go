@@ -288,3 +288,32 @@ func TestAttachmentHostsSetting(t *testing.T) {
 	r = call(t, "GET", in.URL+"/web/app.js", "", nil)
 	require.Contains(t, r.Header.Get("Content-Security-Policy"), "img-src 'self' data: https://cdn.example.com https://img.example.com:8443;")
 }
+
+// A system message takes attachments as a user's send does (API.md v1.1, server API):
+// the same checks, attachments only allowed, carried in the answer, history and stream.
+func TestSystemMessageCarriesAttachments(t *testing.T) {
+	in := newInstance(t, withAttachmentHosts(testAttachmentHosts...))
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := serverConversation(t, in, map[string]any{"kind": "group", "participant_ids": []string{alice.ID, bob.ID}})
+	live, _ := openReady(t, in.URL+"/v1/events", bob.Token, nil)
+	defer live.close()
+	path := "/conversations/" + conv.ID + "/messages"
+
+	bad := map[string]any{"attachments": []any{map[string]any{"url": "https://elsewhere.example/x.jpg", "name": "x.jpg", "content_type": "image/jpeg", "size": 1}}}
+	r := asServer(t, in, "POST", path, bad)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s", r.Body)
+	require.Contains(t, string(r.Body), "invalid_attachment")
+
+	r = asServer(t, in, "POST", path, map[string]any{"attachments": []any{photo("invoice.jpg")}})
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	sent := decode[events.Message](t, string(r.Body))
+	require.Equal(t, "system", sent.Kind)
+	require.EqualValues(t, 1, sent.Seq, "the refused one stored nothing")
+	require.Contains(t, string(sent.Attachments), "invoice.jpg")
+	ev := decode[events.Message](t, live.nextOf("message", wait).Data)
+	require.JSONEq(t, string(sent.Attachments), string(ev.Attachments), "stream")
+	var page struct{ Messages []events.Message }
+	alice.do("GET", "/v1/conversations/"+conv.ID+"/messages", nil).OK(t, &page)
+	require.Len(t, page.Messages, 1)
+	require.JSONEq(t, string(sent.Attachments), string(page.Messages[0].Attachments), "history")
+}
