@@ -320,6 +320,9 @@ func cliServeDevSignsIn(t *testing.T, bin string) {
 	require.Contains(t, string(page), `src="/web/app.js"`)
 	status, _, script := cliHTTP(t, "GET", base+"/web/app.js", "", nil, nil)
 	require.Equal(t, 200, status)
+	require.Contains(t, string(script), `from './app/session.js'`, "the page's entry loads its sign-in module")
+	status, _, script = cliHTTP(t, "GET", base+"/web/app/session.js", "", nil, nil)
+	require.Equal(t, 200, status)
 	require.Contains(t, string(script), `api('POST', '/dev/token', { sub, name })`, "the page signs in at /dev/token")
 
 	// What the page does: mint a token for a name, then use it.

@@ -20,6 +20,7 @@ import (
 	"github.com/chatd/chatd/api"
 	"github.com/chatd/chatd/db"
 	"github.com/chatd/chatd/notify"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 const usage = `usage:
@@ -69,6 +70,13 @@ func migrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	return prepareDatabase(ctx, pool, &cfg)
+}
+
+// prepareDatabase applies the schema, River's tables with it under the same lock (whether
+// or not webhooks are configured: turning them on later needs no migration), and the
+// search language; `migrate` and `serve` both start here.
+func prepareDatabase(ctx context.Context, pool *pgxpool.Pool, cfg *config) error {
 	if err := db.Migrate(ctx, pool, chatd.Schema, notify.Migrate); err != nil {
 		return err
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/api"
 	"github.com/chatd/chatd/db"
 	"github.com/chatd/chatd/events"
@@ -52,12 +51,7 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	// River's tables come with chatd's schema, under the same lock, whether or not
-	// webhooks are configured: turning them on later needs no migration.
-	if err := db.Migrate(ctx, pool, chatd.Schema, notify.Migrate); err != nil {
-		return err
-	}
-	if err := db.SetSearchLanguage(ctx, pool, cfg.SearchLanguage); err != nil {
+	if err := prepareDatabase(ctx, pool, &cfg); err != nil {
 		return err
 	}
 
