@@ -28,7 +28,7 @@ func TestBatchSpanningConversationsUnderConcurrentResumes(t *testing.T) {
 	}
 	blocker := newConv()
 	convs := []string{newConv(), newConv(), newConv(), newConv()}
-	_, cursor := openReady(t, a.URL+"/v1/events", reader.Token, nil)
+	first, cursor := openReady(t, a.URL+"/v1/events", reader.Token, nil)
 
 	// A session lock needs a session of its own: not through the pool, which may go through
 	// PgBouncer in transaction mode (CHAT_TEST_POOL=pgbouncer).
@@ -67,22 +67,8 @@ func TestBatchSpanningConversationsUnderConcurrentResumes(t *testing.T) {
 	require.Eventually(t, func() bool { return a.API.sender.Queued() == queued }, wait, time.Millisecond)
 	unlock()
 
-	seen, lastSeq := map[string]bool{}, map[string]int64{}
-	instances := []*instance{b, a}
-	for round := 0; len(seen) < queued+2; round++ {
-		require.Less(t, round, 200, "never caught up: %d of %d", len(seen), queued+2)
-		s, _ := openReady(t, instances[round%2].URL+"/v1/events", reader.Token, map[string]string{"Last-Event-ID": cursor})
-		for n := 0; n < 1+round%5 && len(seen) < queued+2; n++ {
-			ev := s.nextOf("message", wait)
-			m := decode[events.Message](t, ev.Data)
-			require.False(t, seen[m.ID], "message %s delivered twice", m.ID)
-			seen[m.ID] = true
-			require.Equal(t, lastSeq[m.ConversationID]+1, m.Seq, "conversation %s out of order", m.ConversationID)
-			lastSeq[m.ConversationID] = m.Seq
-			cursor = ev.LastID
-		}
-		s.close()
-	}
+	seen := readResumingExactlyOnce(t, first, []*instance{a, b}, reader, cursor, queued+2, errs)
+	require.Len(t, seen, queued+2)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
