@@ -63,9 +63,9 @@ type pending struct {
 type SenderConfig struct {
 	// Workers is how many batches may run at once. Default 2: one batch executes while
 	// another waits for its WAL flush, and few enough that batches fill under load
-	// (BenchmarkSender on 2 cores: 1, 2, 3 and 4 workers gave 1,650, 1,920, 2,070 and
-	// 1,730 sends/s, one send per transaction 430; differences within the noise between 2
-	// and 3).
+	// (BenchmarkSender on 2 cores shared with other builds: 1, 2, 3 and 4 workers gave
+	// 1,650, 1,920, 2,070 and 1,730 sends/s, one send per transaction 430; the differences
+	// between 2 and 3 are within that noise).
 	Workers int
 	// MaxBatch caps the sends of one batch. Default 128.
 	MaxBatch int
