@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,6 +231,33 @@ func TestSenderBatchKilledMidwaySendsNothing(t *testing.T) {
 	var seqs []int64
 	require.NoError(t, f.pool.QueryRow(ctx, "SELECT array_agg(seq ORDER BY client_id) FROM messages WHERE client_id IS NOT NULL").Scan(&seqs))
 	require.Equal(t, []int64{2, 1, 3}, seqs)
+}
+
+// SendMessages runs on the plan sendPlan asks for: one kept per connection, made of index
+// lookups only, so that it stays right as the tables grow after it was made (a sequential
+// scan, hash or merge join in it would read whole tables on every send). Fails when the
+// statement changes into one that needs a scan PostgreSQL cannot do by index.
+func TestSendPlanIsIndexLookupsOnly(t *testing.T) {
+	f := newSenderFixture(t)
+	ctx := context.Background()
+	tx, err := f.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, sendPlan)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "PREPARE send_plan AS "+sendMessages)
+	require.NoError(t, err)
+	var a string
+	require.NoError(t, tx.QueryRow(ctx, "SELECT $1::uuid::text", f.a).Scan(&a))
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE send_plan(ARRAY['"+a+"'::uuid], '{alice}', '{hello}', '{k}', '{[]}')")
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	plan := strings.Join(lines, "\n")
+	require.Contains(t, plan, "Index Scan using conversations_pkey", plan)
+	for _, bad := range []string{"Seq Scan", "Hash Join", "Merge Join", "Hash Anti Join", "Hash Semi Join"} {
+		require.NotContains(t, plan, bad, plan)
+	}
 }
 
 // BenchmarkSender compares sends one per transaction (MaxBatch 1, as many workers as
