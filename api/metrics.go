@@ -57,6 +57,14 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "chatd_db_connections", Help: "Connections in the pool (the listener's own is not counted).",
 			}, func() float64 { return float64(pool.Stat().TotalConns()) }),
+			// A request that finds every connection busy waits: how often, and how long in
+			// all, says whether the pool is what delays requests.
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatd_db_acquire_waits_total", Help: "Pool acquires that found no idle connection and waited.",
+			}, func() float64 { return float64(pool.Stat().EmptyAcquireCount()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatd_db_acquire_wait_seconds_total", Help: "Time pool acquires spent waiting for a connection.",
+			}, func() float64 { return pool.Stat().EmptyAcquireWaitTime().Seconds() }),
 			// The event log's fence waits for the oldest transaction that holds an id,
 			// anywhere in the cluster: this is how late delivery can be right now.
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -246,7 +246,7 @@ func TestMetricsReportStreamsListenerAndFence(t *testing.T) {
 	r := call(t, "GET", in.URL+"/metrics", testMetricsToken, nil)
 	require.Equal(t, 200, r.Status)
 	body := string(r.Body)
-	for _, want := range []string{"chatd_streams_open 1", "chatd_listener_up 1", "chatd_fence_oldest_transaction_seconds ", "chatd_db_connections "} {
+	for _, want := range []string{"chatd_streams_open 1", "chatd_listener_up 1", "chatd_fence_oldest_transaction_seconds ", "chatd_db_connections ", "chatd_db_acquire_waits_total ", "chatd_db_acquire_wait_seconds_total "} {
 		require.Contains(t, body, want)
 	}
 	require.NotContains(t, body, "chatd_fence_oldest_transaction_seconds -1")
