@@ -3,8 +3,13 @@
 
 -- name: UpsertUser :exec
 -- A signed-in user: create it, or record a changed display name. A NULL name (token
--- without a name claim) never erases a known one.
-INSERT INTO users (id, name) VALUES (@id, sqlc.narg(name))
+-- without a name claim) never erases a known one. A user already stored as it is costs a
+-- read only: no row lock, no transaction id, no WAL flush (ON CONFLICT would lock the row
+-- even to change nothing, and a burst of one user's first requests would queue on it).
+INSERT INTO users (id, name)
+SELECT @id, sqlc.narg(name)
+WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = @id
+                  AND (sqlc.narg(name)::text IS NULL OR u.name IS NOT DISTINCT FROM sqlc.narg(name)::text))
 ON CONFLICT (id) DO UPDATE SET name = COALESCE(EXCLUDED.name, users.name)
 WHERE users.name IS DISTINCT FROM COALESCE(EXCLUDED.name, users.name);
 

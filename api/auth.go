@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/chatd/chatd/db"
 )
@@ -214,13 +216,25 @@ func (s *Server) createTicket(c *gin.Context) error {
 }
 
 // userCache remembers which (user, name) pairs this instance has already stored, so a
-// request costs a database write only the first time an identity is seen.
+// request costs a database write only the first time an identity is seen. The first
+// requests of one identity arriving together (a client opening its streams, or many
+// connections of one account) share one upsert, and at most a quarter of the pool's
+// connections upsert at once: a burst of new identities (thousands of connections opened
+// together) waits for its own turns instead of taking every connection from the sends.
 type userCache struct {
-	mu   sync.Mutex
-	seen map[string]string
+	mu      sync.Mutex
+	seen    map[string]string
+	upsert  singleflight.Group
+	writers chan struct{} // a token per upsert that may run at once
 }
 
-func newUserCache() *userCache { return &userCache{seen: make(map[string]string)} }
+// upsertTimeout bounds one upsert, which runs on for every request waiting on it even
+// when the one that started it goes away.
+const upsertTimeout = 10 * time.Second
+
+func newUserCache(poolSize int) *userCache {
+	return &userCache{seen: make(map[string]string), writers: make(chan struct{}, max(1, poolSize/4))}
+}
 
 // maxCachedUsers bounds the cache; past it the cache starts over (a few extra upserts).
 const maxCachedUsers = 100_000
@@ -236,7 +250,19 @@ func (u *userCache) ensure(c *gin.Context, q *db.Queries, sub, name string) erro
 	if name != "" {
 		n = &name
 	}
-	if err := q.UpsertUser(c, db.UpsertUserParams{ID: sub, Name: n}); err != nil {
+	// The key cannot be forged into another's: a user id holds no NUL (claims are checked).
+	_, err, _ := u.upsert.Do(sub+"\x00"+name, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c), upsertTimeout)
+		defer cancel()
+		select {
+		case u.writers <- struct{}{}:
+			defer func() { <-u.writers }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return nil, q.UpsertUser(ctx, db.UpsertUserParams{ID: sub, Name: n})
+	})
+	if err != nil {
 		return err
 	}
 	u.mu.Lock()

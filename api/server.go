@@ -107,7 +107,7 @@ func NewServer(cfg Config) *Server {
 		limits:  newRateLimiter(cfg.WriteRate, cfg.WriteBurst),
 		reads:   newRateLimiter(cfg.ReadRate, cfg.ReadBurst),
 		streams: newStreamCounter(cfg.StreamsPerUser, cfg.MaxStreams),
-		users:   newUserCache(),
+		users:   newUserCache(poolSize(cfg.Pool)),
 		metrics: newMetrics(cfg.Registry, cfg.Hub, cfg.Log, cfg.Pool),
 		csp:     webCSP(cfg.AttachmentHosts),
 	}
@@ -305,4 +305,12 @@ func (s *Server) readyz(c *gin.Context) error {
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	return nil
+}
+
+// poolSize is how many connections pool may open (0 without a pool, as in route tests).
+func poolSize(pool *pgxpool.Pool) int {
+	if pool == nil {
+		return 0
+	}
+	return int(pool.Config().MaxConns)
 }

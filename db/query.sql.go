@@ -2347,7 +2347,10 @@ func (q *Queries) UnreadCounts(ctx context.Context, userID string) ([]UnreadCoun
 const upsertUser = `-- name: UpsertUser :exec
 
 
-INSERT INTO users (id, name) VALUES ($1, $2)
+INSERT INTO users (id, name)
+SELECT $1, $2
+WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = $1
+                  AND ($2::text IS NULL OR u.name IS NOT DISTINCT FROM $2::text))
 ON CONFLICT (id) DO UPDATE SET name = COALESCE(EXCLUDED.name, users.name)
 WHERE users.name IS DISTINCT FROM COALESCE(EXCLUDED.name, users.name)
 `
@@ -2359,7 +2362,9 @@ type UpsertUserParams struct {
 
 // Every query chatd runs. `sqlc generate` turns this file into db/query.sql.go.
 // A signed-in user: create it, or record a changed display name. A NULL name (token
-// without a name claim) never erases a known one.
+// without a name claim) never erases a known one. A user already stored as it is costs a
+// read only: no row lock, no transaction id, no WAL flush (ON CONFLICT would lock the row
+// even to change nothing, and a burst of one user's first requests would queue on it).
 func (q *Queries) UpsertUser(ctx context.Context, arg UpsertUserParams) error {
 	_, err := q.db.Exec(ctx, upsertUser, arg.ID, arg.Name)
 	return err
