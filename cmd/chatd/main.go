@@ -35,26 +35,34 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logs := newLogWriter(os.Stderr)
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	slog.SetDefault(logger)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	switch os.Args[1] {
-	case "serve":
-		err = serve(ctx, logger, os.Args[2:])
-	case "migrate":
-		err = migrate(ctx, os.Args[2:])
-	case "token":
-		err = token(os.Args[2:], os.Stdout)
-	default:
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
+	err := run(logger)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		logger.Error("chatd "+os.Args[1]+" failed", "err", err)
+	}
+	logs.Close()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		os.Exit(1)
 	}
+}
+
+// run runs the command named by the first argument until it ends or a signal stops it.
+func run(logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch os.Args[1] {
+	case "serve":
+		return serve(ctx, logger, os.Args[2:])
+	case "migrate":
+		return migrate(ctx, os.Args[2:])
+	case "token":
+		return token(os.Args[2:], os.Stdout)
+	}
+	fmt.Fprint(os.Stderr, usage)
+	os.Exit(2)
+	return nil
 }
 
 func migrate(ctx context.Context, args []string) error {
