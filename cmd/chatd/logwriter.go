@@ -13,10 +13,11 @@ import (
 // that queue delayed everyone's answers. Nothing is dropped: when lineBuffer lines wait,
 // Write waits too.
 type logWriter struct {
-	out   io.Writer
-	lines chan []byte
-	done  chan struct{}
-	once  sync.Once
+	out    io.Writer
+	lines  chan []byte
+	done   chan struct{}
+	mu     sync.RWMutex // Write holds it shared, Close alone
+	closed bool
 }
 
 // lineBuffer is how many lines may wait for the writer goroutine; maxWrite is about the
@@ -32,8 +33,14 @@ func newLogWriter(out io.Writer) *logWriter {
 	return w
 }
 
-// Write queues a copy of p (the caller reuses its buffer).
+// Write queues a copy of p (the caller reuses its buffer); after Close it writes p itself,
+// so a goroutine that logs late loses nothing either.
 func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return w.out.Write(p)
+	}
 	w.lines <- append([]byte(nil), p...)
 	return len(p), nil
 }
@@ -60,8 +67,13 @@ func (w *logWriter) run() {
 	}
 }
 
-// Close writes every queued line and stops; nothing may Write after it.
+// Close writes every queued line and stops the goroutine; later Writes go straight out.
 func (w *logWriter) Close() {
-	w.once.Do(func() { close(w.lines) })
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.lines)
+	}
+	w.mu.Unlock()
 	<-w.done
 }

@@ -47,6 +47,9 @@ func TestLogWriterKeepsWritesOffTheCallerAndLosesNothing(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("%04d", i), l)
 	}
 	require.Less(t, out.writes, 1000, "lines gathered while the output was stalled go out together")
+	_, err := w.Write([]byte("late\n"))
+	require.NoError(t, err, "a line after Close is written, not a panic")
+	require.True(t, strings.HasSuffix(out.buf.String(), "0999\nlate\n"))
 }
 
 // Lines written from many goroutines come out whole, none lost.
