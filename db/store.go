@@ -16,7 +16,7 @@ import (
 
 // CurrentSchemaVersion is recorded in schema_version after schema.sql is applied. Raise it with
 // every change to schema.sql.
-const CurrentSchemaVersion = 3
+const CurrentSchemaVersion = 4
 
 // migrateLock is the advisory lock key that serialises schema application when several
 // instances start at once ("chatd" in ASCII).
