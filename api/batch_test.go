@@ -59,7 +59,8 @@ func TestBatchSpanningConversationsUnderConcurrentResumes(t *testing.T) {
 	send(blocker, "blocked 2")
 	require.Eventually(t, func() bool {
 		var waiting int
-		return a.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&waiting) == nil && waiting == 2
+		return a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid
+			WHERE l.locktype = 'advisory' AND NOT l.granted AND s.datname = current_database()`).Scan(&waiting) == nil && waiting == 2
 	}, wait, 5*time.Millisecond)
 	for i := range queued {
 		send(convs[i%len(convs)], fmt.Sprintf("queued %d", i))

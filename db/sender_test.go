@@ -63,11 +63,13 @@ func goSend(s *Sender, m Send) <-chan outcome {
 	return ch
 }
 
-// waitBlocked waits until n lock requests wait in PostgreSQL (of any kind).
+// waitBlocked waits until n lock requests wait in this test's database (of any kind; the
+// other test packages share the server and its lock table).
 func (f *senderFixture) waitBlocked(t *testing.T, n int) {
 	require.Eventually(t, func() bool {
 		var waiting int
-		err := f.pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&waiting)
+		err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks l
+			JOIN pg_stat_activity s ON s.pid = l.pid WHERE NOT l.granted AND s.datname = current_database()`).Scan(&waiting)
 		return err == nil && waiting == n
 	}, 10*time.Second, 5*time.Millisecond)
 }
@@ -212,8 +214,9 @@ func TestSenderBatchKilledMidwaySendsNothing(t *testing.T) {
 	require.NoError(t, (<-blocked).err)
 	f.waitBlocked(t, 1)
 	var killed bool
-	require.NoError(t, f.pool.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
-		WHERE NOT granted AND locktype = 'transactionid'`).Scan(&killed))
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+		JOIN pg_stat_activity s ON s.pid = l.pid
+		WHERE NOT l.granted AND l.locktype = 'transactionid' AND s.datname = current_database()`).Scan(&killed))
 	require.True(t, killed)
 	for i, ch := range outs {
 		require.Error(t, (<-ch).err, "send %d", i)
