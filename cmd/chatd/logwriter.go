@@ -11,7 +11,8 @@ import (
 // system call before its answer was complete (net/http sends a small answer when the
 // handler returns, after the access line); under thousands of concurrent connections
 // that queue delayed everyone's answers. Nothing is dropped: when lineBuffer lines wait,
-// Write waits too.
+// Write waits too. The price: lines still queued when the process dies of a panic (the
+// goroutine writes within moments of a Write) are lost with it.
 type logWriter struct {
 	out    io.Writer
 	lines  chan []byte
