@@ -63,6 +63,7 @@ func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan st
 		// them pin gigabytes of kernel memory and the write timeout starts late. A stream
 		// sends a few kilobytes at a time; 64 KiB (the kernel doubles it) is plenty.
 		_ = tc.SetWriteBuffer(streamSendBuffer)
+		limitUnsent(tc)
 	}
 	if err := raw.write(b); err != nil {
 		conn.Close()
@@ -106,6 +107,16 @@ func (o *sseOut) close() {} // the response ends when the handler returns
 
 // streamSendBuffer is the socket send buffer of a hijacked stream (see startResponse).
 const streamSendBuffer = 64 << 10
+
+// streamUnsentLimit is how much a hijacked stream's socket may hold that it has not yet
+// sent (TCP_NOTSENT_LOWAT): the kernel takes more of a write only while less than this
+// waits. A client that stops reading still gets what its receive window takes, then this,
+// and the writer blocks: on loopback 174,200 bytes written before a write blocked instead
+// of 276,600 with the send buffer alone, and each of those bytes was a copy made for
+// nobody, which thousands of non-reading streams turn into bursts of CPU that delay the
+// streams that do read. Only unsent data is limited: what is in flight to a distant
+// client is not, so a stream over a long round trip keeps its pace.
+const streamUnsentLimit = 16 << 10
 
 // hijackedOut writes a stream's body as HTTP/1.1 chunks straight to the connection.
 type hijackedOut struct {
