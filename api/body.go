@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"time"
@@ -24,7 +25,7 @@ func (s *Server) guardBody(c *gin.Context) {
 		return
 	}
 	rc := http.NewResponseController(c.Writer)
-	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout)); err != nil { // a real clock: the socket's
+	if err := rc.SetReadDeadline(time.Now().Add(spread(s.cfg.BodyTimeout))); err != nil { // a real clock: the socket's
 		c.Next() // a ResponseWriter without deadlines (tests' recorders)
 		return
 	}
@@ -33,6 +34,12 @@ func (s *Server) guardBody(c *gin.Context) {
 	c.Set(ctxBody, b)
 	c.Next()
 }
+
+// spread returns a time between 90 % and 100 % of d. Deadlines set at once (a client that
+// opens thousands of connections together) then do not all expire at once: their answers,
+// closes and the client's reconnections reach the server over a tenth of d instead of in
+// one burst that delays everyone else's requests.
+func spread(d time.Duration) time.Duration { return d - rand.N(d/10+1) }
 
 // guardedBody is a request body read under a deadline.
 type guardedBody struct {

@@ -32,7 +32,7 @@ type Config struct {
 	Registry *prometheus.Registry
 
 	MaxRequestBytes int64         // request body cap (413 above it)
-	BodyTimeout     time.Duration // a request body must arrive within this (408 after it); 0: no limit
+	BodyTimeout     time.Duration // a request body must arrive within this (408 after 90–100 % of it); 0: no limit
 	MaxMessageBytes int           // message body cap (422 above it)
 	Heartbeat       time.Duration // SSE comment interval
 	Retry           time.Duration // SSE reconnect delay sent to clients

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,19 +24,17 @@ func TestNonReadingStreamHoldsLittleUnsent(t *testing.T) {
 	in := newInstance(t, func(c *Config, _ *events.Config) { c.MaxMessageBytes = 16 << 10 })
 	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
 	conv := alice.direct(bob)
-	conn := rawRequest(t, in.URL, "GET /v1/events HTTP/1.1\r\nAuthorization: Bearer "+bob.Token, "")
-	rd := bufio.NewReader(conn)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(wait)))
-	for {
-		line, err := rd.ReadString('\n')
-		require.NoError(t, err, "the stream's opening")
-		if strings.HasPrefix(line, "event: ready") {
-			break
-		}
-	}
+	conn := openNotReading(t, in.URL, bob.Token)
 	// From here on bob reads nothing. 30 messages of 16,000 bytes are about 480 KB: more
 	// than bob's receive window and the server's send buffer (128 KiB) together.
-	unsent := func() int { return txQueue(t, in.URL, conn.LocalAddr()) }
+	var readErr atomic.Value
+	unsent := func() int {
+		sides, err := serverSides(in.URL)
+		if err != nil {
+			readErr.Store(err)
+		}
+		return sides[procTCPAddr(conn.LocalAddr().(*net.TCPAddr))].tx
+	}
 	body := strings.Repeat("x", 16000)
 	for range 30 {
 		alice.send(conv.ID, body)
@@ -44,29 +43,109 @@ func TestNonReadingStreamHoldsLittleUnsent(t *testing.T) {
 		"the stream's socket backs up: bob is not reading")
 	require.Never(t, func() bool { return unsent() > 4*streamUnsentLimit }, time.Second, 10*time.Millisecond,
 		"the socket takes more only while less than %d bytes wait unsent", streamUnsentLimit)
+	require.Nil(t, readErr.Load(), "reading /proc/net/tcp")
 }
 
-// txQueue is the tx_queue of the server's side (listening at url) of the connection whose
-// client end is at client: the bytes the server has queued that the client has not taken.
-func txQueue(t *testing.T, url string, client net.Addr) int {
-	t.Helper()
+type tcpSide struct {
+	tx          int  // tx_queue: bytes the server has queued that the client has not taken
+	established bool // not yet closed by the server
+}
+
+// serverSides reads the server's sides (listening at url) of its connections from
+// /proc/net/tcp, by their client's address as /proc writes it (procTCPAddr). It reports
+// errors instead of failing the test: the conditions of require.Eventually run on another
+// goroutine.
+func serverSides(url string) (map[string]tcpSide, error) {
 	server, err := net.ResolveTCPAddr("tcp", strings.TrimPrefix(url, "http://"))
-	require.NoError(t, err)
-	local, remote := procTCPAddr(server), procTCPAddr(client.(*net.TCPAddr))
+	if err != nil {
+		return nil, err
+	}
+	local := procTCPAddr(server)
 	data, err := os.ReadFile("/proc/net/tcp")
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
+	sides := map[string]tcpSide{}
 	for _, l := range strings.Split(string(data), "\n") {
-		// sl local_address rem_address st tx_queue:rx_queue ...
+		// sl local_address rem_address st tx_queue:rx_queue ...; st 01 is ESTABLISHED.
 		f := strings.Fields(l)
-		if len(f) > 4 && f[1] == local && f[2] == remote {
-			tx, _, _ := strings.Cut(f[4], ":")
-			n, err := strconv.ParseInt(tx, 16, 64)
-			require.NoError(t, err)
-			return int(n)
+		if len(f) > 4 && f[1] == local {
+			q, _, _ := strings.Cut(f[4], ":")
+			n, err := strconv.ParseInt(q, 16, 64)
+			if err != nil {
+				return nil, err
+			}
+			sides[f[2]] = tcpSide{tx: int(n), established: f[3] == "01"}
 		}
 	}
-	t.Fatalf("no connection %s -> %s in /proc/net/tcp", local, remote)
-	return 0
+	return sides, nil
+}
+
+// Streams that fell behind together are not all cut together: each stream's write timeout
+// is spread over its last tenth (see spread), so their closes, and their clients'
+// reconnections, come over a tenth of the timeout instead of in one instant.
+func TestNonReadingStreamsAreCutSpreadOverATenth(t *testing.T) {
+	const timeout = time.Second
+	in := newInstance(t, func(c *Config, _ *events.Config) { c.MaxMessageBytes, c.WriteTimeout = 16<<10, timeout })
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+	const n = 20
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i] = openNotReading(t, in.URL, bob.Token)
+	}
+	body := strings.Repeat("x", 16000)
+	for range 20 { // 320 KB: every stream's socket backs up and its writer blocks
+		alice.send(conv.ID, body)
+	}
+	// Each stream's write blocks once its socket is backed up, and the write deadline
+	// starts then: one read of /proc/net/tcp per round sees every stream.
+	blocked, cut := make([]time.Time, n), make([]time.Duration, n)
+	var unseen atomic.Int32 // streams cut before they were seen blocked
+	var readErr atomic.Value
+	require.Eventually(t, func() bool {
+		sides, err := serverSides(in.URL)
+		if err != nil {
+			readErr.Store(err)
+			return false
+		}
+		now, open := time.Now(), 0
+		for i, c := range conns {
+			s, ok := sides[procTCPAddr(c.LocalAddr().(*net.TCPAddr))]
+			switch {
+			case ok && s.established:
+				open++
+				if blocked[i].IsZero() && s.tx >= streamUnsentLimit {
+					blocked[i] = now
+				}
+			case cut[i] == 0 && blocked[i].IsZero():
+				unseen.Add(1)
+				cut[i] = -1
+			case cut[i] == 0:
+				cut[i] = now.Sub(blocked[i])
+			}
+		}
+		return open == 0
+	}, 5*time.Second, 5*time.Millisecond, "every non-reading stream is cut")
+	require.Nil(t, readErr.Load(), "reading /proc/net/tcp")
+	require.Zero(t, unseen.Load(), "every stream was seen blocked before it was cut")
+	requireSpread(t, cut, timeout, 100*time.Millisecond)
+}
+
+// openNotReading opens a stream as the holder of token, reads it up to its ready event and
+// then never again.
+func openNotReading(t *testing.T, url, token string) net.Conn {
+	t.Helper()
+	conn := rawRequest(t, url, "GET /v1/events HTTP/1.1\r\nAuthorization: Bearer "+token, "")
+	rd := bufio.NewReader(conn)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(wait)))
+	for {
+		line, err := rd.ReadString('\n')
+		require.NoError(t, err, "the stream's opening")
+		if strings.HasPrefix(line, "event: ready") {
+			return conn
+		}
+	}
 }
 
 // procTCPAddr writes an IPv4 address and port as /proc/net/tcp does (little-endian hosts).

@@ -16,7 +16,9 @@ import (
 
 // streamWriter sends framed bytes to a client, each call one write and one flush under a
 // write deadline, so a client that stops reading is cut off instead of pinning memory. The
-// frames may be shared with other streams: a writer never modifies or keeps them.
+// deadline is the write timeout spread per stream (see spread): streams that fell behind
+// together are not all cut, and reconnected, in the same instant. The frames may be shared
+// with other streams: a writer never modifies or keeps them.
 type streamWriter interface {
 	send(frames ...[]byte) error
 	close()
@@ -35,7 +37,7 @@ func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan st
 	_, canHijack := beneath.(http.Hijacker)
 	if !canHijack || !c.Request.ProtoAtLeast(1, 1) || c.Request.ProtoAtLeast(2, 0) {
 		c.Writer.WriteHeader(http.StatusOK)
-		w := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.cfg.WriteTimeout}
+		w := &sseOut{w: c.Writer, rc: http.NewResponseController(c.Writer), timeout: spread(s.cfg.WriteTimeout)}
 		return w, nil, nil
 	}
 	header := c.Writer.Header().Clone()
@@ -51,7 +53,7 @@ func (s *Server) startResponse(c *gin.Context) (out streamWriter, gone <-chan st
 		}
 	}
 	b = append(b, "\r\n"...)
-	raw := &hijackedOut{conn: conn, w: conn, timeout: s.cfg.WriteTimeout}
+	raw := &hijackedOut{conn: conn, w: conn, timeout: spread(s.cfg.WriteTimeout)}
 	if lc, ok := conn.(*limitedConn); ok {
 		// Write to the connection beneath the listener's wrapper: only the net package's
 		// own connections send net.Buffers with one writev instead of a write per frame.

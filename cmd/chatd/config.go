@@ -110,7 +110,7 @@ func (c *config) settings() []setting {
 		{"CHAT_MAX_CONNS_PER_ADDR", "0", "connections one client address may hold (0: no cap; only where clients connect directly)", &c.MaxConnsPerAddr},
 		// Generous for any real client on a slow phone network, short enough that a client
 		// announcing a body it never sends gives its connection back soon.
-		{"CHAT_BODY_TIMEOUT", "10s", "a request body must arrive within this (408 after it)", &c.BodyTimeout},
+		{"CHAT_BODY_TIMEOUT", "10s", "a request body must arrive within this (408 after 90–100 % of it, spread per request)", &c.BodyTimeout},
 		{"CHAT_RATE_LIMIT", "20", "writes per second per user (0: unlimited)", &c.RateLimit},
 		{"CHAT_RATE_BURST", "40", "writes a user may make at once", &c.RateBurst},
 		// A busy client reads its conversations, a page of history and unread counts a
