@@ -158,7 +158,7 @@ func (a *attack) dial(ctx context.Context, d *net.Dialer, gate chan struct{}) (n
 }
 
 // stream opens a stream as u, reads its head and then nothing: the server must close it
-// once it falls behind. The server's side of the connection is watched in /proc/net/tcp.
+// once it falls behind. The close monitor watches the server's side of the connection.
 func (a *attack) stream(ctx context.Context, u *user, d *net.Dialer, gate chan struct{}) error {
 	conn, release, err := a.dial(ctx, d, gate)
 	if err != nil {
@@ -311,13 +311,14 @@ func (a *attack) results(bounds [atkKinds]float64) []AttackResult {
 			r.OldestEnd = max(r.OldestEnd, time.Duration(age).Seconds())
 		}
 		// Judged from the start of a body, from falling behind for a stream; a bound of 0:
-		// not judged.
+		// not judged. Streams none of which was closed after falling behind fail: the bound
+		// was never put to the test (or the close monitor missed them all).
 		worst := r.Closed
 		if k == atkStream {
 			r.Lag = quantiles(a.lags[k])
 			worst = r.Lag
 		}
-		r.OK = bounds[k] == 0 || r.OldestEnd <= bounds[k] && (worst == nil || worst.Max <= bounds[k]*1000)
+		r.OK = bounds[k] == 0 || !r.unjudged() && r.OldestEnd <= bounds[k] && (worst == nil || worst.Max <= bounds[k]*1000)
 		out = append(out, r)
 	}
 	return out
@@ -328,13 +329,18 @@ func (r AttackResult) String() string {
 	switch {
 	case r.BoundS == 0:
 		verdict = "not judged"
+	case r.unjudged() && r.OldestEnd <= r.BoundS:
+		verdict = "NOT judged: no stream was closed after falling behind"
 	case !r.OK:
 		verdict = "NOT " + verdict
 	}
 	lag := ""
-	if r.Lag != nil {
+	if r.Kind == atkNames[atkStream] {
 		lag = fmt.Sprintf("; after falling behind %s; %d idle at the end", qstr(r.Lag), r.Idle)
 	}
 	return fmt.Sprintf("%d connections; closed by the server after %s%s; %d open at the end (longest %.1fs); %s",
 		r.Started, qstr(r.Closed), lag, r.StillOpen, r.OldestEnd, verdict)
 }
+
+// unjudged: r is the non-reading streams and none of them was closed after falling behind.
+func (r AttackResult) unjudged() bool { return r.Kind == atkNames[atkStream] && r.Lag == nil }
