@@ -32,10 +32,11 @@ type closeMonitor struct {
 
 // behindBytes is what the server's side must hold unsent (or unacknowledged) for a stream
 // to count as behind. chatd sets TCP_NOTSENT_LOWAT to 16 KiB on stream sockets, so the
-// kernel lets a stream's socket take more only while less than 16 KiB is unsent: a client
-// that never reads leaves about 46 KiB unsent on the server's side (measured on loopback:
-// 47,104 bytes of tx_queue), never 64 KiB, and a reader that keeps up leaves next to nothing.
-const behindBytes = 32 << 10
+// writer of a client that never reads blocks with little unsent: 14 KiB measured on
+// loopback for a client with a 4 KiB receive buffer (attackRcvBuf), up to 47 KiB for one
+// with the default buffer, never 64 as before the option. A reader that keeps up leaves
+// next to nothing; builds without the option fill their whole send buffer.
+const behindBytes = 8 << 10
 
 type watched struct {
 	since  time.Time // when the watch began: a scan that began before it cannot judge it

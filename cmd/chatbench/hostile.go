@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -174,7 +176,10 @@ type phaseResult struct {
 	Load     *LoadResult     `json:"load"`
 	Delivery *DeliveryResult `json:"delivery"`
 	Server   serverWindow    `json:"server"`
-	Error    string          `json:"error,omitempty"`
+	// SecondsP99 is the delivery p99 (ms) of the messages scheduled in each second of the
+	// phase: whether a tail comes from a few bursts or from all along.
+	SecondsP99 []float64 `json:"seconds_p99_ms"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // loadPhase runs the normal users as -mode load does (every stream open, -rate msgs/s for
@@ -209,7 +214,8 @@ func (r *hostileRun) loadPhase(ctx context.Context, s *sampler, name string, att
 	g.close()
 	b.summariseStreams(t, g)
 	b.summariseLoad(t, p, drained)
-	pr := phaseResult{Name: name, Load: b.res.Load, Delivery: b.res.Delivery, Server: window(s.between(from, to))}
+	pr := phaseResult{Name: name, Load: b.res.Load, Delivery: b.res.Delivery, Server: window(s.between(from, to)),
+		SecondsP99: secondsP99(t, int(b.opt.rate))}
 	logf("%s: delivery %s; lost %d, duplicates %d", name, qstr(pr.Load.DeliveryLatency), pr.Delivery.Lost, pr.Delivery.Duplicates)
 	return pr
 }
@@ -218,8 +224,13 @@ func (p phaseResult) String() string {
 	if p.Error != "" {
 		return p.Error
 	}
-	return fmt.Sprintf("%.0f msgs/s accepted; delivery %s; POST %s; lost %d, duplicates %d\n    server: %s",
-		p.Load.AchievedRate, qstr(p.Load.DeliveryLatency), qstr(p.Load.PostLatency), p.Delivery.Lost, p.Delivery.Duplicates, p.Server)
+	secs := make([]string, len(p.SecondsP99))
+	for i, v := range p.SecondsP99 {
+		secs[i] = strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return fmt.Sprintf("%.0f msgs/s accepted; delivery %s; POST %s; lost %d, duplicates %d\n    server: %s\n    delivery p99 by second (ms): %s",
+		p.Load.AchievedRate, qstr(p.Load.DeliveryLatency), qstr(p.Load.PostLatency), p.Delivery.Lost, p.Delivery.Duplicates, p.Server,
+		strings.Join(secs, " "))
 }
 
 // hostileModes are the modes that start their own instances, by -mode.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,29 @@ func TestRenderEdgeCases(t *testing.T) {
 		if img.Bounds().Dx() != 400 {
 			t.Fatal(c.title)
 		}
+	}
+}
+
+// secondsP99 groups messages by the second they were scheduled in (rate per second, in
+// index order) and counts only the deliveries that happened (at most two per message).
+func TestSecondsP99(t *testing.T) {
+	tr := newTracker(1, 250) // 100 a second: two full seconds and half of a third
+	for i := range 250 {
+		tr.deliveries[i].Store(2)
+		tr.latency[2*i], tr.latency[2*i+1] = int64(time.Millisecond), int64(time.Millisecond)
+	}
+	// The second second's first three messages are slow: its p99 is the 198th of 200.
+	for i, ms := range []int64{80, 85, 90} {
+		tr.latency[2*(100+i)] = ms * int64(time.Millisecond)
+	}
+	// In the third second, one copy each of two messages never came: the slots they would
+	// have filled do not count.
+	for _, i := range []int{220, 221} {
+		tr.deliveries[i].Store(1)
+		tr.latency[2*i+1] = int64(time.Hour)
+	}
+	got := secondsP99(tr, 100)
+	if want := []float64{1, 80, 1}; !slices.Equal(got, want) {
+		t.Errorf("secondsP99 = %v, want %v", got, want)
 	}
 }

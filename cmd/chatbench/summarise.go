@@ -65,6 +65,25 @@ func deliveryLatencies(t *tracker) []int64 {
 	return out
 }
 
+// secondsP99 is the delivery p99 (ms) of each second's messages, perSecond messages a
+// second in index order (the open loop schedules message i at i/rate); 0 for a second
+// none of whose messages arrived.
+func secondsP99(t *tracker, perSecond int) []float64 {
+	var out []float64
+	for from := 0; perSecond > 0 && from < len(t.deliveries); from += perSecond {
+		var lat []int64
+		for i := from; i < min(from+perSecond, len(t.deliveries)); i++ {
+			lat = append(lat, t.latency[2*i:2*i+min(int(t.deliveries[i].Load()), 2)]...)
+		}
+		p99 := 0.0
+		if q := quantiles(lat); q != nil {
+			p99 = q.P99
+		}
+		out = append(out, p99)
+	}
+	return out
+}
+
 func (b *bench) summariseLoad(t *tracker, p *poster, drained time.Duration) {
 	opt := b.opt
 	l := &LoadResult{TargetRate: opt.rate, DurationS: opt.duration.Seconds(), Scheduled: int64(p.n),
