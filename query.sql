@@ -480,6 +480,19 @@ SELECT count(*) FROM gone;
 -- need not wait for the WAL flush.
 SELECT set_config('synchronous_commit', 'off', true), pg_notify(@channel::text, @payload::text);
 
+-- name: NotifyAll :exec
+-- The leader's forwards of one read of the log (events/forward.go), every payload in one
+-- transaction: one commit, and one turn of the notify lock, however many it takes.
+SELECT set_config('synchronous_commit', 'off', true), pg_notify(@channel::text, p)
+FROM unnest(@payloads::text[]) AS p;
+
+-- name: TryLeadLog :one
+-- The reader lock: its holder reads the log for every instance and forwards what it read
+-- (events/forward.go). A session lock, taken on the listener's own connection, so it is
+-- let go when that connection ends. (Class "read"; the class keeps it apart from the
+-- per-conversation and per-user locks, whose keys are hashes.)
+SELECT pg_try_advisory_lock(1919246692, 0);
+
 -- name: TouchInstance :execrows
 -- The instance's heartbeat; no row means other instances took it for dead and removed it.
 UPDATE instances SET heartbeat_at = now() WHERE id = @id;

@@ -84,11 +84,27 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 				return 0
 			}),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "chatd_events_read_total", Help: "Durable events read from the log and fanned out.",
+				Name: "chatd_events_read_total", Help: "Durable events read from the log, or received from the leader, and fanned out.",
 			}, func() float64 { return float64(log.Published()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "chatd_doorbell_rings_total", Help: "Writes that woke the log readers of every instance.",
 			}, func() float64 { return float64(log.Rings()) }),
+			// One instance of the cluster reads the log for all; the others read it only to
+			// fill gaps, so their reads stay near zero while a leader forwards.
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "chatd_log_leader", Help: "1 while this instance reads the event log for every instance.",
+			}, func() float64 {
+				if log.Leading() {
+					return 1
+				}
+				return 0
+			}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatd_log_reads_total", Help: "Queries of the event log made by this instance's reader.",
+			}, func() float64 { return float64(log.Reads()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatd_log_forwards_lost_total", Help: "Forwards of the log not sent (leader) or not taken (follower); their ranges were read again.",
+			}, func() float64 { return float64(log.LostForwards()) }),
 		)
 	}
 	return m

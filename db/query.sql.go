@@ -1253,6 +1253,23 @@ func (q *Queries) Notify(ctx context.Context, arg NotifyParams) error {
 	return err
 }
 
+const notifyAll = `-- name: NotifyAll :exec
+SELECT set_config('synchronous_commit', 'off', true), pg_notify($1::text, p)
+FROM unnest($2::text[]) AS p
+`
+
+type NotifyAllParams struct {
+	Channel  string
+	Payloads []string
+}
+
+// The leader's forwards of one read of the log (events/forward.go), every payload in one
+// transaction: one commit, and one turn of the notify lock, however many it takes.
+func (q *Queries) NotifyAll(ctx context.Context, arg NotifyAllParams) error {
+	_, err := q.db.Exec(ctx, notifyAll, arg.Channel, arg.Payloads)
+	return err
+}
+
 const notifyCursor = `-- name: NotifyCursor :one
 SELECT tx, id FROM notify_cursor
 `
@@ -2301,6 +2318,21 @@ func (q *Queries) TouchInstance(ctx context.Context, id string) (int64, error) {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const tryLeadLog = `-- name: TryLeadLog :one
+SELECT pg_try_advisory_lock(1919246692, 0)
+`
+
+// The reader lock: its holder reads the log for every instance and forwards what it read
+// (events/forward.go). A session lock, taken on the listener's own connection, so it is
+// let go when that connection ends. (Class "read"; the class keeps it apart from the
+// per-conversation and per-user locks, whose keys are hashes.)
+func (q *Queries) TryLeadLog(ctx context.Context) (bool, error) {
+	row := q.db.QueryRow(ctx, tryLeadLog)
+	var pg_try_advisory_lock bool
+	err := row.Scan(&pg_try_advisory_lock)
+	return pg_try_advisory_lock, err
 }
 
 const unreadCounts = `-- name: UnreadCounts :many

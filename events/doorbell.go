@@ -1,6 +1,7 @@
 package events
 
-// The doorbell: after commits, tell the other instances to read the log.
+// The doorbell: after commits, tell the other instances to read the log; and the leader's
+// forwards.
 
 import (
 	"context"
@@ -34,6 +35,9 @@ func (l *Log) sendLoop(ctx context.Context) {
 				channel, payload = doorbellChannel, l.instance
 			case p := <-l.ephemeral:
 				channel, payload = ephemeralChannel, l.pack(p)
+			case p := <-l.out:
+				l.sendForwards(ctx, p)
+				continue
 			}
 		}
 		start := time.Now()
@@ -47,5 +51,28 @@ func (l *Log) sendLoop(ctx context.Context) {
 				took = min(time.Since(start), busyWait/busyShare)
 			}
 		}
+	}
+}
+
+// sendForwards sends the leader's forward payloads, first and whatever else is queued, in
+// one transaction. Forwards that fail are lost to the followers, which read their ranges
+// themselves.
+func (l *Log) sendForwards(ctx context.Context, first []string) {
+	payloads := first
+	for more := true; more && len(payloads) < 256; {
+		select {
+		case p := <-l.out:
+			payloads = append(payloads, p...)
+		default:
+			more = false
+		}
+	}
+	if len(payloads) == 0 {
+		return
+	}
+	err := l.q.NotifyAll(ctx, db.NotifyAllParams{Channel: forwardChannel, Payloads: payloads})
+	if err != nil && ctx.Err() == nil {
+		l.lost.Add(1)
+		l.cfg.Logger.Warn("forward what was read to the other instances", "err", err)
 	}
 }

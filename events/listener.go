@@ -1,6 +1,7 @@
 package events
 
-// The listener: one LISTEN connection per instance, for the doorbell and ephemeral events.
+// The listener: one LISTEN connection per instance, for the doorbell, ephemeral events and
+// the leader's forwards; the leader's connection also holds the reader lock.
 
 import (
 	"context"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/chatd/chatd/db"
 )
 
 // listenLoop holds the instance's LISTEN connection: connect, LISTEN, catch up, wait; ping
@@ -32,6 +35,9 @@ func (l *Log) listenLoop(ctx context.Context) {
 }
 
 // listen runs one listener connection until it fails; connected is called once it listens.
+// The connection also holds the reader lock while this instance is the leader: the lock
+// is a session's, so it is let go when the connection ends, however it ends (the process
+// killed, the connection cut), and a follower takes it within LeaderRetry.
 func (l *Log) listen(ctx context.Context, connected func()) error {
 	cfg, err := pgx.ParseConfig(l.cfg.ListenURL)
 	if err != nil {
@@ -45,23 +51,55 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	for _, ch := range []string{doorbellChannel, ephemeralChannel} {
+	for _, ch := range []string{doorbellChannel, ephemeralChannel, forwardChannel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return err
 		}
 	}
 	l.listening.Store(true)
 	defer l.listening.Store(false)
+	defer l.leading.Store(false)
 	connected()
-	signal(l.wake) // notifications sent while we were away are lost: read the log
+	q := db.New(conn)
+	var tried time.Time // the last attempt to take the reader lock
+	lead := func() error {
+		tried = time.Now()
+		got, err := q.TryLeadLog(ctx)
+		if err != nil || !got {
+			return err
+		}
+		// The leader's own forwards would only come back to it.
+		if _, err := conn.Exec(ctx, "UNLISTEN "+forwardChannel); err != nil {
+			return err
+		}
+		l.leading.Store(true)
+		l.cfg.Logger.Info("this instance now reads the event log for the cluster")
+		signal(l.catchup) // from where this instance stands: followers skip what they have
+		return nil
+	}
+	signal(l.catchup) // notifications sent while we were away are lost: read the log
 	for {
-		wctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
+		// Tried between notifications too: a follower that is never idle must still take
+		// over from a leader that is gone.
+		if !l.leading.Load() && time.Since(tried) >= l.cfg.LeaderRetry {
+			if err := lead(); err != nil {
+				return err
+			}
+		}
+		idle := l.cfg.PingAfter
+		if !l.leading.Load() {
+			idle = min(idle, l.cfg.LeaderRetry-time.Since(tried))
+		}
+		wctx, cancel := context.WithTimeout(ctx, idle)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
+			if !l.leading.Load() && time.Since(tried) >= l.cfg.LeaderRetry {
+				continue // the attempt at the top is a query: proof enough that the connection is alive
+			}
 			pctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
 			err = conn.Ping(pctx)
 			cancel()
@@ -70,6 +108,8 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 			}
 		case err != nil:
 			return err
+		case n.Channel == forwardChannel:
+			l.receiveForward(n.Payload)
 		case n.Channel == doorbellChannel:
 			if n.Payload != l.instance {
 				signal(l.wake)

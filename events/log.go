@@ -20,10 +20,12 @@ import (
 	"github.com/chatd/chatd/db"
 )
 
-// Channels of the doorbell and of ephemeral events between instances.
+// Channels of the doorbell, of ephemeral events and of the leader's forwards between
+// instances.
 const (
 	doorbellChannel  = "chatd_events"
 	ephemeralChannel = "chatd_ephemeral"
+	forwardChannel   = "chatd_log"
 )
 
 // Config tunes a Log. Zero values take the defaults noted on each field.
@@ -39,6 +41,13 @@ type Config struct {
 	// PingAfter is how long the listener waits idle before it checks that its connection is
 	// alive (TCP keepalive would take minutes to notice). Default 5s.
 	PingAfter time.Duration
+	// LeaderRetry is how often a follower tries to take the reader lock, so that another
+	// instance reads the log for the cluster soon after its leader is gone. Default 1s.
+	LeaderRetry time.Duration
+	// LeaderWait is how long a follower waits, after a doorbell or a write of its own, for
+	// a forward from the leader before it reads the log itself: without a leader, delivery
+	// is this much later but continues. Default 200ms.
+	LeaderWait time.Duration
 	// DoorbellInterval is the least time between two doorbells: the other instances learn
 	// of new events at most this much later, and a busy instance sends at most one NOTIFY
 	// per interval. Default 2ms.
@@ -61,23 +70,31 @@ type Config struct {
 
 // Log reads the durable event log and publishes what is new to the hub. NOTIFY is only a
 // doorbell: rung after commits, coalesced, never inside a message's own transaction
-// (DESIGN-NOTES.md §1); the log table is the truth, read by cursor.
+// (DESIGN-NOTES.md §1); the log table is the truth, read by cursor. One instance of the
+// cluster, the leader, reads the log for all and forwards what it read (forward.go); the
+// others read it only to fill a gap.
 type Log struct {
 	cfg      Config
 	q        *db.Queries
 	hub      *Hub
 	instance string // tags this instance's own notifications, which it skips
 
-	wake      chan struct{} // read the log now
+	wake      chan struct{} // something was written: the leader reads, a follower waits for a forward
+	catchup   chan struct{} // read the log now, leader or not (a listener (re)connected)
 	ring      chan struct{} // tell the other instances
+	forwards  chan *forward // from the leader, for the reader
+	out       chan []string // forward payloads, for sendLoop
 	ephemeral chan []byte   // payloads for other instances
 	carry     []byte        // an ephemeral payload that did not fit the last notification
 	members   *memberCache  // recipients of conversation-addressed ephemeral events
 	resolve   chan ephemeralMsg
 	listening atomic.Bool
+	leading   atomic.Bool // this instance holds the reader lock
 	published atomic.Uint64
 	rings     atomic.Uint64
-	pos       Cursor // owned by the reader goroutine
+	reads     atomic.Uint64 // queries of the log by the reader
+	lost      atomic.Uint64 // forwards not sent or not taken: their ranges are read again
+	pos       Cursor        // owned by the reader goroutine
 }
 
 // NewLog returns a Log with the Hub it publishes to (see Hub). Call Start to run it.
@@ -87,6 +104,8 @@ func NewLog(cfg Config) *Log {
 	orDefault(&cfg.BatchSize, 1000)
 	orDefault(&cfg.ReadInterval, time.Millisecond)
 	orDefault(&cfg.DoorbellInterval, 2*time.Millisecond)
+	orDefault(&cfg.LeaderRetry, time.Second)
+	orDefault(&cfg.LeaderWait, 200*time.Millisecond)
 	orDefault(&cfg.StreamBuffer, 1024)
 	orDefault(&cfg.StreamBufferBytes, 1<<20)
 	if cfg.Logger == nil {
@@ -96,7 +115,8 @@ func NewLog(cfg Config) *Log {
 	_, _ = crand.Read(id) // crypto/rand never fails on supported platforms
 	return &Log{
 		cfg: cfg, q: db.New(db.WithoutJIT(cfg.Pool)), hub: NewHub(Limit{Events: cfg.StreamBuffer, Bytes: cfg.StreamBufferBytes}), instance: hex.EncodeToString(id),
-		wake: make(chan struct{}, 1), ring: make(chan struct{}, 1), ephemeral: make(chan []byte, 1024),
+		wake: make(chan struct{}, 1), catchup: make(chan struct{}, 1), ring: make(chan struct{}, 1),
+		forwards: make(chan *forward, 1024), out: make(chan []string, 256), ephemeral: make(chan []byte, 1024),
 		members: newMemberCache(), resolve: make(chan ephemeralMsg, 1024),
 	}
 }
@@ -129,13 +149,26 @@ func (l *Log) Published() uint64 { return l.published.Load() }
 // Listening reports whether the listener holds a live connection (readiness).
 func (l *Log) Listening() bool { return l.listening.Load() }
 
+// Leading reports whether this instance reads the log for the cluster.
+func (l *Log) Leading() bool { return l.leading.Load() }
+
+// Reads is the number of queries of the log this instance's reader made.
+func (l *Log) Reads() uint64 { return l.reads.Load() }
+
+// LostForwards is the number of forwards this instance did not send (as leader) or could
+// not take (as follower); each costs the followers a read of its range.
+func (l *Log) LostForwards() uint64 { return l.lost.Load() }
+
 // Written is called after every write transaction ends, committed or not: it wakes this
-// instance's reader and rings the other instances' doorbell. A rolled-back transaction
-// rings too, because it may have been holding back the fence over others' commits.
+// instance's reader and, unless this instance is the leader, rings the other instances'
+// doorbell, which wakes the leader. A rolled-back transaction rings too, because it may
+// have been holding back the fence over others' commits.
 func (l *Log) Written() {
 	l.rings.Add(1)
 	signal(l.wake)
-	signal(l.ring)
+	if !l.leading.Load() {
+		signal(l.ring)
+	}
 }
 
 // Rings is how many times Written was called.

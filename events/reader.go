@@ -28,37 +28,39 @@ func busyPace(floor, took time.Duration) time.Duration {
 	return max(floor, busyShare*took)
 }
 
-// readLoop reads the log whenever woken, and on the safety timer. Reads are at least
+// readLoop runs the reader, as leader or follower (forward.go), whichever the listener
+// last found this instance to be.
+//
+// The leader reads the log whenever woken, and on the safety timer. Reads are at least
 // ReadInterval apart, and at least busyShare times the last read's duration: under load,
 // one read then takes every event of the interval instead of one query per message, and
 // when PostgreSQL is busy (reads take longer) the reader asks less often and takes more
-// each time, spending at most a fifth of its time waiting for reads.
+// each time, spending at most a fifth of its time waiting for reads. After a wake it reads
+// again a few times, 5 ms, 10 ms, 20 ms ... later, until a read finds nothing new: a
+// transaction that rings no doorbell (another application's, or a presence update) may
+// have been holding back the fence over events already committed.
 //
-// After a wake it reads again a few times, 5 ms, 10 ms, 20 ms ... later, until a read
-// finds nothing new: a transaction that rings no doorbell (another application's, or a
-// presence update) may have been holding back the fence over events already committed.
+// A follower publishes the leader's forwards, and reads the log itself only when one is
+// missing: when a forward does not start where the follower stands, when its events were
+// too large to forward, when a write or a doorbell is not followed by a forward within
+// LeaderWait (no leader), and on a safety tick that passed without any forward.
 func (l *Log) readLoop(ctx context.Context) {
 	safety := time.NewTicker(l.cfg.SafetyPoll)
 	defer safety.Stop()
 	followUp := time.NewTimer(time.Hour)
 	followUp.Stop()
+	fallback := time.NewTimer(time.Hour)
+	fallback.Stop()
 	const firstFollowUp = 5 * time.Millisecond
 	delay := time.Duration(0)
+	waiting := false // fallback is set
+	heard := false   // a forward arrived since the last safety tick
 	var lastRead, lastErrLog time.Time
 	var took time.Duration // the last read's
 	failed := 0            // reads that failed since the last error line
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.wake:
-			delay = firstFollowUp
-		case <-followUp.C:
-			delay *= 2
-		case <-safety.C:
-		}
+	read := func() (found int, ok bool) {
 		if !pace(ctx, lastRead, busyPace(l.cfg.ReadInterval, took)) {
-			return
+			return 0, false
 		}
 		lastRead = time.Now()
 		found, err := l.catchUp(ctx)
@@ -79,6 +81,55 @@ func (l *Log) readLoop(ctx context.Context) {
 				lastErrLog, failed = time.Now(), 0
 			}
 		}
+		return found, ctx.Err() == nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-l.forwards:
+			heard = true
+			if waiting {
+				fallback.Stop()
+				waiting = false
+			}
+			if l.applyForward(f) {
+				continue
+			}
+			if _, ok := read(); !ok {
+				return
+			}
+			l.applyForward(f) // what the read did not reach, if anything
+			continue
+		case <-l.catchup:
+			delay = firstFollowUp
+		case <-l.wake:
+			if !l.leading.Load() {
+				if !waiting {
+					fallback.Reset(l.cfg.LeaderWait)
+					waiting = true
+				}
+				continue
+			}
+			delay = firstFollowUp
+		case <-followUp.C:
+			delay *= 2
+		case <-fallback.C:
+			waiting = false
+		case <-safety.C:
+			if heard && !l.leading.Load() {
+				heard = false
+				continue // the leader is forwarding; a missed forward shows as a gap
+			}
+			heard = false
+		}
+		found, ok := read()
+		if !ok {
+			return
+		}
+		if !l.leading.Load() {
+			delay = 0 // follow-up reads are the leader's
+		}
 		if found > 0 && delay > 0 {
 			delay = firstFollowUp
 		}
@@ -91,9 +142,11 @@ func (l *Log) readLoop(ctx context.Context) {
 }
 
 // catchUp publishes every final event after the reader's position and returns how many
-// rows it read.
+// rows it read. The leader renders every event and forwards them; a follower renders only
+// those someone here will receive.
 func (l *Log) catchUp(ctx context.Context) (found int, err error) {
 	for {
+		l.reads.Add(1)
 		rows, err := l.q.ReadEvents(ctx, db.ReadEventsParams{AfterTx: l.pos.Tx, AfterID: l.pos.ID, RowLimit: int32(l.cfg.BatchSize)})
 		if err != nil {
 			return found, err
@@ -102,16 +155,17 @@ func (l *Log) catchUp(ctx context.Context) (found int, err error) {
 		if len(rows) == 0 {
 			return found, nil
 		}
-		// Only events someone here will receive are rendered; every instance reads the
-		// whole log, but each renders only its own streams' share. The claim comes first,
-		// so a stream that subscribes after the check replays this batch instead.
-		l.hub.Claim(Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID})
+		leading := l.leading.Load()
+		// The claim comes before the check of who is here, so a stream that subscribes
+		// after the check replays this batch instead.
+		to := Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID}
+		l.hub.Claim(to)
 		raw := make([]eventRow, 0, len(rows))
 		for _, r := range rows {
 			if r.Type == "member_added" || r.Type == "member_removed" {
 				l.members.forget(UUIDString(r.ConversationID)) // typing goes to the members of now
 			}
-			if !l.hub.Interested(r.Recipients) {
+			if !leading && !l.hub.Interested(r.Recipients) {
 				continue
 			}
 			raw = append(raw, rowOf(r))
@@ -121,13 +175,71 @@ func (l *Log) catchUp(ctx context.Context) (found int, err error) {
 			return found, err
 		}
 		l.hub.Publish(evs)
+		if leading {
+			l.forward(l.pos, to, evs)
+		}
 		l.published.Add(uint64(len(rows)))
-		l.pos = Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID}
+		l.pos = to
 		l.hub.SetHead(l.pos) // past any skipped row too
 		if len(rows) < l.cfg.BatchSize {
 			return found, nil
 		}
 	}
+}
+
+// forward hands the leader's read of (after, to] to sendLoop. When sendLoop is that far
+// behind, the read is not forwarded: the followers find the gap and read it themselves.
+func (l *Log) forward(after, to Cursor, evs []*Event) {
+	select {
+	case l.out <- packForward(l.instance, after, to, evs):
+	default:
+		l.lost.Add(1)
+	}
+}
+
+// receiveForward hands a forward from the listener to the reader. One that cannot be
+// decoded, or does not fit in the reader's queue, is dropped: the reader finds the gap.
+func (l *Log) receiveForward(payload string) {
+	f, err := parseForward(payload)
+	if err != nil {
+		l.lost.Add(1)
+		l.cfg.Logger.Warn("dropping a forward that cannot be read", "err", err)
+		return
+	}
+	if f.from == l.instance {
+		return
+	}
+	select {
+	case l.forwards <- f:
+	default:
+		l.lost.Add(1)
+	}
+}
+
+// applyForward publishes what f holds after the reader's position. It reports false when
+// the reader must read the log first: f starts after the position (a forward was missed)
+// or its events were too large to forward. A forward of nothing new is ignored.
+func (l *Log) applyForward(f *forward) bool {
+	if !l.pos.Less(f.to) {
+		return true
+	}
+	if l.pos.Less(f.after) || f.self {
+		return false
+	}
+	evs := f.events
+	for len(evs) > 0 && !l.pos.Less(evs[0].Cursor) {
+		evs = evs[1:]
+	}
+	for _, e := range evs {
+		if e.Type == "member_added" || e.Type == "member_removed" {
+			l.members.forget(e.Conversation)
+		}
+	}
+	l.hub.Publish(evs)
+	l.published.Add(uint64(len(evs)))
+	l.pos = f.to
+	l.hub.SetHead(l.pos)
+	return true
 }
 
 // Backfill calls fn with user's events in (from, upto], in log order, in batches.
