@@ -51,7 +51,9 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	for _, ch := range []string{doorbellChannel, ephemeralChannel, forwardChannel} {
+	// A follower needs no doorbells: the leader's forwards are its news. Each listener on
+	// a channel costs PostgreSQL a wakeup (a transaction) per notification.
+	for _, ch := range []string{ephemeralChannel, forwardChannel} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return err
 		}
@@ -68,9 +70,11 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		if err != nil || !got {
 			return err
 		}
-		// The leader's own forwards would only come back to it.
-		if _, err := conn.Exec(ctx, "UNLISTEN "+forwardChannel); err != nil {
-			return err
+		// The leader is woken by the doorbell; its own forwards would only come back to it.
+		for _, cmd := range []string{"LISTEN " + doorbellChannel, "UNLISTEN " + forwardChannel} {
+			if _, err := conn.Exec(ctx, cmd); err != nil {
+				return err
+			}
 		}
 		l.leading.Store(true)
 		l.cfg.Logger.Info("this instance now reads the event log for the cluster")

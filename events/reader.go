@@ -42,8 +42,9 @@ func busyPace(floor, took time.Duration) time.Duration {
 //
 // A follower publishes the leader's forwards, and reads the log itself only when one is
 // missing: when a forward does not start where the follower stands, when its events were
-// too large to forward, when a write or a doorbell is not followed by a forward within
-// LeaderWait (no leader), and on a safety tick that passed without any forward.
+// too large to forward, when a write of its own is not followed by a forward within
+// LeaderWait (no leader), and on a safety tick that passed without any forward. (Followers
+// do not listen to doorbells: every listener costs PostgreSQL a wakeup per notification.)
 func (l *Log) readLoop(ctx context.Context) {
 	safety := time.NewTicker(l.cfg.SafetyPoll)
 	defer safety.Stop()
