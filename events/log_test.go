@@ -215,8 +215,9 @@ func TestLogReReadsAfterAHoldBack(t *testing.T) {
 	pool := testPool(t)
 	conv := newConversation(t, pool, "held-a", "held-b")
 	reads := &readCounter{}
-	log := NewLog(Config{Pool: tracedPool(t, reads), ListenURL: testDB, SafetyPoll: time.Hour})
+	log := NewLog(quickLeader(Config{Pool: tracedPool(t, reads), ListenURL: testDB, SafetyPoll: time.Hour}))
 	require.NoError(t, log.Start(ctx))
+	require.Eventually(t, log.Leading, 10*time.Second, 5*time.Millisecond, "the follow-up reads are the leader's")
 	sub, _ := log.Hub().Subscribe("held-a")
 
 	blocker, err := pool.Begin(ctx)
