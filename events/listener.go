@@ -51,6 +51,15 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.Background())
+	// PostgreSQL's side of this connection holds the reader lock while this instance leads.
+	// Should this instance's host vanish without closing it, the server would keep the
+	// session (and the lock) until TCP gave up: two hours of system keepalive defaults when
+	// idle. These make the server drop it within about half a minute.
+	if _, err := conn.Exec(ctx, "SELECT set_config('tcp_keepalives_idle', '10', false), "+
+		"set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false), "+
+		"set_config('tcp_user_timeout', '30000', false)"); err != nil {
+		return err
+	}
 	// A follower needs no doorbells: the leader's forwards are its news. Each listener on
 	// a channel costs PostgreSQL a wakeup (a transaction) per notification.
 	for _, ch := range []string{ephemeralChannel, forwardChannel} {
