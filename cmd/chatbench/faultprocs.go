@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -30,8 +31,9 @@ type instance struct {
 	logPath string
 	pidFile string // every pid started is appended, so faults.sh can kill what a crash left
 
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	cmd          *exec.Cmd
+	exited       chan struct{} // closed when cmd has been waited for
+	metricsToken string        // CHAT_METRICS_TOKEN, for /metrics on the public address
 }
 
 // freeLoopbackAddr finds a free TCP port on 127.0.0.1. Another process could take it before
@@ -279,4 +281,40 @@ func retryAfter(h string) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true
+}
+
+// waitLeading waits (up to timeout) until the instance reads the event log for the cluster
+// (chatd_log_leader 1 on /metrics) and returns the time since since; -1 if it did not.
+func (in *instance) waitLeading(ctx context.Context, since time.Time, timeout time.Duration) time.Duration {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.url+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+in.metricsToken)
+		if resp, err := client.Do(req); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && leads(body) {
+				return time.Since(since)
+			}
+		}
+		if time.Now().After(deadline) {
+			return -1
+		}
+		select {
+		case <-ctx.Done():
+			return -1
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// leads reports whether a /metrics answer says the instance reads the log for the cluster.
+func leads(metrics []byte) bool {
+	for _, line := range strings.Split(string(metrics), "\n") {
+		if line == "chatd_log_leader 1" {
+			return true
+		}
+	}
+	return false
 }

@@ -32,8 +32,9 @@ func (r *faultRun) report(w io.Writer) {
 	fmt.Fprintf(w, "          connection errors %d (retried on the other instance), 503 %d (without Retry-After %d), other 5xx %d, refused %d, given up %d\n",
 		p.connErrs.Load(), p.s503.Load(), p.s503Bare.Load(), p.bad5xx.Load(), p.refused.Load(), p.gaveUp.Load())
 	if k := r.kill; k != nil {
-		fmt.Fprintf(w, "kill -9:  chatd B (pid %d) killed %.1fs into the run with %d streams on it, %d messages started before\n",
+		fmt.Fprintf(w, "kill -9:  chatd B (pid %d, the log's reader for both) killed %.1fs into the run with %d streams on it, %d messages started before\n",
 			k.pid, k.at.Sub(r.start).Seconds(), k.displaced, k.postsBefore)
+		fmt.Fprintf(w, "          A read the log for both %s after the kill\n", sec(k.leaderUp))
 		fmt.Fprintf(w, "          all streams on A %s after; every stream delivering again %s after; %d messages hit by the kill, %d of them stored before it (200), longest wait for an acknowledgement %s\n",
 			sec(k.streamsUp), sec(c.killStreams), c.killConnErrMsgs, c.killReplayed, sec(c.killWait))
 	}

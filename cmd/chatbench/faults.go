@@ -18,7 +18,9 @@ import (
 // clients post steadily (each sender prefers one instance) and every participant holds a
 // stream (one side of each conversation on each instance). Then:
 //
-//  1. kill: instance B gets SIGKILL while messages are being posted to it. A sender whose
+//  1. kill: instance B, which reads the event log for both (the leader: it started first
+//     and took the reader lock), gets SIGKILL while messages are being posted to it; A
+//     must take the lock over. A sender whose
 //     POST fails with a connection error retries on the other instance with the same
 //     client_id; a stream that ends resumes on the other instance by Last-Event-ID. B is
 //     started again and its streams and senders go back to it.
@@ -111,6 +113,7 @@ type killPhase struct {
 	pid         int
 	displaced   int           // streams that were on the victim
 	streamsUp   time.Duration // until every stream was connected again; -1: never
+	leaderUp    time.Duration // until A read the log for both; -1: never
 	postsBefore int64         // messages started before the kill
 }
 
@@ -175,6 +178,8 @@ func (r *faultRun) setup(ctx context.Context) error {
 		"CHAT_DATABASE_URL": dbURL,
 		"CHAT_JWT_SECRET":   opt.secret,
 		"CHAT_RATE_LIMIT":   "0",
+		// /metrics on the public address, to see which instance reads the log.
+		"CHAT_METRICS_TOKEN": opt.secret + "-metrics",
 		// Cleanup sends SIGTERM; the streams it ends resume nowhere, so do not wait long.
 		"CHAT_SHUTDOWN_TIMEOUT": "2s",
 	}
@@ -188,16 +193,23 @@ func (r *faultRun) setup(ctx context.Context) error {
 		env["CHAT_DATABASE_URL"], env["CHAT_LISTEN_DATABASE_URL"] = throughPooler(dbURL, opt.pooler), dbURL
 		logf("pools through PgBouncer at %s (transaction mode), listeners direct", opt.pooler)
 	}
-	for k, name := range []string{"A", "B"} {
+	// B starts first and takes the reader lock before A starts: the kill below takes the
+	// instance that reads the log for both.
+	for _, k := range []int{1, 0} {
+		name := []string{"A", "B"}[k]
 		in, err := newInstance(name, opt.chatdBin, opt.workDir, env)
 		if err != nil {
 			return err
 		}
+		in.metricsToken = env["CHAT_METRICS_TOKEN"]
 		r.inst[k] = in
 		if err := in.start(ctx, faultReady); err != nil {
 			return err
 		}
 		logf("chatd %s: pid %d on %s", name, in.cmd.Process.Pid, in.addr)
+		if k == 1 && in.waitLeading(ctx, time.Now(), faultReady) < 0 {
+			return fmt.Errorf("chatd B did not take the reader lock within %s", faultReady)
+		}
 	}
 	opt.urls = []string{r.inst[0].url, r.inst[1].url}
 	opt.sources = 0 // a few dozen streams need no extra source addresses
@@ -297,11 +309,18 @@ func (r *faultRun) killPhase(ctx context.Context) {
 	logf("kill: SIGKILL to chatd B (pid %d) with %d streams on it", k.pid, k.displaced)
 	k.at = time.Now()
 	victim.kill()
+	leader := make(chan time.Duration, 1)
+	go func() { leader <- r.inst[0].waitLeading(ctx, k.at, faultReady) }()
 	k.streamsUp = r.fs.waitAllOn(ctx, 0, k.at, faultReady)
 	if k.streamsUp < 0 {
 		r.fail("kill: the %d streams of B were not all connected to A within %s", k.displaced, faultReady)
 	} else {
 		logf("kill: every stream connected to A %.2fs after the kill", k.streamsUp.Seconds())
+	}
+	if k.leaderUp = <-leader; k.leaderUp < 0 {
+		r.fail("kill: A did not take the reader lock over within %s", faultReady)
+	} else {
+		logf("kill: A reads the log for both %.2fs after the kill", k.leaderUp.Seconds())
 	}
 	sleepCtx(ctx, faultAfter)
 	logf("kill: starting chatd B again")

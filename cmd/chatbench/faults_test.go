@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestCheckHistoryFindsEachKindOfFault(t *testing.T) {
@@ -66,4 +68,11 @@ func TestHistoryIndex(t *testing.T) {
 			t.Errorf("historyIndex(%+v) = %d %v, want %d %v", tc.m, got, ok, tc.want, tc.ok)
 		}
 	}
+}
+
+func TestLeadsReadsTheLeaderGauge(t *testing.T) {
+	require.True(t, leads([]byte("# HELP chatd_log_leader x\n# TYPE chatd_log_leader gauge\nchatd_log_leader 1\nchatd_listener_up 1\n")))
+	require.False(t, leads([]byte("chatd_log_leader 0\nchatd_listener_up 1\n")))
+	require.False(t, leads([]byte("chatd_log_leader_other 1\n")))
+	require.False(t, leads(nil))
 }
