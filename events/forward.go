@@ -112,7 +112,7 @@ func parseForward(payload string) (*forward, error) {
 	}
 	after, err1 := ParseCursor(m.After)
 	to, err2 := ParseCursor(m.To)
-	if err1 != nil || err2 != nil || !after.Less(to) || m.From == "" || (m.Self && len(m.Events) > 0) {
+	if err1 != nil || err2 != nil || !after.Less(to) || !instanceID(m.From) || (m.Self && len(m.Events) > 0) {
 		return nil, fmt.Errorf("%w: range (%q, %q]", errBadForward, m.After, m.To)
 	}
 	f := &forward{from: m.From, after: after, to: to, self: m.Self, events: make([]*Event, 0, len(m.Events))}
@@ -127,4 +127,18 @@ func parseForward(payload string) (*forward, error) {
 			Recipients: fe.Recipients, Data: fe.Data})
 	}
 	return f, nil
+}
+
+// instanceID reports whether s looks like an instance's id (log.go): 16 lowercase hex
+// digits, written into payloads without escaping.
+func instanceID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && (s[i] < 'a' || s[i] > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -131,7 +131,7 @@ func TestFollowerTakesForwardsAndReadsOnlyWhatIsMissing(t *testing.T) {
 	}, 10*time.Second, 5*time.Millisecond)
 
 	// 1. A forward that starts where the follower stands: published as it is, no read.
-	for _, p := range packForward("test-leader", head, c1, []*Event{fake(c1)}) {
+	for _, p := range packForward("7e57000000000001", head, c1, []*Event{fake(c1)}) {
 		notifyForward(t, pool, p)
 	}
 	got := takeN(t, sub, 1)
@@ -141,7 +141,7 @@ func TestFollowerTakesForwardsAndReadsOnlyWhatIsMissing(t *testing.T) {
 
 	// 2. A forward of (c2, c3] while the follower stands at c1: (c1, c2] was missed, so it
 	// reads the log, which has c2 and c3; the forward's copy of c3 is then behind it.
-	for _, p := range packForward("test-leader", c2, c3, []*Event{fake(c3)}) {
+	for _, p := range packForward("7e57000000000001", c2, c3, []*Event{fake(c3)}) {
 		notifyForward(t, pool, p)
 	}
 	got = takeN(t, sub, 2)
@@ -160,7 +160,7 @@ func TestFollowerTakesForwardsAndReadsOnlyWhatIsMissing(t *testing.T) {
 		h, err := f.Head(ctx)
 		return err == nil && !h.Less(c4)
 	}, 10*time.Second, 5*time.Millisecond)
-	payloads := packForward("test-leader", c3, c4, []*Event{big})
+	payloads := packForward("7e57000000000001", c3, c4, []*Event{big})
 	require.Len(t, payloads, 1)
 	require.Contains(t, payloads[0], `"self":true`)
 	readsBefore := reads.n.Load()
@@ -174,10 +174,10 @@ func TestFollowerTakesForwardsAndReadsOnlyWhatIsMissing(t *testing.T) {
 	// nothing read.
 	readsBefore = reads.n.Load()
 	lost := f.LostForwards()
-	for _, p := range packForward("test-leader", head, c4, []*Event{fake(c1), fake(c2), fake(c3), fake(c4)}) {
+	for _, p := range packForward("7e57000000000001", head, c4, []*Event{fake(c1), fake(c2), fake(c3), fake(c4)}) {
 		notifyForward(t, pool, p)
 	}
-	notifyForward(t, pool, `{"from":"x","after":"9_9","to":"1_1"}`)
+	notifyForward(t, pool, `{"from":"00000000000000aa","after":"9_9","to":"1_1"}`)
 	notifyForward(t, pool, `not json`)
 	c5 := insertRead(t, pool, conv, "fwd-b", 5)
 	for _, p := range packForward(f.Instance(), c4, c5, []*Event{fake(c5)}) {
@@ -284,7 +284,7 @@ func TestPackForwardSplitsAndCoversTheWholeRange(t *testing.T) {
 			Recipients: []string{"alice", "bob"}, Data: []byte(fmt.Sprintf(`{"body":%q}`, strings.Repeat("y", int(i%7)*40)))})
 	}
 	evs[100].Data = []byte(`"` + strings.Repeat("z", 9000) + `"`) // too large for any payload
-	payloads := packForward("me", after, to, evs)
+	payloads := packForward("0123456789abcdef", after, to, evs)
 	require.Greater(t, len(payloads), 5)
 	pos, n := after, 0
 	for i, p := range payloads {
@@ -307,29 +307,31 @@ func TestPackForwardSplitsAndCoversTheWholeRange(t *testing.T) {
 	}
 	require.Equal(t, to, pos, "the payloads cover the range to its end, past rows that rendered to nothing")
 	require.Equal(t, len(evs), n)
-	require.Empty(t, packForward("me", to, to, nil), "an empty range is not forwarded")
+	require.Empty(t, packForward("0123456789abcdef", to, to, nil), "an empty range is not forwarded")
 }
 
 func TestParseForwardRefusesWhatIsNotARange(t *testing.T) {
 	ev := func(c string) string { return `{"c":"` + c + `","t":"message","r":["a"],"d":{}}` }
 	for _, p := range []string{
 		``, `null`, `[]`, `{}`,
-		`{"from":"x","after":"1_1","to":"1_1"}`,  // empty range
-		`{"from":"x","after":"2_1","to":"1_1"}`,  // backwards
-		`{"after":"1_1","to":"2_1"}`,             // no sender
-		`{"from":"x","after":"01_1","to":"2_1"}`, // not a cursor
-		`{"from":"x","after":"1_1","to":"2_1","self":true,"events":[` + ev("2_1") + `]}`,
-		`{"from":"x","after":"1_1","to":"2_1","events":[` + ev("3_1") + `]}`,                   // outside
-		`{"from":"x","after":"1_1","to":"3_1","events":[` + ev("2_1") + `,` + ev("2_1") + `]}`, // repeated
-		`{"from":"x","after":"1_1","to":"3_1","events":[` + ev("1_1") + `]}`,                   // at after
-		`{"from":"x","after":"1_1","to":"3_1","events":[{"c":"2_1","t":"","r":[],"d":{}}]}`,
-		`{"from":"x","after":"1_1","to":"3_1","events":[{"c":"2_1","t":"m","r":[]}]}`,
-		`{"from":"x","after":"1_1","to":"3_1","events":[7]}`,
+		`{"from":"00000000000000aa","after":"1_1","to":"1_1"}`,  // empty range
+		`{"from":"00000000000000aa","after":"2_1","to":"1_1"}`,  // backwards
+		`{"after":"1_1","to":"2_1"}`,                            // no sender
+		`{"from":"x","after":"1_1","to":"2_1"}`,                 // not an instance id
+		`{"from":"0123456789abcde\"","after":"1_1","to":"2_1"}`, // a quote, which packForward would not escape
+		`{"from":"00000000000000aa","after":"01_1","to":"2_1"}`, // not a cursor
+		`{"from":"00000000000000aa","after":"1_1","to":"2_1","self":true,"events":[` + ev("2_1") + `]}`,
+		`{"from":"00000000000000aa","after":"1_1","to":"2_1","events":[` + ev("3_1") + `]}`,                   // outside
+		`{"from":"00000000000000aa","after":"1_1","to":"3_1","events":[` + ev("2_1") + `,` + ev("2_1") + `]}`, // repeated
+		`{"from":"00000000000000aa","after":"1_1","to":"3_1","events":[` + ev("1_1") + `]}`,                   // at after
+		`{"from":"00000000000000aa","after":"1_1","to":"3_1","events":[{"c":"2_1","t":"","r":[],"d":{}}]}`,
+		`{"from":"00000000000000aa","after":"1_1","to":"3_1","events":[{"c":"2_1","t":"m","r":[]}]}`,
+		`{"from":"00000000000000aa","after":"1_1","to":"3_1","events":[7]}`,
 	} {
 		_, err := parseForward(p)
 		require.ErrorIs(t, err, errBadForward, "%s", p)
 	}
-	f, err := parseForward(`{"from":"x","after":"1_1","to":"3_1","events":[` + ev("2_1") + `]}`)
+	f, err := parseForward(`{"from":"00000000000000aa","after":"1_1","to":"3_1","events":[` + ev("2_1") + `]}`)
 	require.NoError(t, err)
 	require.Equal(t, Cursor{Tx: 2, ID: 1}, f.events[0].Cursor)
 }
@@ -337,13 +339,13 @@ func TestParseForwardRefusesWhatIsNotARange(t *testing.T) {
 // FuzzParseForward: no payload makes the decoder panic, and whatever it accepts is a range
 // with its events in order inside it, which packs back into payloads that decode the same.
 func FuzzParseForward(f *testing.F) {
-	for _, p := range packForward("seed", Cursor{Tx: 1, ID: 1}, Cursor{Tx: 5, ID: 9}, []*Event{
+	for _, p := range packForward("5eed000000000000", Cursor{Tx: 1, ID: 1}, Cursor{Tx: 5, ID: 9}, []*Event{
 		{Cursor: Cursor{Tx: 2, ID: 3}, Type: "message", Conversation: "c", Recipients: []string{"a"}, Data: []byte(`{"x":"<"}`)},
 		{Cursor: Cursor{Tx: 4, ID: 4}, Type: "member_added", Member: "b", Recipients: []string{"a", "b"}, Data: []byte(`[]`)},
 	}) {
 		f.Add(p)
 	}
-	f.Add(`{"from":"x","after":"1_1","to":"2_1","self":true}`)
+	f.Add(`{"from":"00000000000000aa","after":"1_1","to":"2_1","self":true}`)
 	f.Fuzz(func(t *testing.T, payload string) {
 		fw, err := parseForward(payload)
 		if err != nil {
@@ -377,4 +379,32 @@ func FuzzParseForward(f *testing.F) {
 		}
 		require.Equal(t, len(fw.events), n)
 	})
+}
+
+// TestAStaleForwardDoesNotStandForTheLeader: a forward of nothing new (here a repeat, as a
+// leader that stops right after would leave) says nothing of the writes since, so the
+// follower's own write is still read after LeaderWait when no leader forwards it.
+func TestAStaleForwardDoesNotStandForTheLeader(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := testPool(t)
+	conv := newConversation(t, pool, "stale-a", "stale-b")
+	holdReaderLock(t) // no leader
+	f := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: 100 * time.Millisecond})
+	require.NoError(t, f.Start(ctx))
+	require.Eventually(t, f.Listening, 10*time.Second, 10*time.Millisecond)
+	sub, head := f.Hub().Subscribe("stale-a")
+	c1 := insertRead(t, pool, conv, "stale-b", 1)
+	fake := &Event{Cursor: c1, Type: "read", Conversation: UUIDString(conv), Recipients: []string{"stale-a"}, Data: []byte(`{}`)}
+	stale := packForward("7e57000000000001", head, c1, []*Event{fake})
+	notifyForward(t, pool, stale[0])
+	require.Equal(t, c1, takeN(t, sub, 1)[0].Cursor)
+
+	c2 := insertRead(t, pool, conv, "stale-b", 2)
+	f.Written() // arms the wait for a forward
+	for range 5 {
+		notifyForward(t, pool, stale[0]) // the same range again: nothing new
+		time.Sleep(30 * time.Millisecond)
+	}
+	require.Equal(t, c2, takeN(t, sub, 1)[0].Cursor, "read by the follower itself once no forward brought it")
 }

@@ -51,19 +51,30 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.Background())
+	// Every query on this connection has PingAfter to answer: a connection that went
+	// half-open would otherwise hold the listener (and readiness) for as long as TCP
+	// retransmits, about a quarter of an hour.
+	exec := func(sql string) error {
+		qctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
+		defer cancel()
+		_, err := conn.Exec(qctx, sql)
+		return err
+	}
 	// PostgreSQL's side of this connection holds the reader lock while this instance leads.
 	// Should this instance's host vanish without closing it, the server would keep the
 	// session (and the lock) until TCP gave up: two hours of system keepalive defaults when
 	// idle. These make the server drop it within about half a minute.
-	if _, err := conn.Exec(ctx, "SELECT set_config('tcp_keepalives_idle', '10', false), "+
-		"set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false), "+
+	if err := exec("SELECT set_config('tcp_keepalives_idle', '10', false), " +
+		"set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false), " +
 		"set_config('tcp_user_timeout', '30000', false)"); err != nil {
 		return err
 	}
-	// A follower needs no doorbells: the leader's forwards are its news. Each listener on
-	// a channel costs PostgreSQL a wakeup (a transaction) per notification.
-	for _, ch := range []string{ephemeralChannel, forwardChannel} {
-		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+	// A follower takes a doorbell only as a hint that a forward should follow (see
+	// LeaderWait); the leader reads on it. PostgreSQL wakes every listening backend of the
+	// database for every notification, whatever its channel, so listening to fewer
+	// channels would save the followers only the messages, not PostgreSQL's work.
+	for _, ch := range []string{doorbellChannel, ephemeralChannel, forwardChannel} {
+		if err := exec("LISTEN " + ch); err != nil {
 			return err
 		}
 	}
@@ -75,15 +86,15 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 	var tried time.Time // the last attempt to take the reader lock
 	lead := func() error {
 		tried = time.Now()
-		got, err := q.TryLeadLog(ctx)
+		qctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
+		got, err := q.TryLeadLog(qctx)
+		cancel()
 		if err != nil || !got {
 			return err
 		}
-		// The leader is woken by the doorbell; its own forwards would only come back to it.
-		for _, cmd := range []string{"LISTEN " + doorbellChannel, "UNLISTEN " + forwardChannel} {
-			if _, err := conn.Exec(ctx, cmd); err != nil {
-				return err
-			}
+		// The leader's own forwards would only come back to it.
+		if err := exec("UNLISTEN " + forwardChannel); err != nil {
+			return err
 		}
 		l.leading.Store(true)
 		l.cfg.Logger.Info("this instance now reads the event log for the cluster")

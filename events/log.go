@@ -44,10 +44,9 @@ type Config struct {
 	// LeaderRetry is how often a follower tries to take the reader lock, so that another
 	// instance reads the log for the cluster soon after its leader is gone. Default 1s.
 	LeaderRetry time.Duration
-	// LeaderWait is how long a follower waits, after a write of its own, for a forward from
-	// the leader before it reads the log itself: without a leader, delivery of its own
-	// writes is this much later (other instances' writes come with the safety poll or the
-	// next leader) but continues. Default 200ms.
+	// LeaderWait is how long a follower waits, after a doorbell or a write of its own, for
+	// a forward from the leader before it reads the log itself: without a leader, delivery
+	// is this much later but continues. Default 200ms.
 	LeaderWait time.Duration
 	// DoorbellInterval is the least time between two doorbells: the other instances learn
 	// of new events at most this much later, and a busy instance sends at most one NOTIFY

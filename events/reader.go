@@ -42,9 +42,8 @@ func busyPace(floor, took time.Duration) time.Duration {
 //
 // A follower publishes the leader's forwards, and reads the log itself only when one is
 // missing: when a forward does not start where the follower stands, when its events were
-// too large to forward, when a write of its own is not followed by a forward within
-// LeaderWait (no leader), and on a safety tick that passed without any forward. (Followers
-// do not listen to doorbells: every listener costs PostgreSQL a wakeup per notification.)
+// too large to forward, when a write or a doorbell is not followed by a forward within
+// LeaderWait (no leader), and on a safety tick that passed without any forward.
 func (l *Log) readLoop(ctx context.Context) {
 	safety := time.NewTicker(l.cfg.SafetyPoll)
 	defer safety.Stop()
@@ -89,10 +88,14 @@ func (l *Log) readLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case f := <-l.forwards:
-			heard = true
-			if waiting {
-				fallback.Stop()
-				waiting = false
+			// Only a forward that brings something new shows that the leader is at work:
+			// a stale one says nothing of the writes since.
+			if l.pos.Less(f.to) {
+				heard = true
+				if waiting {
+					fallback.Stop()
+					waiting = false
+				}
 			}
 			if l.applyForward(f) {
 				continue
