@@ -70,9 +70,9 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		return err
 	}
 	// A follower takes a doorbell only as a hint that a forward should follow (see
-	// LeaderWait); the leader reads on it. PostgreSQL before version 19 wakes every
-	// listening backend of the database for every notification, whatever its channel, so
-	// listening to fewer channels would save the followers only the messages.
+	// LeaderWait); the leader reads on it. PostgreSQL (15, async.c) wakes every listening
+	// backend of the database for every notification, whatever its channel, so listening
+	// to fewer channels would save the followers only the messages.
 	for _, ch := range []string{doorbellChannel, ephemeralChannel, forwardChannel} {
 		if err := exec("LISTEN " + ch); err != nil {
 			return err
