@@ -114,8 +114,8 @@ func TestFollowerTakesForwardsAndReadsOnlyWhatIsMissing(t *testing.T) {
 	require.NoError(t, f.Start(ctx))
 	require.Eventually(t, f.Listening, 10*time.Second, 10*time.Millisecond)
 	sub, head := f.Hub().Subscribe("fwd-a")
-	// The catch-up read after the listener connected has been made once the hub's head
-	// moved or the read count settled; either way nothing is pending for fwd-a.
+	// Wait for the catch-up read the listener asks for when it connects; nothing is
+	// pending for fwd-a, so the reads counted from here on are the ones under test.
 	require.Eventually(t, func() bool { return reads.n.Load() >= 1 }, 10*time.Second, time.Millisecond)
 	before := reads.n.Load()
 	c1 := insertRead(t, pool, conv, "fwd-b", 1)

@@ -1,6 +1,7 @@
 // Package events moves durable and ephemeral events from PostgreSQL to the streams of one
 // instance: the log reader follows the events table by cursor below the commit fence
-// (reader.go), NOTIFY rings a doorbell between instances (doorbell.go, listener.go), the
+// (reader.go) on one instance of the cluster, which forwards what it read to the others
+// (forward.go), NOTIFY rings a doorbell between instances (doorbell.go, listener.go), the
 // hub routes rendered events (render.go) to subscribers (hub.go), and presence records who
 // is connected anywhere (presence.go). It knows nothing of HTTP.
 package events
