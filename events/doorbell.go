@@ -67,9 +67,6 @@ func (l *Log) sendForwards(ctx context.Context, first []string) {
 			more = false
 		}
 	}
-	if len(payloads) == 0 {
-		return
-	}
 	err := l.q.NotifyAll(ctx, db.NotifyAllParams{Channel: forwardChannel, Payloads: payloads})
 	if err != nil && ctx.Err() == nil {
 		l.lost.Add(1)
