@@ -55,13 +55,20 @@ func TestBatchSpanningConversationsUnderConcurrentResumes(t *testing.T) {
 			errs <- err
 		}()
 	}
-	send(blocker, "blocked 1") // each of instance a's two batch workers waits for the lock
+	// Each of instance a's two batch workers waits for the lock with one send. The second
+	// send goes only once the first waits: sent together, both could go in one batch.
+	waiters := func(n int) {
+		require.Eventually(t, func() bool {
+			var waiting int
+			return a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+				WHERE locktype = 'advisory' AND NOT granted AND classid = 1667785076
+				AND objid::bigint = (hashtext($1)::bigint + 4294967296) % 4294967296`, blocker).Scan(&waiting) == nil && waiting == n
+		}, wait, 5*time.Millisecond)
+	}
+	send(blocker, "blocked 1")
+	waiters(1)
 	send(blocker, "blocked 2")
-	require.Eventually(t, func() bool {
-		var waiting int
-		return a.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid
-			WHERE l.locktype = 'advisory' AND NOT l.granted AND s.datname = current_database()`).Scan(&waiting) == nil && waiting == 2
-	}, wait, 5*time.Millisecond)
+	waiters(2)
 	for i := range queued {
 		send(convs[i%len(convs)], fmt.Sprintf("queued %d", i))
 	}
