@@ -493,6 +493,12 @@ FROM unnest(@payloads::text[]) AS p;
 -- per-conversation and per-user locks, whose keys are hashes.)
 SELECT pg_try_advisory_lock(1919246692, 0);
 
+-- name: HandOverLog :exec
+-- A leader that stops lets the reader lock go and tells the followers in the same
+-- statement: the unlock takes effect at once, the notification at its commit, so a
+-- follower that tries on hearing it finds the lock free.
+SELECT pg_advisory_unlock(1919246692, 0), pg_notify(@channel::text, @payload::text);
+
 -- name: TouchInstance :execrows
 -- The instance's heartbeat; no row means other instances took it for dead and removed it.
 UPDATE instances SET heartbeat_at = now() WHERE id = @id;

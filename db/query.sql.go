@@ -796,6 +796,23 @@ func (q *Queries) GetSystemMessageByClientID(ctx context.Context, arg GetSystemM
 	return i, err
 }
 
+const handOverLog = `-- name: HandOverLog :exec
+SELECT pg_advisory_unlock(1919246692, 0), pg_notify($1::text, $2::text)
+`
+
+type HandOverLogParams struct {
+	Channel string
+	Payload string
+}
+
+// A leader that stops lets the reader lock go and tells the followers in the same
+// statement: the unlock takes effect at once, the notification at its commit, so a
+// follower that tries on hearing it finds the lock free.
+func (q *Queries) HandOverLog(ctx context.Context, arg HandOverLogParams) error {
+	_, err := q.db.Exec(ctx, handOverLog, arg.Channel, arg.Payload)
+	return err
+}
+
 const insertConversationEvent = `-- name: InsertConversationEvent :exec
 INSERT INTO events (conversation_id, type) VALUES ($1, 'conversation')
 `

@@ -277,6 +277,31 @@ func TestLeaderKilledMidStreamAFollowerTakesOver(t *testing.T) {
 	requireNothingMore(t, sub)
 }
 
+// A leader that stops (a rolling deploy) hands the lock over: a follower leads at once, not
+// at its next LeaderRetry, and delivers without waiting LeaderWait first.
+func TestAStoppingLeaderHandsOver(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := testPool(t)
+	conv := newConversation(t, pool, "hand-a", "hand-b")
+	lctx, stop := context.WithCancel(ctx)
+	leader := NewLog(quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour}))
+	require.NoError(t, leader.Start(lctx))
+	require.Eventually(t, leader.Leading, 10*time.Second, 5*time.Millisecond)
+	follower := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderRetry: time.Hour})
+	require.NoError(t, follower.Start(ctx))
+	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
+	sub, _ := follower.Hub().Subscribe("hand-a")
+
+	stop()
+	require.Eventually(t, follower.Leading, 5*time.Second, 5*time.Millisecond,
+		"the follower leads well before its LeaderRetry of an hour")
+	want := insertRead(t, pool, conv, "hand-b", 1)
+	follower.Written()
+	got := takeN(t, sub, 1)
+	require.Equal(t, want, got[0].Cursor)
+}
+
 func TestPackForwardSplitsAndCoversTheWholeRange(t *testing.T) {
 	after, to := Cursor{Tx: 10, ID: 1}, Cursor{Tx: 90, ID: 900}
 	var evs []*Event

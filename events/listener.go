@@ -81,8 +81,18 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 	l.listening.Store(true)
 	defer l.listening.Store(false)
 	defer l.leading.Store(false)
-	connected()
 	q := db.New(conn)
+	defer func() {
+		if l.leading.Load() && ctx.Err() != nil { // stopping, not failing: hand over
+			hctx, cancel := context.WithTimeout(context.Background(), l.cfg.PingAfter)
+			defer cancel()
+			err := q.HandOverLog(hctx, db.HandOverLogParams{Channel: doorbellChannel, Payload: handOver})
+			if err != nil {
+				l.cfg.Logger.Warn("hand the event log over to another instance", "err", err)
+			}
+		}
+	}()
+	connected()
 	var tried time.Time // the last attempt to take the reader lock
 	lead := func() error {
 		tried = time.Now()
@@ -134,6 +144,8 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 			return err
 		case n.Channel == forwardChannel:
 			l.receiveForward(n.Payload)
+		case n.Channel == doorbellChannel && n.Payload == handOver:
+			tried = time.Time{} // the leader let go of the lock: try now, not at LeaderRetry
 		case n.Channel == doorbellChannel:
 			if n.Payload != l.instance {
 				signal(l.wake)

@@ -29,6 +29,11 @@ const (
 	forwardChannel   = "chatd_log"
 )
 
+// handOver is the doorbell of a leader that stops: it has let go of the reader lock, and
+// the followers try to take it at once, so a rolling deploy leaves the cluster without a
+// reader for a round trip rather than for LeaderRetry. (Not hex: no instance id.)
+const handOver = "hand-over"
+
 // Config tunes a Log. Zero values take the defaults noted on each field.
 type Config struct {
 	// Pool serves every query; the listener has a connection of its own.
@@ -89,6 +94,7 @@ type Log struct {
 	carry     []byte        // an ephemeral payload that did not fit the last notification
 	members   *memberCache  // recipients of conversation-addressed ephemeral events
 	resolve   chan ephemeralMsg
+	listened  chan struct{} // closed when the listener has ended, its lock handed over
 	listening atomic.Bool
 	leading   atomic.Bool // this instance holds the reader lock
 	published atomic.Uint64
@@ -118,7 +124,7 @@ func NewLog(cfg Config) *Log {
 		cfg: cfg, q: db.New(db.WithoutJIT(cfg.Pool)), hub: NewHub(Limit{Events: cfg.StreamBuffer, Bytes: cfg.StreamBufferBytes}), instance: hex.EncodeToString(id),
 		wake: make(chan struct{}, 1), catchup: make(chan struct{}, 1), ring: make(chan struct{}, 1),
 		forwards: make(chan *forward, 1024), out: make(chan []string, 256), ephemeral: make(chan []byte, 1024),
-		members: newMemberCache(), resolve: make(chan ephemeralMsg, 1024),
+		members: newMemberCache(), resolve: make(chan ephemeralMsg, 1024), listened: make(chan struct{}),
 	}
 }
 
@@ -132,11 +138,18 @@ func (l *Log) Start(ctx context.Context) error {
 	l.pos = head
 	l.hub.SetHead(head)
 	go l.readLoop(ctx)
-	go l.listenLoop(ctx)
+	go func() {
+		defer close(l.listened)
+		l.listenLoop(ctx)
+	}()
 	go l.sendLoop(ctx)
 	go l.resolveLoop(ctx)
 	return nil
 }
+
+// Stopped is closed once the Log's context has ended and its listener with it: a leader
+// has handed the reader lock over by then. A process waits for it (briefly) before it exits.
+func (l *Log) Stopped() <-chan struct{} { return l.listened }
 
 // Instance is this instance's id, which tags its notifications and presence rows.
 func (l *Log) Instance() string { return l.instance }

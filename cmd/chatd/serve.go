@@ -62,6 +62,13 @@ func serve(ctx context.Context, logger *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer func() { // a leader hands the log over before the process ends
+		stopBG()
+		select {
+		case <-log.Stopped():
+		case <-time.After(2 * time.Second):
+		}
+	}()
 	go prune(bg, logger, db.New(pool), cfg.EventRetention)
 	notifier, err := startNotifier(bg, &cfg, pool, presence, logger)
 	if err != nil {
