@@ -41,7 +41,9 @@ func (l *Log) sendLoop(ctx context.Context) {
 			}
 		}
 		start := time.Now()
-		err := l.q.Notify(ctx, db.NotifyParams{Channel: channel, Payload: payload})
+		nctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
+		err := l.q.Notify(nctx, db.NotifyParams{Channel: channel, Payload: payload})
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			l.cfg.Logger.Warn("notify other instances", "channel", channel, "err", err)
 		}
@@ -67,7 +69,9 @@ func (l *Log) sendForwards(ctx context.Context, first []string) {
 			more = false
 		}
 	}
-	err := l.q.NotifyAll(ctx, db.NotifyAllParams{Channel: forwardChannel, Payloads: payloads})
+	nctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
+	defer cancel()
+	err := l.q.NotifyAll(nctx, db.NotifyAllParams{Channel: forwardChannel, Payloads: payloads})
 	if err != nil && ctx.Err() == nil {
 		l.lost.Add(1)
 		l.cfg.Logger.Warn("forward what was read to the other instances", "err", err)

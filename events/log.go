@@ -58,6 +58,11 @@ type Config struct {
 	// of new events at most this much later, and a busy instance sends at most one NOTIFY
 	// per interval. Default 2ms.
 	DoorbellInterval time.Duration
+	// QueryTimeout bounds each read of the log and each notification. A pool connection
+	// that went half-open (a NAT or firewall that forgot it) would otherwise hold the
+	// reader, or the doorbell and the leader's forwards, and with them delivery across the
+	// cluster, for as long as TCP retransmits: about a quarter of an hour. Default 10s.
+	QueryTimeout time.Duration
 	// ReadInterval is the least time between two reads of the log. Default 1ms.
 	ReadInterval time.Duration
 	// BatchSize is how many events one read of the log takes. Default 1000.
@@ -110,6 +115,7 @@ func NewLog(cfg Config) *Log {
 	orDefault(&cfg.PingAfter, 5*time.Second)
 	orDefault(&cfg.BatchSize, 1000)
 	orDefault(&cfg.ReadInterval, time.Millisecond)
+	orDefault(&cfg.QueryTimeout, 10*time.Second)
 	orDefault(&cfg.DoorbellInterval, 2*time.Millisecond)
 	orDefault(&cfg.LeaderRetry, time.Second)
 	orDefault(&cfg.LeaderWait, 200*time.Millisecond)

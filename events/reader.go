@@ -150,45 +150,51 @@ func (l *Log) readLoop(ctx context.Context) {
 // those someone here will receive.
 func (l *Log) catchUp(ctx context.Context) (found int, err error) {
 	for {
-		l.reads.Add(1)
-		rows, err := l.q.ReadEvents(ctx, db.ReadEventsParams{AfterTx: l.pos.Tx, AfterID: l.pos.ID, RowLimit: int32(l.cfg.BatchSize)})
-		if err != nil {
+		n, more, err := l.readBatch(ctx)
+		found += n
+		if err != nil || !more {
 			return found, err
-		}
-		found += len(rows)
-		if len(rows) == 0 {
-			return found, nil
-		}
-		leading := l.leading.Load()
-		// The claim comes before the check of who is here, so a stream that subscribes
-		// after the check replays this batch instead.
-		to := Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID}
-		l.hub.Claim(to)
-		raw := make([]eventRow, 0, len(rows))
-		for _, r := range rows {
-			if r.Type == "member_added" || r.Type == "member_removed" {
-				l.members.forget(UUIDString(r.ConversationID)) // typing goes to the members of now
-			}
-			if !leading && !l.hub.Interested(r.Recipients) {
-				continue
-			}
-			raw = append(raw, rowOf(r))
-		}
-		evs, err := l.renderAll(ctx, raw)
-		if err != nil {
-			return found, err
-		}
-		l.hub.Publish(evs)
-		if leading {
-			l.forward(l.pos, to, evs)
-		}
-		l.published.Add(uint64(len(rows)))
-		l.pos = to
-		l.hub.SetHead(l.pos) // past any skipped row too
-		if len(rows) < l.cfg.BatchSize {
-			return found, nil
 		}
 	}
+}
+
+// readBatch reads and publishes one batch of the log, within QueryTimeout; more reports
+// that the batch was full.
+func (l *Log) readBatch(ctx context.Context) (found int, more bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
+	defer cancel()
+	l.reads.Add(1)
+	rows, err := l.q.ReadEvents(ctx, db.ReadEventsParams{AfterTx: l.pos.Tx, AfterID: l.pos.ID, RowLimit: int32(l.cfg.BatchSize)})
+	if err != nil || len(rows) == 0 {
+		return 0, false, err
+	}
+	leading := l.leading.Load()
+	// The claim comes before the check of who is here, so a stream that subscribes
+	// after the check replays this batch instead.
+	to := Cursor{Tx: rows[len(rows)-1].Tx, ID: rows[len(rows)-1].ID}
+	l.hub.Claim(to)
+	raw := make([]eventRow, 0, len(rows))
+	for _, r := range rows {
+		if r.Type == "member_added" || r.Type == "member_removed" {
+			l.members.forget(UUIDString(r.ConversationID)) // typing goes to the members of now
+		}
+		if !leading && !l.hub.Interested(r.Recipients) {
+			continue
+		}
+		raw = append(raw, rowOf(r))
+	}
+	evs, err := l.renderAll(ctx, raw)
+	if err != nil {
+		return len(rows), false, err
+	}
+	l.hub.Publish(evs)
+	if leading {
+		l.forward(l.pos, to, evs)
+	}
+	l.published.Add(uint64(len(rows)))
+	l.pos = to
+	l.hub.SetHead(l.pos) // past any skipped row too
+	return len(rows), len(rows) == l.cfg.BatchSize, nil
 }
 
 // forward hands the leader's read of (after, to] to sendLoop. When sendLoop is that far
