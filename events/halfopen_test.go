@@ -25,9 +25,10 @@ type freezer struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	mu     sync.Mutex
-	conns  []net.Conn
-	frozen []*atomic.Bool
+	mu      sync.Mutex
+	conns   []net.Conn
+	frozen  []*atomic.Bool
+	refused bool
 }
 
 func newFreezer(t *testing.T, target string) *freezer {
@@ -54,6 +55,12 @@ func (f *freezer) accept() {
 		}
 		frozen := new(atomic.Bool)
 		f.mu.Lock()
+		if f.refused {
+			f.mu.Unlock()
+			c.Close()
+			s.Close()
+			continue
+		}
 		f.conns = append(f.conns, c, s)
 		f.frozen = append(f.frozen, frozen)
 		f.mu.Unlock()
@@ -94,6 +101,17 @@ func (f *freezer) freeze() {
 	defer f.mu.Unlock()
 	for _, b := range f.frozen {
 		b.Store(true)
+	}
+}
+
+// refuse cuts every connection and every one to come, as when a PgBouncer in front of
+// PostgreSQL goes down.
+func (f *freezer) refuse() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refused = true
+	for _, c := range f.conns {
+		c.Close()
 	}
 }
 
@@ -227,4 +245,34 @@ func TestNotificationsDoNotWaitOnAHalfOpenConnection(t *testing.T) {
 			t.Fatal("no notification went out in 10 s")
 		}
 	}
+}
+
+// A leader whose pool cannot reach PostgreSQL while its listener can (its PgBouncer went
+// down) resigns, and a follower reads the log for the cluster; the failing instance does
+// not take the lock back while its reads fail.
+func TestALeaderWhoseReadsFailResigns(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := testPool(t)
+	conv := newConversation(t, pool, "resign-a", "resign-b")
+	via, f := poolThroughFreezer(t)
+	leader := NewLog(quickLeader(Config{Pool: via, ListenURL: testDB, SafetyPoll: 50 * time.Millisecond}))
+	require.NoError(t, leader.Start(ctx))
+	require.Eventually(t, leader.Leading, 10*time.Second, 5*time.Millisecond)
+	// The follower hears of new events only from a leader: it never reads on its own.
+	fctx, stopFollower := context.WithCancel(ctx)
+	follower := NewLog(quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour}))
+	require.NoError(t, follower.Start(fctx))
+	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
+	sub, _ := follower.Hub().Subscribe("resign-a")
+
+	f.refuse()
+	want := insertRead(t, pool, conv, "resign-b", 1)
+	follower.Written()
+	require.Equal(t, want, takeN(t, sub, 1)[0].Cursor)
+	require.True(t, follower.Leading())
+	stopFollower() // hands the lock over: the failing instance does not take it
+	<-follower.Stopped()
+	require.Never(t, leader.Leading, 500*time.Millisecond, 10*time.Millisecond,
+		"the failing instance does not take the lock back")
 }

@@ -78,22 +78,34 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 			return err
 		}
 	}
+	// A new connection is a new start: whatever failed before may work now (PostgreSQL
+	// restarted, say), so this instance may lead again.
+	l.readFails.Store(0)
+	l.notifyFails.Store(0)
 	l.listening.Store(true)
 	defer l.listening.Store(false)
 	defer l.leading.Store(false)
+	defer l.stepDown.Store(nil)
 	q := db.New(conn)
+	// handOverLock lets the reader lock go and tells the followers, who try at once.
+	handOverLock := func(ctx context.Context) error {
+		hctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
+		defer cancel()
+		return q.HandOverLog(hctx, db.HandOverLogParams{Channel: doorbellChannel, Payload: handOver})
+	}
 	defer func() {
 		if l.leading.Load() && ctx.Err() != nil { // stopping, not failing: hand over
-			hctx, cancel := context.WithTimeout(context.Background(), l.cfg.PingAfter)
-			defer cancel()
-			err := q.HandOverLog(hctx, db.HandOverLogParams{Channel: doorbellChannel, Payload: handOver})
-			if err != nil {
+			if err := handOverLock(context.Background()); err != nil {
 				l.cfg.Logger.Warn("hand the event log over to another instance", "err", err)
 			}
 		}
 	}()
 	connected()
 	var tried time.Time // the last attempt to take the reader lock
+	// While this instance leads, waits end early when its reads or notifications keep
+	// failing (stepDown): it resigns.
+	leadCtx, endLead := ctx, context.CancelFunc(func() {})
+	defer func() { endLead() }()
 	lead := func() error {
 		tried = time.Now()
 		qctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)
@@ -106,32 +118,59 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		if err := exec("UNLISTEN " + forwardChannel); err != nil {
 			return err
 		}
+		leadCtx, endLead = context.WithCancel(ctx)
+		stop := endLead // a copy: endLead changes with the next lead
+		l.stepDown.Store(&stop)
 		l.leading.Store(true)
 		l.cfg.Logger.Info("this instance now reads the event log for the cluster")
 		signal(l.catchup) // from where this instance stands: followers skip what they have
 		return nil
 	}
+	// resign hands the lock over while this instance goes on as a follower. It does not
+	// try to lead again until its reads and notifications work (healthy).
+	resign := func() error {
+		l.stepDown.Store(nil)
+		endLead()
+		leadCtx = ctx
+		if err := handOverLock(ctx); err != nil {
+			return err // the connection goes, and the lock with it
+		}
+		l.leading.Store(false)
+		tried = time.Now()
+		l.cfg.Logger.Warn("this instance's reads or notifications of the event log keep failing; another instance may read it for the cluster")
+		return exec("LISTEN " + forwardChannel)
+	}
 	signal(l.catchup) // notifications sent while we were away are lost: read the log
 	for {
+		if l.leading.Load() && leadCtx.Err() != nil {
+			if err := resign(); err != nil {
+				return err
+			}
+		}
 		// Tried between notifications too: a follower that is never idle must still take
 		// over from a leader that is gone.
-		if !l.leading.Load() && time.Since(tried) >= l.cfg.LeaderRetry {
+		retry := !l.leading.Load() && time.Since(tried) >= l.cfg.LeaderRetry
+		if retry && l.healthy() {
 			if err := lead(); err != nil {
 				return err
 			}
+		} else if retry {
+			tried = time.Now() // not while this instance's own reads fail
 		}
 		idle := l.cfg.PingAfter
 		if !l.leading.Load() {
 			idle = min(idle, l.cfg.LeaderRetry-time.Since(tried))
 		}
-		wctx, cancel := context.WithTimeout(ctx, idle)
+		wctx, cancel := context.WithTimeout(leadCtx, idle)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case err != nil && leadCtx.Err() != nil:
+			continue // stepDown: resign at the top
 		case errors.Is(err, context.DeadlineExceeded):
-			if !l.leading.Load() && time.Since(tried) >= l.cfg.LeaderRetry {
+			if !l.leading.Load() && time.Since(tried) >= l.cfg.LeaderRetry && l.healthy() {
 				continue // the attempt at the top is a query: proof enough that the connection is alive
 			}
 			pctx, cancel := context.WithTimeout(ctx, l.cfg.PingAfter)

@@ -90,23 +90,26 @@ type Log struct {
 	hub      *Hub
 	instance string // tags this instance's own notifications, which it skips
 
-	wake      chan struct{} // something was written: the leader reads, a follower waits for a forward
-	catchup   chan struct{} // read the log now, leader or not (a listener (re)connected)
-	ring      chan struct{} // tell the other instances
-	forwards  chan *forward // from the leader, for the reader
-	out       chan []string // forward payloads, for sendLoop
-	ephemeral chan []byte   // payloads for other instances
-	carry     []byte        // an ephemeral payload that did not fit the last notification
-	members   *memberCache  // recipients of conversation-addressed ephemeral events
-	resolve   chan ephemeralMsg
-	listened  chan struct{} // closed when the listener has ended, its lock handed over
-	listening atomic.Bool
-	leading   atomic.Bool // this instance holds the reader lock
-	published atomic.Uint64
-	rings     atomic.Uint64
-	reads     atomic.Uint64 // queries of the log by the reader
-	lost      atomic.Uint64 // forwards not sent or not taken: their ranges are read again
-	pos       Cursor        // owned by the reader goroutine
+	wake        chan struct{} // something was written: the leader reads, a follower waits for a forward
+	catchup     chan struct{} // read the log now, leader or not (a listener (re)connected)
+	ring        chan struct{} // tell the other instances
+	forwards    chan *forward // from the leader, for the reader
+	out         chan []string // forward payloads, for sendLoop
+	ephemeral   chan []byte   // payloads for other instances
+	carry       []byte        // an ephemeral payload that did not fit the last notification
+	members     *memberCache  // recipients of conversation-addressed ephemeral events
+	resolve     chan ephemeralMsg
+	listened    chan struct{} // closed when the listener has ended, its lock handed over
+	listening   atomic.Bool
+	leading     atomic.Bool                        // this instance holds the reader lock
+	stepDown    atomic.Pointer[context.CancelFunc] // while leading: makes the listener resign
+	readFails   atomic.Int32                       // log reads failed in a row
+	notifyFails atomic.Int32                       // notifications failed in a row
+	published   atomic.Uint64
+	rings       atomic.Uint64
+	reads       atomic.Uint64 // queries of the log by the reader
+	lost        atomic.Uint64 // forwards not sent or not taken: their ranges are read again
+	pos         Cursor        // owned by the reader goroutine
 }
 
 // NewLog returns a Log with the Hub it publishes to (see Hub). Call Start to run it.
@@ -189,6 +192,27 @@ func (l *Log) Written() {
 	if !l.leading.Load() {
 		signal(l.ring)
 	}
+}
+
+// resignAfter is how many reads of the log, or notifications, must fail in a row before
+// a leader resigns: its pool cannot reach PostgreSQL (its PgBouncer is down, say) while
+// its listener's direct connection can, so it would hold the lock and forward nothing.
+// Such an instance does not lead again until a read and a notification of its own work.
+const resignAfter = 3
+
+// failed counts a failed read or notification, and has a failing leader resign.
+func (l *Log) failed(fails *atomic.Int32) {
+	if fails.Add(1) >= resignAfter {
+		if stop := l.stepDown.Load(); stop != nil {
+			(*stop)()
+		}
+	}
+}
+
+// healthy reports whether this instance's reads and notifications work, as far as it
+// knows: whether it may lead.
+func (l *Log) healthy() bool {
+	return l.readFails.Load() < resignAfter && l.notifyFails.Load() < resignAfter
 }
 
 // Rings is how many times Written was called.

@@ -67,8 +67,10 @@ func (l *Log) readLoop(ctx context.Context) {
 		took = 0
 		if err == nil {
 			took = min(time.Since(lastRead), busyWait/busyShare)
+			l.readFails.Store(0)
 		}
 		if err != nil && ctx.Err() == nil {
+			l.failed(&l.readFails)
 			failed++
 			// While the database is away every wake fails: one line per few seconds says
 			// so, with how many reads failed, instead of one line per read.
