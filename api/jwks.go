@@ -35,6 +35,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -64,6 +65,8 @@ type keySet struct {
 	// fetchMu is held for a whole fetch, so at most one request to the endpoint is in flight
 	// and callers queued behind it see its result instead of fetching again.
 	fetchMu sync.Mutex
+
+	gen atomic.Uint64 // counts successful fetches: tokens verified before one are verified again
 
 	mu        sync.Mutex // guards the fields below
 	keys      []pubKey
@@ -123,6 +126,7 @@ func (s *keySet) refresh(ctx context.Context) {
 	s.mu.Lock()
 	s.keys, s.fetchedAt = keys, s.now()
 	s.mu.Unlock()
+	s.gen.Add(1)
 }
 
 // jwk is the subset of RFC 7517/7518/8037 fields we read.

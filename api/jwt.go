@@ -78,6 +78,9 @@ type Verifier struct {
 	parser *jwt.Parser
 	signed bool        // whether any key verifies signed tokens (JWS)
 	authjs *authjsKeys // nil when no Auth.js secret is configured
+	now    func() time.Time
+
+	verified verifiedTokens
 }
 
 // tokenClaims is what we read from a token: the registered claims plus the display name.
@@ -101,7 +104,7 @@ func NewVerifier(ctx context.Context, cfg KeyConfig) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{secret: cfg.Secret, signed: signed}
+	v := &Verifier{secret: cfg.Secret, signed: signed, now: now}
 	if len(cfg.AuthJSSecrets) > 0 {
 		k, err := newAuthJSKeys(cfg.AuthJSSecrets, authjsValidator(cfg.Leeway, now))
 		if err != nil {
@@ -156,8 +159,34 @@ func NewVerifier(ctx context.Context, cfg KeyConfig) (*Verifier, error) {
 // answer a generic 401); it never contains the token.
 //
 // A compact JWE is an Auth.js session token, tried with both cookie names as salt (see
-// authjsSalts); anything else is a signed JWT.
+// authjsSalts); anything else is a signed JWT. A token verified lately is taken on trust
+// until its exp, for a minute at most, while the keys are the same (verified.go).
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
+	if len(token) > max(maxTokenBytes, maxAuthJSTokenBytes) {
+		return Identity{}, errors.New("jwt: token too large")
+	}
+	keys := v.keysGen() // before verifying: a refresh meanwhile makes the entry stale
+	if id, ok := v.verified.get(token, keys, v.now()); ok {
+		return id, nil
+	}
+	id, err := v.verify(ctx, token)
+	if err == nil {
+		v.verified.put(token, id, keys, v.now())
+	}
+	return id, err
+}
+
+// keysGen is the generation of the keys in use: it changes whenever the JWKS is fetched
+// anew. The secret, the PEM key and the Auth.js secrets never change.
+func (v *Verifier) keysGen() uint64 {
+	if v.jwks == nil {
+		return 0
+	}
+	return v.jwks.gen.Load()
+}
+
+// verify is Verify without the memory of tokens verified lately.
+func (v *Verifier) verify(ctx context.Context, token string) (Identity, error) {
 	if len(token) <= maxAuthJSTokenBytes && isJWE(token) {
 		return v.VerifyAuthJS(token, authjsSalts...)
 	}
