@@ -11,21 +11,21 @@ import (
 
 // faultCounts is what the checks after the run found.
 type faultCounts struct {
-	acked, replays                int64
-	streamLost, streamDups        int // acknowledged messages missing from / repeated in a recipient's stream
-	streamShort                   int // streams that got fewer messages than the history holds
-	histMessages                  int
-	histLost, histDups, histGaps  int
-	histMismatch, histUnacked     int // seq or id differing from the acknowledgement; stored but never acknowledged
-	deliveries                    int64
-	killWait, pgWait              time.Duration // longest first attempt -> acknowledgement of a message the fault hit
-	killStreams, pgStreams        time.Duration // until every stream delivered a message again after the fault
-	pgFirstAck                    time.Duration // first acknowledgement after PostgreSQL was back
-	killConnErrMsgs, killReplayed int           // messages hit by a connection error; of those answered 200 (stored before the kill)
-	pg503Msgs                     int           // messages that got at least one 503
-	historyErr                    error
-	logErrors                     map[string]int // chatd's ERROR log lines by message
-	logBugs                       []string       // chatd log lines that mean a bug
+	acked, replays               int64
+	streamLost, streamDups       int // acknowledged messages missing from / repeated in a recipient's stream
+	streamShort                  int // streams that got fewer messages than the history holds
+	histMessages                 int
+	histLost, histDups, histGaps int
+	histMismatch, histUnacked    int // seq or id differing from the acknowledgement; stored but never acknowledged
+	deliveries                   int64
+	kill, term                   stopCounts
+	pgWait                       time.Duration // longest first attempt -> acknowledgement of a message the fault hit
+	pgStreams                    time.Duration // until every stream delivered a message again after the fault
+	pgFirstAck                   time.Duration // first acknowledgement after PostgreSQL was back
+	pg503Msgs                    int           // messages that got at least one 503
+	historyErr                   error
+	logErrors                    map[string]int // chatd's ERROR log lines by message
+	logBugs                      []string       // chatd log lines that mean a bug
 }
 
 // verify runs the checks; every failure goes to r.failures.
@@ -303,15 +303,44 @@ func historyIndex(m histMsg, runID string) (int, bool) {
 	return i, true
 }
 
+// stopCounts is how the clients got through a phase that stopped an instance.
+type stopCounts struct {
+	wait              time.Duration // longest first attempt -> acknowledgement of a message the stop hit
+	streams           time.Duration // until every stream delivered a message again after the signal
+	connErrs, replays int           // messages hit by a connection error; of those answered 200 (stored before the stop)
+}
+
 // recoveryTimes measures how long the clients took to get going again after each fault.
 func (r *faultRun) recoveryTimes(c *faultCounts) {
 	p := r.fp
-	var killAt, backAt, stopAt int64
+	var killAt, termAt, backAt, stopAt int64
 	if r.kill != nil {
 		killAt = r.kill.at.UnixNano()
 	}
+	if r.term != nil {
+		termAt = r.term.at.UnixNano()
+	}
 	if r.pgr != nil && !r.pgr.back.IsZero() {
 		stopAt, backAt = r.pgr.stopAt.UnixNano(), r.pgr.back.UnixNano()
+	}
+	// A connection error belongs to the stop phase it came after: kill, then term, then pg.
+	within := func(t, from int64, until ...int64) bool {
+		if from == 0 || t < from {
+			return false
+		}
+		for _, u := range until {
+			if u != 0 && t >= u {
+				return false
+			}
+		}
+		return true
+	}
+	count := func(sc *stopCounts, m *faultMsg, wait time.Duration) {
+		sc.connErrs++
+		if m.status == http.StatusOK {
+			sc.replays++
+		}
+		sc.wait = max(sc.wait, wait)
 	}
 	firstAck := int64(0)
 	for i := range p.msgs {
@@ -320,12 +349,11 @@ func (r *faultRun) recoveryTimes(c *faultCounts) {
 			continue
 		}
 		wait := time.Duration(m.ackAt - m.first)
-		if m.connErr && killAt != 0 && (stopAt == 0 || m.first < stopAt) {
-			c.killConnErrMsgs++
-			if m.status == http.StatusOK {
-				c.killReplayed++
-			}
-			c.killWait = max(c.killWait, wait)
+		switch {
+		case m.connErr && within(m.first, termAt, stopAt):
+			count(&c.term, m, wait)
+		case m.connErr && within(m.first, killAt, termAt, stopAt):
+			count(&c.kill, m, wait)
 		}
 		if m.saw503 {
 			c.pg503Msgs++
@@ -338,7 +366,8 @@ func (r *faultRun) recoveryTimes(c *faultCounts) {
 	if firstAck != 0 {
 		c.pgFirstAck = time.Duration(firstAck - backAt)
 	}
-	c.killStreams = r.streamsDeliveringAfter(killAt)
+	c.kill.streams = r.streamsDeliveringAfter(killAt)
+	c.term.streams = r.streamsDeliveringAfter(termAt)
 	c.pgStreams = r.streamsDeliveringAfter(backAt)
 }
 

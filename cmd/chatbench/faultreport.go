@@ -31,12 +31,20 @@ func (r *faultRun) report(w io.Writer) {
 		c.acked, c.replays, r.attempts())
 	fmt.Fprintf(w, "          connection errors %d (retried on the other instance), 503 %d (without Retry-After %d), other 5xx %d, refused %d, given up %d\n",
 		p.connErrs.Load(), p.s503.Load(), p.s503Bare.Load(), p.bad5xx.Load(), p.refused.Load(), p.gaveUp.Load())
-	if k := r.kill; k != nil {
-		fmt.Fprintf(w, "kill -9:  chatd B (pid %d, the log's reader for both) killed %.1fs into the run with %d streams on it, %d messages started before\n",
-			k.pid, k.at.Sub(r.start).Seconds(), k.displaced, k.postsBefore)
-		fmt.Fprintf(w, "          A read the log for both %s after the kill\n", sec(k.leaderUp))
-		fmt.Fprintf(w, "          all streams on A %s after; every stream delivering again %s after; %d messages hit by the kill, %d of them stored before it (200), longest wait for an acknowledgement %s\n",
-			sec(k.streamsUp), sec(c.killStreams), c.killConnErrMsgs, c.killReplayed, sec(c.killWait))
+	for _, ph := range []struct {
+		label string
+		k     *stopPhase
+		c     stopCounts
+	}{{"kill -9:", r.kill, c.kill}, {"term:", r.term, c.term}} {
+		k := ph.k
+		if k == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%-9s chatd %s (pid %d, the log's reader for both) got %s %.1fs into the run with %d streams on it, %d messages started before; it exited %s after\n",
+			ph.label, k.victim, k.pid, k.signal, k.at.Sub(r.start).Seconds(), k.displaced, k.postsBefore, sec(k.exited))
+		fmt.Fprintf(w, "          %s read the log for both %s after the signal\n", k.other, sec(k.leaderUp))
+		fmt.Fprintf(w, "          all streams on %s %s after; every stream delivering again %s after; %d messages hit by a connection error, %d of them stored before it (200), longest wait for an acknowledgement %s\n",
+			k.other, sec(k.streamsUp), sec(ph.c.streams), ph.c.connErrs, ph.c.replays, sec(ph.c.wait))
 	}
 	if g := r.pgr; g != nil {
 		fmt.Fprintf(w, "pg:       stop took %s, down %s, accepting again %s after the stop began; /readyz 200 on both %s later\n",

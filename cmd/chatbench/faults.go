@@ -11,7 +11,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // -mode faults: real processes, real faults. Two chatd instances share a scratch database;
@@ -24,7 +27,11 @@ import (
 //     POST fails with a connection error retries on the other instance with the same
 //     client_id; a stream that ends resumes on the other instance by Last-Event-ID. B is
 //     started again and its streams and senders go back to it.
-//  2. pg: PostgreSQL is stopped for -pg-down and started again while messages are being
+//  2. term: the instance that now reads the log (A, after a kill) is stopped as in a
+//     rolling deploy (SIGTERM): it ends its streams, finishes its requests and hands the
+//     reader lock over; the other must take it, and the clients move as after a kill. It
+//     is started again and its clients go back to it.
+//  3. pg: PostgreSQL is stopped for -pg-down and started again while messages are being
 //     posted. POSTs must get 503 with Retry-After meanwhile (and never another 5xx); the
 //     senders retry after Retry-After; streams must deliver again once it is back.
 //
@@ -48,8 +55,8 @@ func (o *options) checkFaults() error {
 	}
 	phases := strings.Split(o.phases, ",")
 	for _, p := range phases {
-		if p != "kill" && p != "pg" {
-			return fmt.Errorf("-phases %q: want kill, pg or both", o.phases)
+		if p != "kill" && p != "term" && p != "pg" {
+			return fmt.Errorf("-phases %q: want some of kill, term and pg", o.phases)
 		}
 	}
 	pu, err := url.Parse(o.pgServer)
@@ -57,7 +64,7 @@ func (o *options) checkFaults() error {
 	case o.chatdBin == "":
 		return errors.New("-chatd (the chatd binary) is required")
 	case slices.Contains(phases, "pg") && strings.TrimSpace(o.pgCtl) == "":
-		return errors.New("-pg-ctl is required to restart PostgreSQL (or -phases kill)")
+		return errors.New("-pg-ctl is required to restart PostgreSQL (or -phases kill,term)")
 	case err != nil || !isLoopbackHost(pu.Hostname()):
 		return fmt.Errorf("-pg %q: want a postgres:// URL on a loopback address", o.pgServer)
 	case o.pooler != "" && !isLoopbackAddr(o.pooler):
@@ -98,7 +105,8 @@ type faultRun struct {
 	fs     *faultStreams
 	start  time.Time
 
-	kill   *killPhase   // nil when not run
+	kill   *stopPhase   // nil when not run
+	term   *stopPhase   // nil when not run
 	pgr    *pgPhase     // nil when not run
 	counts *faultCounts // what verify found
 
@@ -107,14 +115,18 @@ type faultRun struct {
 	failures []string
 }
 
-// killPhase is what the SIGKILL phase measured.
-type killPhase struct {
+// stopPhase is what a phase that stops the instance reading the log (kill, term) measured.
+type stopPhase struct {
+	signal      string // SIGKILL or SIGTERM
+	victim      string // the instance stopped, and the other
+	other       string
 	at          time.Time
 	pid         int
 	displaced   int           // streams that were on the victim
+	exited      time.Duration // until the process had ended
 	streamsUp   time.Duration // until every stream was connected again; -1: never
-	leaderUp    time.Duration // until A read the log for both; -1: never
-	postsBefore int64         // messages started before the kill
+	leaderUp    time.Duration // until the other read the log for both; -1: never
+	postsBefore int64         // messages started before the signal
 }
 
 // pgPhase is what the PostgreSQL restart measured.
@@ -288,7 +300,10 @@ func (r *faultRun) exercise(ctx context.Context) {
 	r.fp.start(ctx)
 	phases := strings.Split(r.opt.phases, ",")
 	if slices.Contains(phases, "kill") && sleepCtx(ctx, faultSteady) {
-		r.killPhase(ctx)
+		r.kill = r.stopPhase(ctx, "kill", syscall.SIGKILL)
+	}
+	if slices.Contains(phases, "term") && sleepCtx(ctx, faultSteady) {
+		r.term = r.stopPhase(ctx, "term", syscall.SIGTERM)
 	}
 	if slices.Contains(phases, "pg") && sleepCtx(ctx, faultSteady) {
 		r.pgPhase(ctx)
@@ -300,39 +315,67 @@ func (r *faultRun) exercise(ctx context.Context) {
 	r.fs.close()
 }
 
-// killPhase kills instance B, waits for the clients to move to A, then starts B again and
-// sends its streams and senders home.
-func (r *faultRun) killPhase(ctx context.Context) {
-	victim := r.inst[1]
-	k := &killPhase{pid: victim.cmd.Process.Pid, displaced: r.fs.on(1), postsBefore: r.fp.started()}
-	r.kill = k
-	logf("kill: SIGKILL to chatd B (pid %d) with %d streams on it", k.pid, k.displaced)
+// stopPhase stops the instance that reads the log for both with sig, waits for the
+// clients to move to the other and for it to take the reader lock, then starts the
+// stopped one again and sends its streams and senders home.
+func (r *faultRun) stopPhase(ctx context.Context, tag string, sig syscall.Signal) *stopPhase {
+	v := r.leaderIndex(ctx)
+	if v < 0 {
+		r.fail("%s: neither instance reads the log for both", tag)
+		return nil
+	}
+	victim, other := r.inst[v], r.inst[1-v]
+	k := &stopPhase{signal: unix.SignalName(sig), victim: victim.name, other: other.name, pid: victim.cmd.Process.Pid,
+		displaced: r.fs.on(v), postsBefore: r.fp.started(), exited: -1}
+	logf("%s: %s to chatd %s (pid %d), the log's reader, with %d streams on it", tag, k.signal, victim.name, k.pid, k.displaced)
 	k.at = time.Now()
-	victim.kill()
 	leader := make(chan time.Duration, 1)
-	go func() { leader <- r.inst[0].waitLeading(ctx, k.at, faultReady) }()
-	k.streamsUp = r.fs.waitAllOn(ctx, 0, k.at, faultReady)
-	if k.streamsUp < 0 {
-		r.fail("kill: the %d streams of B were not all connected to A within %s", k.displaced, faultReady)
+	go func() { leader <- other.waitLeading(ctx, k.at, faultReady) }()
+	if sig == syscall.SIGKILL {
+		victim.kill()
 	} else {
-		logf("kill: every stream connected to A %.2fs after the kill", k.streamsUp.Seconds())
+		victim.stop(faultReady)
+	}
+	if !victim.alive() {
+		k.exited = time.Since(k.at)
+	}
+	k.streamsUp = r.fs.waitAllOn(ctx, 1-v, k.at, faultReady)
+	if k.streamsUp < 0 {
+		r.fail("%s: the %d streams of %s were not all connected to %s within %s", tag, k.displaced, victim.name, other.name, faultReady)
+	} else {
+		logf("%s: every stream connected to %s %.2fs after the signal", tag, other.name, k.streamsUp.Seconds())
 	}
 	if k.leaderUp = <-leader; k.leaderUp < 0 {
-		r.fail("kill: A did not take the reader lock over within %s", faultReady)
+		r.fail("%s: %s did not take the reader lock over within %s", tag, other.name, faultReady)
 	} else {
-		logf("kill: A reads the log for both %.2fs after the kill", k.leaderUp.Seconds())
+		logf("%s: %s reads the log for both %.2fs after the signal", tag, other.name, k.leaderUp.Seconds())
 	}
 	sleepCtx(ctx, faultAfter)
-	logf("kill: starting chatd B again")
+	logf("%s: starting chatd %s again", tag, victim.name)
 	if err := victim.start(ctx, faultReady); err != nil {
-		r.fail("kill: chatd B did not start again: %v", err)
-		return
+		r.fail("%s: chatd %s did not start again: %v", tag, victim.name, err)
+		return k
 	}
 	r.fp.goHome()
 	r.fs.goHome()
 	if !r.fs.waitHome(ctx, faultReady) {
-		r.fail("kill: streams did not all reconnect to B once it was back")
+		r.fail("%s: streams did not all reconnect to %s once it was back", tag, victim.name)
 	}
+	return k
+}
+
+// leaderIndex is the index of the instance that reads the log for both, -1 when neither
+// does within faultReady.
+func (r *faultRun) leaderIndex(ctx context.Context) int {
+	for deadline := time.Now().Add(faultReady); ctx.Err() == nil && time.Now().Before(deadline); {
+		for k, in := range r.inst {
+			if in.waitLeading(ctx, time.Now(), 0) >= 0 {
+				return k
+			}
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+	return -1
 }
 
 // pgPhase stops PostgreSQL for -pg-down and starts it again, and waits until both

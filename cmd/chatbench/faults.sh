@@ -3,7 +3,8 @@
 # it: it restarts PostgreSQL, which would break the test packages' own databases.
 #
 # Builds chatd and chatbench; `chatbench -mode faults` (cmd/chatbench/faults.go) then starts
-# two chatd instances on loopback ports over a scratch database, kills one with SIGKILL and
+# two chatd instances on loopback ports over a scratch database, kills the one reading the
+# log with SIGKILL, stops the next one reading it with SIGTERM (a rolling deploy's stop) and
 # restarts PostgreSQL while clients post and stream, and checks that no acknowledged
 # message was lost or duplicated. Exit status: 0 pass, 1 a check failed, 2 setup failed,
 # 124 out of time. Needs PostgreSQL on 127.0.0.1:5432 as a Debian cluster (pg_ctlcluster)

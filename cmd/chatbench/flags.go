@@ -213,7 +213,7 @@ func (o *options) define(fs *flag.FlagSet) *string {
 	fs.StringVar(&o.pooler, "pgbouncer", "", "faults: host:port of a PgBouncer in transaction mode that serves the scratch database (faults.sh starts one with -pgbouncer): the instances' pools go through it with default_query_exec_mode=exec, their listeners and chatd migrate go to -pg directly, as the README says")
 	fs.DurationVar(&o.pgDown, "pg-down", 3*time.Second, "faults: how long PostgreSQL stays stopped")
 	fs.StringVar(&o.workDir, "work-dir", "", "faults: directory for chatd logs and the pid file (default: a new temporary one)")
-	fs.StringVar(&o.phases, "phases", "kill,pg", "faults: which faults to inject: kill (SIGKILL of one instance), pg (PostgreSQL restart)")
+	fs.StringVar(&o.phases, "phases", "kill,term,pg", "faults: which faults to inject, in this order: kill (SIGKILL of the instance reading the log), term (SIGTERM of the instance reading the log, as in a rolling deploy), pg (PostgreSQL restart)")
 	fs.DurationVar(&o.timeout, "timeout", 85*time.Second, "faults: the whole run, cleanup excluded, ends after this")
 	fs.IntVar(&o.attackers, "attackers", 0, "slowread, slowclients: attacker connections (default 2000, 5000)")
 	fs.IntVar(&o.flood, "flood", 600, "slowread: messages of 4,096 '<' the senders post")
