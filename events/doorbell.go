@@ -44,7 +44,6 @@ func (l *Log) sendLoop(ctx context.Context) {
 		nctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
 		err := l.q.Notify(nctx, db.NotifyParams{Channel: channel, Payload: payload})
 		cancel()
-		l.notified(ctx, err)
 		if err != nil && ctx.Err() == nil {
 			l.cfg.Logger.Warn("notify other instances", "channel", channel, "err", err)
 		}
@@ -73,19 +72,8 @@ func (l *Log) sendForwards(ctx context.Context, first []string) {
 	nctx, cancel := context.WithTimeout(ctx, l.cfg.QueryTimeout)
 	defer cancel()
 	err := l.q.NotifyAll(nctx, db.NotifyAllParams{Channel: forwardChannel, Payloads: payloads})
-	l.notified(ctx, err)
 	if err != nil && ctx.Err() == nil {
 		l.lost.Add(1)
 		l.cfg.Logger.Warn("forward what was read to the other instances", "err", err)
-	}
-}
-
-// notified counts a notification's outcome towards healthy.
-func (l *Log) notified(ctx context.Context, err error) {
-	switch {
-	case err == nil:
-		l.notifyFails.Store(0)
-	case ctx.Err() == nil:
-		l.failed(&l.notifyFails)
 	}
 }

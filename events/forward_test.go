@@ -278,7 +278,7 @@ func TestLeaderKilledMidStreamAFollowerTakesOver(t *testing.T) {
 }
 
 // A leader that stops (a rolling deploy) hands the lock over: a follower leads at once, not
-// at its next LeaderRetry, and delivers without waiting LeaderWait first.
+// at its next LeaderRetry. (The fault script's term phase stops a real process.)
 func TestAStoppingLeaderHandsOver(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

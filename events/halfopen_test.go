@@ -105,7 +105,7 @@ func (f *freezer) freeze() {
 }
 
 // refuse cuts every connection and every one to come, as when a PgBouncer in front of
-// PostgreSQL goes down.
+// PostgreSQL goes down; allow lets new ones through again.
 func (f *freezer) refuse() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -113,6 +113,12 @@ func (f *freezer) refuse() {
 	for _, c := range f.conns {
 		c.Close()
 	}
+}
+
+func (f *freezer) allow() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refused = false
 }
 
 // close ends the proxy and every connection through it, frozen or not.
@@ -169,8 +175,10 @@ func TestAHalfOpenPoolConnectionDoesNotHoldTheReader(t *testing.T) {
 	conv := newConversation(t, pool, "half-a", "half-b")
 	via, f := poolThroughFreezer(t)
 
+	// The leader keeps the lock however many reads time out (TestALeaderWhoseReadsFailResigns
+	// is about resigning): what it delivers comes from its own reads.
 	l := NewLog(quickLeader(Config{Pool: via, ListenURL: testDB, SafetyPoll: 100 * time.Millisecond,
-		QueryTimeout: 500 * time.Millisecond}))
+		QueryTimeout: 500 * time.Millisecond, ResignAfter: 1000}))
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
 	require.NoError(t, l.Start(lctx))
@@ -191,6 +199,7 @@ func TestAHalfOpenPoolConnectionDoesNotHoldTheReader(t *testing.T) {
 	l.Written()
 	start := time.Now()
 	require.Equal(t, want, takeN(t, sub, 1)[0].Cursor, "delivered over a new connection")
+	require.True(t, l.Leading())
 	t.Log("delivered after", time.Since(start))
 	// The forward of that read may have been lost to a frozen connection; the next one
 	// shows the follower the gap.
@@ -248,8 +257,9 @@ func TestNotificationsDoNotWaitOnAHalfOpenConnection(t *testing.T) {
 }
 
 // A leader whose pool cannot reach PostgreSQL while its listener can (its PgBouncer went
-// down) resigns, and a follower reads the log for the cluster; the failing instance does
-// not take the lock back while its reads fail.
+// down) resigns and hands the lock over, and a follower reads the log for the cluster;
+// the failing instance does not take the lock back while its reads fail, and leads again
+// once they work.
 func TestALeaderWhoseReadsFailResigns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -259,9 +269,10 @@ func TestALeaderWhoseReadsFailResigns(t *testing.T) {
 	leader := NewLog(quickLeader(Config{Pool: via, ListenURL: testDB, SafetyPoll: 50 * time.Millisecond}))
 	require.NoError(t, leader.Start(ctx))
 	require.Eventually(t, leader.Leading, 10*time.Second, 5*time.Millisecond)
-	// The follower hears of new events only from a leader: it never reads on its own.
+	// The follower hears of new events only from a leader, and tries to lead only when
+	// told the lock is free.
 	fctx, stopFollower := context.WithCancel(ctx)
-	follower := NewLog(quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour}))
+	follower := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour, LeaderRetry: time.Hour})
 	require.NoError(t, follower.Start(fctx))
 	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
 	sub, _ := follower.Hub().Subscribe("resign-a")
@@ -275,4 +286,7 @@ func TestALeaderWhoseReadsFailResigns(t *testing.T) {
 	<-follower.Stopped()
 	require.Never(t, leader.Leading, 500*time.Millisecond, 10*time.Millisecond,
 		"the failing instance does not take the lock back")
+
+	f.allow()
+	require.Eventually(t, leader.Leading, 5*time.Second, 5*time.Millisecond, "it leads once its reads work")
 }

@@ -78,10 +78,6 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 			return err
 		}
 	}
-	// A new connection is a new start: whatever failed before may work now (PostgreSQL
-	// restarted, say), so this instance may lead again.
-	l.readFails.Store(0)
-	l.notifyFails.Store(0)
 	l.listening.Store(true)
 	defer l.listening.Store(false)
 	defer l.leading.Store(false)
@@ -102,8 +98,8 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 	}()
 	connected()
 	var tried time.Time // the last attempt to take the reader lock
-	// While this instance leads, waits end early when its reads or notifications keep
-	// failing (stepDown): it resigns.
+	// While this instance leads, waits end early when its reads keep failing (stepDown):
+	// it resigns.
 	leadCtx, endLead := ctx, context.CancelFunc(func() {})
 	defer func() { endLead() }()
 	lead := func() error {
@@ -127,7 +123,7 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		return nil
 	}
 	// resign hands the lock over while this instance goes on as a follower. It does not
-	// try to lead again until its reads and notifications work (healthy).
+	// try to lead again while its reads fail (healthy).
 	resign := func() error {
 		l.stepDown.Store(nil)
 		endLead()
@@ -137,7 +133,7 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		}
 		l.leading.Store(false)
 		tried = time.Now()
-		l.cfg.Logger.Warn("this instance's reads or notifications of the event log keep failing; another instance may read it for the cluster")
+		l.cfg.Logger.Warn("this instance's reads of the event log keep failing; another instance may read it for the cluster")
 		return exec("LISTEN " + forwardChannel)
 	}
 	signal(l.catchup) // notifications sent while we were away are lost: read the log
@@ -184,7 +180,12 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 		case n.Channel == forwardChannel:
 			l.receiveForward(n.Payload)
 		case n.Channel == doorbellChannel && n.Payload == handOver:
-			tried = time.Time{} // the leader let go of the lock: try now, not at LeaderRetry
+			if n.PID != conn.PgConn().PID() { // PostgreSQL tells a session of its own NOTIFYs too
+				tried = time.Time{} // the leader let go of the lock: try now, not at LeaderRetry
+				if !l.healthy() {
+					signal(l.catchup) // a read tells whether this instance may lead
+				}
+			}
 		case n.Channel == doorbellChannel:
 			if n.Payload != l.instance {
 				signal(l.wake)

@@ -63,6 +63,9 @@ type Config struct {
 	// reader, or the doorbell and the leader's forwards, and with them delivery across the
 	// cluster, for as long as TCP retransmits: about a quarter of an hour. Default 10s.
 	QueryTimeout time.Duration
+	// ResignAfter is how many reads of the log must fail in a row before the leader
+	// resigns (resignAfter explains why). Default 3.
+	ResignAfter int
 	// ReadInterval is the least time between two reads of the log. Default 1ms.
 	ReadInterval time.Duration
 	// BatchSize is how many events one read of the log takes. Default 1000.
@@ -90,26 +93,26 @@ type Log struct {
 	hub      *Hub
 	instance string // tags this instance's own notifications, which it skips
 
-	wake        chan struct{} // something was written: the leader reads, a follower waits for a forward
-	catchup     chan struct{} // read the log now, leader or not (a listener (re)connected)
-	ring        chan struct{} // tell the other instances
-	forwards    chan *forward // from the leader, for the reader
-	out         chan []string // forward payloads, for sendLoop
-	ephemeral   chan []byte   // payloads for other instances
-	carry       []byte        // an ephemeral payload that did not fit the last notification
-	members     *memberCache  // recipients of conversation-addressed ephemeral events
-	resolve     chan ephemeralMsg
-	listened    chan struct{} // closed when the listener has ended, its lock handed over
-	listening   atomic.Bool
-	leading     atomic.Bool                        // this instance holds the reader lock
-	stepDown    atomic.Pointer[context.CancelFunc] // while leading: makes the listener resign
-	readFails   atomic.Int32                       // log reads failed in a row
-	notifyFails atomic.Int32                       // notifications failed in a row
-	published   atomic.Uint64
-	rings       atomic.Uint64
-	reads       atomic.Uint64 // queries of the log by the reader
-	lost        atomic.Uint64 // forwards not sent or not taken: their ranges are read again
-	pos         Cursor        // owned by the reader goroutine
+	wake      chan struct{} // something was written: the leader reads, a follower waits for a forward
+	catchup   chan struct{} // read the log now, leader or not (a listener (re)connected)
+	ring      chan struct{} // tell the other instances
+	forwards  chan *forward // from the leader, for the reader
+	out       chan []string // forward payloads, for sendLoop
+	ephemeral chan []byte   // payloads for other instances
+	carry     []byte        // an ephemeral payload that did not fit the last notification
+	members   *memberCache  // recipients of conversation-addressed ephemeral events
+	resolve   chan ephemeralMsg
+	listened  chan struct{} // closed when the listener has ended, its lock handed over
+	listening atomic.Bool
+	leading   atomic.Bool                        // this instance holds the reader lock
+	stepDown  atomic.Pointer[context.CancelFunc] // while leading: makes the listener resign
+	readFails atomic.Int32                       // log reads failed in a row
+	lastFail  atomic.Int64                       // when the last of them failed (Unix ns)
+	published atomic.Uint64
+	rings     atomic.Uint64
+	reads     atomic.Uint64 // queries of the log by the reader
+	lost      atomic.Uint64 // forwards not sent or not taken: their ranges are read again
+	pos       Cursor        // owned by the reader goroutine
 }
 
 // NewLog returns a Log with the Hub it publishes to (see Hub). Call Start to run it.
@@ -119,6 +122,7 @@ func NewLog(cfg Config) *Log {
 	orDefault(&cfg.BatchSize, 1000)
 	orDefault(&cfg.ReadInterval, time.Millisecond)
 	orDefault(&cfg.QueryTimeout, 10*time.Second)
+	orDefault(&cfg.ResignAfter, 3)
 	orDefault(&cfg.DoorbellInterval, 2*time.Millisecond)
 	orDefault(&cfg.LeaderRetry, time.Second)
 	orDefault(&cfg.LeaderWait, 200*time.Millisecond)
@@ -194,25 +198,27 @@ func (l *Log) Written() {
 	}
 }
 
-// resignAfter is how many reads of the log, or notifications, must fail in a row before
-// a leader resigns: its pool cannot reach PostgreSQL (its PgBouncer is down, say) while
-// its listener's direct connection can, so it would hold the lock and forward nothing.
-// Such an instance does not lead again until a read and a notification of its own work.
-const resignAfter = 3
+// A leader resigns when ResignAfter reads of the log in a row fail: its pool cannot reach
+// PostgreSQL (its PgBouncer is down, say) while its listener's direct connection can, so
+// it would hold the lock and forward nothing. It does not lead again until a read of its
+// own works, or benched has passed since its last failed read (a follower may not read
+// for a long time while forwards arrive).
+const benched = 10 * time.Second
 
-// failed counts a failed read or notification, and has a failing leader resign.
-func (l *Log) failed(fails *atomic.Int32) {
-	if fails.Add(1) >= resignAfter {
+// readFailed counts a failed read of the log, and has a failing leader resign.
+func (l *Log) readFailed() {
+	l.lastFail.Store(time.Now().UnixNano())
+	if l.readFails.Add(1) >= int32(l.cfg.ResignAfter) {
 		if stop := l.stepDown.Load(); stop != nil {
 			(*stop)()
 		}
 	}
 }
 
-// healthy reports whether this instance's reads and notifications work, as far as it
-// knows: whether it may lead.
+// healthy reports whether this instance may lead: its reads of the log work, as far as it
+// knows.
 func (l *Log) healthy() bool {
-	return l.readFails.Load() < resignAfter && l.notifyFails.Load() < resignAfter
+	return l.readFails.Load() < int32(l.cfg.ResignAfter) || time.Since(time.Unix(0, l.lastFail.Load())) > benched
 }
 
 // Rings is how many times Written was called.

@@ -70,7 +70,7 @@ func (l *Log) readLoop(ctx context.Context) {
 			l.readFails.Store(0)
 		}
 		if err != nil && ctx.Err() == nil {
-			l.failed(&l.readFails)
+			l.readFailed()
 			failed++
 			// While the database is away every wake fails: one line per few seconds says
 			// so, with how many reads failed, instead of one line per read.
