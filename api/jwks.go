@@ -100,6 +100,14 @@ func (s *keySet) snapshot(kid string) (keys []pubKey, known, stale bool) {
 	return s.keys, known, s.now().Sub(s.fetchedAt) > jwksMaxAge
 }
 
+// state is the generation of the keys in use and when they go stale (a lookup then
+// fetches them again).
+func (s *keySet) state() (gen uint64, staleAt time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen.Load(), s.fetchedAt.Add(jwksMaxAge)
+}
+
 // refresh fetches the JWKS unless a fetch was attempted within jwksMinInterval. On failure
 // the previous keys stay in use and the error is logged.
 func (s *keySet) refresh(ctx context.Context) {
@@ -124,9 +132,9 @@ func (s *keySet) refresh(ctx context.Context) {
 		slog.Warn("jwks has no usable signing keys", "url", s.logURL)
 	}
 	s.mu.Lock()
+	s.gen.Add(1) // first: a token verified by the keys going out is not taken on trust after
 	s.keys, s.fetchedAt = keys, s.now()
 	s.mu.Unlock()
-	s.gen.Add(1)
 }
 
 // jwk is the subset of RFC 7517/7518/8037 fields we read.

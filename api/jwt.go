@@ -165,24 +165,26 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if len(token) > max(maxTokenBytes, maxAuthJSTokenBytes) {
 		return Identity{}, errors.New("jwt: token too large")
 	}
-	keys := v.keysGen() // before verifying: a refresh meanwhile makes the entry stale
+	keys, staleAt := v.keyState() // before verifying: a refresh meanwhile ends the entry
 	if id, ok := v.verified.get(token, keys, v.now()); ok {
 		return id, nil
 	}
 	id, err := v.verify(ctx, token)
 	if err == nil {
-		v.verified.put(token, id, keys, v.now())
+		v.verified.put(token, id, keys, v.now(), staleAt)
 	}
 	return id, err
 }
 
-// keysGen is the generation of the keys in use: it changes whenever the JWKS is fetched
-// anew. The secret, the PEM key and the Auth.js secrets never change.
-func (v *Verifier) keysGen() uint64 {
+// keyState is the generation of the keys in use, which changes whenever the JWKS is
+// fetched anew, and when they go stale: a token is not taken on trust past that, since
+// its key may have been removed at the issuer. The secret, the PEM key and the Auth.js
+// secrets never change (generation 0, never stale).
+func (v *Verifier) keyState() (gen uint64, staleAt time.Time) {
 	if v.jwks == nil {
-		return 0
+		return 0, time.Time{}
 	}
-	return v.jwks.gen.Load()
+	return v.jwks.state()
 }
 
 // verify is Verify without the memory of tokens verified lately.

@@ -18,9 +18,9 @@ const (
 // client sends the same token with every request and every stream it opens, and parsing it
 // again (base64, JSON into claims, the signature) was 8 % of chatd's CPU at 3,000 msgs/s
 // over two instances (README, Performance). An entry stands until the token's exp, and
-// verifiedTTL at most, and only while the keys that verified it are the keys in use: a
-// JWKS refresh ends every entry (keysGen). Only successes are kept; a refused token is
-// checked in full every time.
+// verifiedTTL at most, and only while the keys that verified it are the keys in use and
+// fresh: a JWKS fetch ends every entry, and none outlives the fetched keys' age limit
+// (keyState). Only successes are kept; a refused token is checked in full every time.
 //
 // Memory is bounded: when the current generation is full it becomes the previous one and
 // the one before is dropped, so the tokens in use stay and the others age out.
@@ -57,11 +57,15 @@ func (c *verifiedTokens) get(token string, keys uint64, now time.Time) (Identity
 	return e.id, true
 }
 
-// put keeps id, verified at now under key generation keys, for token.
-func (c *verifiedTokens) put(token string, id Identity, keys uint64, now time.Time) {
+// put keeps id, verified at now under key generation keys, for token, until its exp,
+// verifiedTTL or notAfter (zero: none), whichever comes first.
+func (c *verifiedTokens) put(token string, id Identity, keys uint64, now, notAfter time.Time) {
 	until := now.Add(verifiedTTL)
 	if id.Expires.Before(until) {
 		until = id.Expires
+	}
+	if !notAfter.IsZero() && notAfter.Before(until) {
+		until = notAfter
 	}
 	if !now.Before(until) {
 		return

@@ -39,6 +39,24 @@ func TestVerifyVerifiesAgainAfterAMinute(t *testing.T) {
 	require.False(t, ok)
 }
 
+// A token verified by a JWKS key is not taken on trust once the fetched keys are stale:
+// the key may have been removed at the issuer, and a full verification would fetch them.
+func TestVerifyTakesNoTokenOnTrustPastTheKeysAge(t *testing.T) {
+	k := jwtKeys()
+	srv := newJWKSServer(t, jwkFor("k1", k.rsa.Public()))
+	clk := newJWTClock()
+	v := newJWTVerifier(t, KeyConfig{JWKSURL: srv.URL, Now: clk.Now})
+	tok := signJWT(t, jwt.SigningMethodRS256, k.rsa, "k1", jwtClaims())
+	clk.Add(jwksMaxAge - 30*time.Second) // the keys fetched at start have 30 s left
+	_, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+
+	srv.setKeys(t, jwkFor("k2", k.p256.Public())) // k1 removed at the issuer
+	clk.Add(31 * time.Second)                     // within verifiedTTL, past the keys' age
+	_, err = v.Verify(context.Background(), tok)
+	require.Error(t, err)
+}
+
 // A refused token is never remembered: each attempt is checked in full.
 func TestVerifyRemembersNoRefusal(t *testing.T) {
 	v := newJWTVerifier(t, KeyConfig{Secret: jwtSecret})
@@ -56,9 +74,9 @@ func TestVerifyRemembersNoRefusal(t *testing.T) {
 func TestVerifiedTokensStayBounded(t *testing.T) {
 	var c verifiedTokens
 	id := Identity{Sub: "alice", Expires: jwtNow.Add(time.Hour)}
-	c.put("in use", id, 0, jwtNow)
+	c.put("in use", id, 0, jwtNow, time.Time{})
 	for i := range 3 * verifiedMax {
-		c.put(fmt.Sprint("token ", i), id, 0, jwtNow)
+		c.put(fmt.Sprint("token ", i), id, 0, jwtNow, time.Time{})
 		if i%(verifiedMax/2) == 0 {
 			_, ok := c.get("in use", 0, jwtNow)
 			require.True(t, ok, "after %d others", i)
