@@ -15,9 +15,10 @@ const (
 )
 
 // verifiedTokens remembers tokens verified lately, by their SHA-256 (never the token): a
-// client sends the same token with every request and every stream it opens, and parsing it
-// again (base64, JSON into claims, the signature) was 8 % of chatd's CPU at 3,000 msgs/s
-// over two instances (README, Performance). An entry stands until the token's exp, and
+// client sends the same token with every request and every stream it opens, and checking
+// it again (base64, JSON into claims, the signature) took 5.7 µs for HS256 and 34 and
+// 63 µs for RS256 and ES256, against under 1 µs remembered (BenchmarkVerify; README,
+// Configuration). An entry stands until the token's exp, and
 // verifiedTTL at most, and only while the keys that verified it are the keys in use and
 // fresh: a JWKS fetch ends every entry, and none outlives the fetched keys' age limit
 // (keyState). Only successes are kept; a refused token is checked in full every time.
