@@ -103,6 +103,9 @@ func newMetrics(reg *prometheus.Registry, hub *events.Hub, log *events.Log, pool
 				Name: "chatd_log_reads_total", Help: "Queries of the event log made by this instance's reader.",
 			}, func() float64 { return float64(log.Reads()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatd_log_resignations_total", Help: "Times this instance let the reader lock go because its reads of the event log kept failing.",
+			}, func() float64 { return float64(log.Resignations()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "chatd_log_forwards_lost_total", Help: "Forwards of the log not sent (leader) or not taken (follower); their ranges were read again.",
 			}, func() float64 { return float64(log.LostForwards()) }),
 		)

@@ -246,7 +246,8 @@ func TestMetricsReportStreamsListenerAndFence(t *testing.T) {
 	r := call(t, "GET", in.URL+"/metrics", testMetricsToken, nil)
 	require.Equal(t, 200, r.Status)
 	body := string(r.Body)
-	for _, want := range []string{"chatd_streams_open 1", "chatd_listener_up 1", "chatd_fence_oldest_transaction_seconds ", "chatd_db_connections ", "chatd_db_acquire_waits_total ", "chatd_db_acquire_wait_seconds_total "} {
+	for _, want := range []string{"chatd_streams_open 1", "chatd_listener_up 1", "chatd_fence_oldest_transaction_seconds ", "chatd_db_connections ", "chatd_db_acquire_waits_total ", "chatd_db_acquire_wait_seconds_total ",
+		"chatd_log_leader ", "chatd_log_reads_total ", "chatd_log_resignations_total 0", "chatd_log_forwards_lost_total "} {
 		require.Contains(t, body, want)
 	}
 	require.NotContains(t, body, "chatd_fence_oldest_transaction_seconds -1")

@@ -282,6 +282,7 @@ func TestALeaderWhoseReadsFailResigns(t *testing.T) {
 	follower.Written()
 	require.Equal(t, want, takeN(t, sub, 1)[0].Cursor)
 	require.True(t, follower.Leading())
+	require.EqualValues(t, 1, leader.Resignations())
 	stopFollower() // hands the lock over: the failing instance does not take it
 	<-follower.Stopped()
 	require.Never(t, leader.Leading, 500*time.Millisecond, 10*time.Millisecond,

@@ -125,6 +125,7 @@ func (l *Log) listen(ctx context.Context, connected func()) error {
 	// resign hands the lock over while this instance goes on as a follower. It does not
 	// try to lead again while its reads fail (healthy).
 	resign := func() error {
+		l.resigned.Add(1)
 		l.stepDown.Store(nil)
 		endLead()
 		leadCtx = ctx

@@ -108,6 +108,7 @@ type Log struct {
 	stepDown  atomic.Pointer[context.CancelFunc] // while leading: makes the listener resign
 	readFails atomic.Int32                       // log reads failed in a row
 	lastFail  atomic.Int64                       // when the last of them failed (Unix ns)
+	resigned  atomic.Uint64                      // times this instance let the lock go because its reads failed
 	published atomic.Uint64
 	rings     atomic.Uint64
 	reads     atomic.Uint64 // queries of the log by the reader
@@ -181,6 +182,10 @@ func (l *Log) Leading() bool { return l.leading.Load() }
 
 // Reads is the number of queries of the log this instance's reader made.
 func (l *Log) Reads() uint64 { return l.reads.Load() }
+
+// Resignations is how many times this instance let the reader lock go because its reads
+// of the log kept failing.
+func (l *Log) Resignations() uint64 { return l.resigned.Load() }
 
 // LostForwards is the number of forwards this instance did not send (as leader) or could
 // not take (as follower); each costs the followers a read of its range.
