@@ -25,6 +25,25 @@ func quickLeader(cfg Config) Config {
 	return cfg
 }
 
+// startLeading starts a Log with cfg (taking the reader lock over soon after another
+// test's leader is gone) and waits until it leads.
+func startLeading(t *testing.T, ctx context.Context, cfg Config) *Log {
+	t.Helper()
+	l := NewLog(quickLeader(cfg))
+	require.NoError(t, l.Start(ctx))
+	require.Eventually(t, l.Leading, 10*time.Second, 5*time.Millisecond)
+	return l
+}
+
+// startFollowing starts a Log with cfg, while another leads, and waits until it listens.
+func startFollowing(t *testing.T, ctx context.Context, cfg Config) *Log {
+	t.Helper()
+	l := NewLog(cfg)
+	require.NoError(t, l.Start(ctx))
+	require.Eventually(t, l.Listening, 10*time.Second, 5*time.Millisecond)
+	return l
+}
+
 // insertRead writes a read event of user in conv straight to the log, committed, and
 // returns its position.
 func insertRead(t *testing.T, pool *pgxpool.Pool, conv pgtype.UUID, user string, seq int64) Cursor {
@@ -197,14 +216,10 @@ func TestLeaderForwardsAndTheFollowerDoesNotRead(t *testing.T) {
 	defer cancel()
 	pool := testPool(t)
 	conv := newConversation(t, pool, "lead-a", "lead-b")
-	leader := NewLog(quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour}))
-	require.NoError(t, leader.Start(ctx))
-	require.Eventually(t, leader.Leading, 10*time.Second, 5*time.Millisecond)
+	leader := startLeading(t, ctx, Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour})
 	reads := &readCounter{}
 	// LeaderWait: however slow the leader is here, the follower waits for its forwards.
-	follower := NewLog(quickLeader(Config{Pool: tracedPool(t, reads), ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour}))
-	require.NoError(t, follower.Start(ctx))
-	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
+	follower := startFollowing(t, ctx, quickLeader(Config{Pool: tracedPool(t, reads), ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour}))
 	sub, _ := follower.Hub().Subscribe("lead-a")
 	// The catch-up read the listener asks for on connecting; nothing else makes a follower
 	// read here (no gap, no safety tick, no wait for a leader that forwards).
@@ -241,13 +256,18 @@ func TestLeaderKilledMidStreamAFollowerTakesOver(t *testing.T) {
 	defer cancel()
 	pool := testPool(t)
 	conv := newConversation(t, pool, "kill-a", "kill-b")
-	lctx, kill := context.WithCancel(ctx)
-	leader := NewLog(quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour}))
-	require.NoError(t, leader.Start(lctx))
-	require.Eventually(t, leader.Leading, 10*time.Second, 5*time.Millisecond)
-	follower := NewLog(quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: 50 * time.Millisecond}))
-	require.NoError(t, follower.Start(ctx))
-	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
+	lctx, stop := context.WithCancel(ctx)
+	startLeading(t, lctx, Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour})
+	follower := startFollowing(t, ctx, quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: 50 * time.Millisecond}))
+	// As a killed process does: the leader's listener session ends (PostgreSQL lets the
+	// lock go with it) and the leader stops, with no chance to hand over.
+	var kerr error
+	kill := func() {
+		_, kerr = pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = 1919246692 AND granted AND database =
+			(SELECT oid FROM pg_database WHERE datname = current_database())`)
+		stop()
+	}
 	sub, _ := follower.Hub().Subscribe("kill-a")
 
 	const n = 300
@@ -270,6 +290,7 @@ func TestLeaderKilledMidStreamAFollowerTakesOver(t *testing.T) {
 	got := takeN(t, sub, n)
 	wg.Wait()
 	require.NoError(t, werr)
+	require.NoError(t, kerr)
 	for i, e := range got {
 		require.Equal(t, want[i], e.Cursor, "event %d", i)
 	}
@@ -285,12 +306,8 @@ func TestAStoppingLeaderHandsOver(t *testing.T) {
 	pool := testPool(t)
 	conv := newConversation(t, pool, "hand-a", "hand-b")
 	lctx, stop := context.WithCancel(ctx)
-	leader := NewLog(quickLeader(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour}))
-	require.NoError(t, leader.Start(lctx))
-	require.Eventually(t, leader.Leading, 10*time.Second, 5*time.Millisecond)
-	follower := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderRetry: time.Hour})
-	require.NoError(t, follower.Start(ctx))
-	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
+	startLeading(t, lctx, Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour})
+	follower := startFollowing(t, ctx, Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderRetry: time.Hour})
 	sub, _ := follower.Hub().Subscribe("hand-a")
 
 	stop()

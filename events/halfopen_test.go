@@ -177,17 +177,11 @@ func TestAHalfOpenPoolConnectionDoesNotHoldTheReader(t *testing.T) {
 
 	// The leader keeps the lock however many reads time out (TestALeaderWhoseReadsFailResigns
 	// is about resigning): what it delivers comes from its own reads.
-	l := NewLog(quickLeader(Config{Pool: via, ListenURL: testDB, SafetyPoll: 100 * time.Millisecond,
-		QueryTimeout: 500 * time.Millisecond, ResignAfter: 1000}))
-	lctx, stop := context.WithCancel(ctx)
-	defer stop()
-	require.NoError(t, l.Start(lctx))
-	require.Eventually(t, l.Leading, 10*time.Second, 5*time.Millisecond)
+	l := startLeading(t, ctx, Config{Pool: via, ListenURL: testDB, SafetyPoll: 100 * time.Millisecond,
+		QueryTimeout: 500 * time.Millisecond, ResignAfter: 1000})
 	sub, _ := l.Hub().Subscribe("half-a")
 	// The follower hears of new events only from the leader's forwards.
-	follower := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour, LeaderRetry: time.Hour})
-	require.NoError(t, follower.Start(lctx))
-	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
+	follower := startFollowing(t, ctx, Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour, LeaderRetry: time.Hour})
 	fsub, _ := follower.Hub().Subscribe("half-a")
 	want := insertRead(t, pool, conv, "half-b", 1)
 	l.Written()
@@ -266,15 +260,11 @@ func TestALeaderWhoseReadsFailResigns(t *testing.T) {
 	pool := testPool(t)
 	conv := newConversation(t, pool, "resign-a", "resign-b")
 	via, f := poolThroughFreezer(t)
-	leader := NewLog(quickLeader(Config{Pool: via, ListenURL: testDB, SafetyPoll: 50 * time.Millisecond}))
-	require.NoError(t, leader.Start(ctx))
-	require.Eventually(t, leader.Leading, 10*time.Second, 5*time.Millisecond)
+	leader := startLeading(t, ctx, Config{Pool: via, ListenURL: testDB, SafetyPoll: 50 * time.Millisecond})
 	// The follower hears of new events only from a leader, and tries to lead only when
 	// told the lock is free.
 	fctx, stopFollower := context.WithCancel(ctx)
-	follower := NewLog(Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour, LeaderRetry: time.Hour})
-	require.NoError(t, follower.Start(fctx))
-	require.Eventually(t, follower.Listening, 10*time.Second, 5*time.Millisecond)
+	follower := startFollowing(t, fctx, Config{Pool: pool, ListenURL: testDB, SafetyPoll: time.Hour, LeaderWait: time.Hour, LeaderRetry: time.Hour})
 	sub, _ := follower.Hub().Subscribe("resign-a")
 
 	f.refuse()
