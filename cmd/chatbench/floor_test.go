@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,11 @@ func BenchmarkTransportFloor(b *testing.B) {
 	}
 	r := gin.New()
 	r.GET("/streams/:n", func(c *gin.Context) {
-		var n int
-		fmt.Sscan(c.Param("n"), &n)
+		n, err := strconv.Atoi(c.Param("n"))
+		if err != nil || n < 0 || n >= len(streams) {
+			c.Status(http.StatusNotFound)
+			return
+		}
 		c.Header("Content-Type", "text/event-stream")
 		c.Status(http.StatusOK)
 		c.Writer.Flush()
@@ -67,9 +71,8 @@ func BenchmarkTransportFloor(b *testing.B) {
 			Body     string `json:"body"`
 			ClientID string `json:"client_id"`
 		}
-		var n int
-		fmt.Sscan(c.Param("n"), &n)
-		if err := c.ShouldBindJSON(&req); err != nil || n < 0 || n >= pairs {
+		n, err := strconv.Atoi(c.Param("n"))
+		if err != nil || n < 0 || n >= pairs || c.ShouldBindJSON(&req) != nil {
 			c.Status(http.StatusBadRequest)
 			return
 		}
