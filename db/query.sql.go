@@ -1558,12 +1558,14 @@ func (q *Queries) NotifyTakePending(ctx context.Context, userID string) error {
 }
 
 const oldestWriteTransaction = `-- name: OldestWriteTransaction :one
-SELECT COALESCE(EXTRACT(epoch FROM max(now() - xact_start)), 0)::float8 AS age
+SELECT GREATEST(COALESCE(EXTRACT(epoch FROM clock_timestamp() - min(xact_start)), 0), 0)::float8 AS age
 FROM pg_catalog.pg_stat_activity WHERE backend_xid IS NOT NULL
 `
 
 // Age in seconds of the oldest transaction holding a transaction id anywhere in the
 // cluster: the event-log fence waits for it, so this is how late delivery can be.
+// Measured from clock_timestamp(), not now(): now() is when this statement's own
+// transaction began, and a transaction that began after it would give a negative age.
 func (q *Queries) OldestWriteTransaction(ctx context.Context) (float64, error) {
 	row := q.db.QueryRow(ctx, oldestWriteTransaction)
 	var age float64
