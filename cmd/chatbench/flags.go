@@ -133,11 +133,12 @@ type options struct {
 	timeout  time.Duration
 
 	// -mode slowread, slowclients, soak (hostile.go)
-	attackers   int
-	flood       int
-	soakFor     time.Duration
-	sampleEvery time.Duration
-	csvPath     string
+	attackers    int
+	attackerNice int // slowclients: >= 0 runs the attackers apart (-mode attackers) at this niceness
+	flood        int
+	soakFor      time.Duration
+	sampleEvery  time.Duration
+	csvPath      string
 }
 
 // parseFlags parses the command line and validates the flags of the chosen mode.
@@ -175,6 +176,9 @@ func parseFlags(args []string) (options, error) {
 	if hostileModes[o.mode] != nil {
 		return o, o.checkHostile()
 	}
+	if o.mode == "attackers" {
+		return o, o.checkAttackers()
+	}
 	return o, o.check()
 }
 
@@ -184,7 +188,7 @@ func (o *options) define(fs *flag.FlagSet) *string {
 	urls := fs.String("url", "http://127.0.0.1:8080", "comma-separated base URLs of chatd instances (streams and POSTs are spread over them)")
 	fs.StringVar(&o.secret, "secret", os.Getenv("CHAT_JWT_SECRET"), "HS256 secret the server runs with (default $CHAT_JWT_SECRET)")
 	fs.StringVar(&o.metricsToken, "metrics-token", os.Getenv("CHAT_METRICS_TOKEN"), "the server's CHAT_METRICS_TOKEN, to read /metrics (default $CHAT_METRICS_TOKEN; the modes that run chatd set their own)")
-	fs.StringVar(&o.mode, "mode", "load", "load, idle, storm, pgbench (the reference alone), throughput-plot, faults, slowread, slowclients or soak")
+	fs.StringVar(&o.mode, "mode", "load", "load, idle, storm, pgbench (the reference alone), throughput-plot, faults, slowread, slowclients or soak (attackers: slowclients' own, with -attacker-nice)")
 	fs.IntVar(&o.streams, "streams", 200, "event streams to open: two per 1:1 conversation, so streams/2 conversations")
 	fs.Float64Var(&o.rate, "rate", 500, "load: target messages per second (open loop)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "load: how long to post (and pgbench's run time)")
@@ -216,6 +220,7 @@ func (o *options) define(fs *flag.FlagSet) *string {
 	fs.StringVar(&o.phases, "phases", "kill,term,pg", "faults: which faults to inject, in this order: kill (SIGKILL of the instance reading the log), term (SIGTERM of the instance reading the log, as in a rolling deploy), pg (PostgreSQL restart)")
 	fs.DurationVar(&o.timeout, "timeout", 85*time.Second, "faults: the whole run, cleanup excluded, ends after this")
 	fs.IntVar(&o.attackers, "attackers", 0, "slowread, slowclients: attacker connections (default 2000, 5000)")
+	fs.IntVar(&o.attackerNice, "attacker-nice", -1, "slowclients: run the attacker connections in a process of their own (-mode attackers) at this niceness, 0 to 19, apart from the normal users (-1: in this process)")
 	fs.IntVar(&o.flood, "flood", 600, "slowread: messages of 4,096 '<' the senders post")
 	fs.DurationVar(&o.soakFor, "soak-for", 10*time.Minute, "soak: how long the mixed load runs")
 	fs.DurationVar(&o.sampleEvery, "sample-every", 5*time.Second, "soak: how often each instance is sampled")
@@ -282,6 +287,21 @@ func (o *options) checkPgbench() error {
 		return errors.New("-pgbench-time must be at least 1s")
 	case o.bodyBytes < 1 || o.bodyBytes > 4096:
 		return errors.New("-body-bytes must be between 1 and 4096")
+	}
+	return nil
+}
+
+// checkAttackers validates the flags of -mode attackers, which slowclients passes.
+func (o *options) checkAttackers() error {
+	switch {
+	case len(o.urls) != 1:
+		return errors.New("-mode attackers: give one -url")
+	case o.secret == "":
+		return errors.New("-mode attackers: $CHAT_JWT_SECRET is required")
+	case o.attackers < 1:
+		return errors.New("-mode attackers: -attackers must be positive")
+	case o.sources < 1 || o.sources > 250:
+		return errors.New("-sources must be between 1 and 250: the attackers need source addresses")
 	}
 	return nil
 }

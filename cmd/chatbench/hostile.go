@@ -259,6 +259,8 @@ func (o *options) checkHostile() error {
 		return errors.New("-attackers, -flood, -soak-for and -sample-every must be positive")
 	case o.sources < 1 || o.sources > 250:
 		return errors.New("-sources must be between 1 and 250: the attackers need source addresses")
+	case o.attackerNice < -1 || o.attackerNice > 19 || o.attackerNice >= 0 && o.mode != "slowclients":
+		return errors.New("-attacker-nice: 0 to 19, and only with -mode slowclients")
 	}
 	return nil
 }

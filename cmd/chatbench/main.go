@@ -33,6 +33,8 @@ func run() int {
 		return run(ctx, opt)
 	}
 	switch opt.mode {
+	case "attackers":
+		return runAttackers(ctx, opt)
 	case "pgbench":
 		return runPgbenchMode(ctx, opt)
 	case "throughput-plot":

@@ -53,31 +53,43 @@ func runSlowclients(ctx context.Context, opt options) int {
 	res.Quiet = r.loadPhase(ctx, smp, "quiet", nil)
 
 	var a *attack
+	var rep attackReport
+	var procErr error
 	res.Attack = r.loadPhase(ctx, smp, "attack", func(ctx context.Context) func() {
 		actx, cancel := context.WithCancel(ctx)
-		a = newAttack(actx, r)
+		a = newAttack(actx, r) // the flood's, and the attackers' unless they run apart
 		var wg sync.WaitGroup
-		gate := make(chan struct{}, openConcurrency)
-		streams := opt.attackers / 2
-		a.start(actx, &wg, atkStream, streams, victims, gate)
-		a.start(actx, &wg, atkBodyNone, (opt.attackers-streams)/2, victims, gate)
-		a.start(actx, &wg, atkBodyTrickle, opt.attackers-streams-(opt.attackers-streams)/2, victims, gate)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			res.Flooded = a.flood(actx, senders, groups, int(slowclientsFloodRate*(opt.duration+5*time.Minute).Seconds()), slowclientsFloodRate)
 		}()
-		r.waitAttackers(actx, a, opt.attackers)
+		var proc *attackerProc
+		if opt.attackerNice >= 0 {
+			if proc, procErr = startAttackerProc(actx, r, opt.attackerNice); procErr == nil {
+				logf("attack: %d connections open, in a process of their own at niceness %d", opt.attackers, opt.attackerNice)
+			}
+		} else {
+			wg.Add(1)
+			go startSlowclientsAttackers(actx, &wg, a, opt.attackers, victims)
+			r.waitAttackers(actx, a, opt.attackers)
+		}
 		go r.saveProfile(ctx, 0, "profile?seconds=10", filepath.Join(r.opt.workDir, "slowclients-cpu.pb.gz"))
 		return func() {
 			cancel()
 			wg.Wait()
+			switch {
+			case proc != nil:
+				rep, procErr = proc.stop()
+			case opt.attackerNice < 0:
+				rep = a.report()
+			}
 		}
 	})
-	if a != nil {
-		res.Attackers = a.results([atkKinds]float64{atkStream: slowclientsStreamBnd, atkBodyNone: slowclientsBodyBound, atkBodyTrickle: slowclientsBodyBound})
-		res.PeakOpen, res.Refused, res.BodyAnswers = a.peak.Load(), a.refuse.Load(), a.statuses
+	if procErr != nil {
+		res.Attack.Error = "the attackers' process: " + procErr.Error()
 	}
+	res.Attackers, res.PeakOpen, res.Refused, res.BodyAnswers = rep.Results, rep.Peak, rep.Refused, rep.Statuses
 	res.OK = res.Quiet.Error == "" && res.Attack.Error == ""
 	if res.OK {
 		res.P99Ratio = res.Attack.Load.DeliveryLatency.P99 / res.Quiet.Load.DeliveryLatency.P99
@@ -97,8 +109,8 @@ func runSlowclients(ctx context.Context, opt options) int {
 	for _, ar := range res.Attackers {
 		fmt.Printf("  %s: %s\n", ar.Kind, ar)
 	}
-	if a != nil && a.firstErr != "" {
-		fmt.Printf("  first attacker error: %s\n", a.firstErr)
+	if rep.FirstErr != "" {
+		fmt.Printf("  first attacker error: %s\n", rep.FirstErr)
 	}
 	saveJSON(opt.jsonPath, res)
 	if !res.OK {
