@@ -86,14 +86,14 @@ type attackerProc struct {
 	out *bufio.Reader
 }
 
-// startAttackerProc runs -mode attackers at niceness nice against r's instance and waits
-// until its connections are open.
-func startAttackerProc(ctx context.Context, r *hostileRun, nice int) (*attackerProc, error) {
+// startAttackerProc runs -mode attackers at niceness nice against the instance at target
+// and waits until its connections are open.
+func startAttackerProc(ctx context.Context, r *hostileRun, target string, nice int) (*attackerProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("nice", "-n", strconv.Itoa(nice), self, "-mode", "attackers", "-url", r.opt.urls[0],
+	cmd := exec.Command("nice", "-n", strconv.Itoa(nice), self, "-mode", "attackers", "-url", target,
 		"-run-id", r.opt.runID, "-attackers", strconv.Itoa(r.opt.attackers), "-sources", strconv.Itoa(r.opt.sources))
 	cmd.Env = append(os.Environ(), "CHAT_JWT_SECRET="+r.opt.secret)
 	cmd.Stderr = os.Stderr

@@ -23,10 +23,11 @@ type hostileRun struct {
 	opt   options
 	b     *bench
 	inst  []*instance
-	debug []string // each instance's CHAT_DEBUG_ADDR (pprof)
-	mets  []string // each instance's CHAT_METRICS_ADDR (/metrics)
-	drop  func()   // drops the scratch database
-	rmDir bool     // the work directory is ours
+	debug []string          // each instance's CHAT_DEBUG_ADDR (pprof)
+	mets  []string          // each instance's CHAT_METRICS_ADDR (/metrics)
+	env   map[string]string // what every instance runs with
+	drop  func()            // drops the scratch database
+	rmDir bool              // the work directory is ours
 }
 
 // startHostile creates and migrates a scratch database, starts n instances with env (plus
@@ -57,31 +58,11 @@ func startHostile(ctx context.Context, opt options, n int, env map[string]string
 		return r, err
 	}
 	r.opt.urls = nil // -url is not used: the instances are these
+	r.env = env
 	for k := 0; k < n; k++ {
-		dbg, err := freeLoopbackAddr()
-		if err != nil {
+		if err := r.startInstance(ctx); err != nil {
 			return r, err
 		}
-		env["CHAT_DEBUG_ADDR"] = dbg
-		// /metrics answers on an address of its own (chatd before 89e46cb ignores this and
-		// answers on the public one).
-		mets, err := freeLoopbackAddr()
-		if err != nil {
-			return r, err
-		}
-		env["CHAT_METRICS_ADDR"] = mets
-		r.mets = append(r.mets, mets)
-		in, err := newInstance(string(rune('A'+k)), opt.chatdBin, r.opt.workDir, env)
-		if err != nil {
-			return r, err
-		}
-		r.inst = append(r.inst, in)
-		r.debug = append(r.debug, dbg)
-		if err := in.start(ctx, faultReady); err != nil {
-			return r, err
-		}
-		logf("chatd %s: pid %d on %s (pprof on %s)", in.name, in.cmd.Process.Pid, in.addr, dbg)
-		r.opt.urls = append(r.opt.urls, in.url)
 	}
 	res := &Result{Mode: opt.mode, RunID: opt.runID, Instances: r.opt.urls, Streams: opt.streams, DB: &DBResult{}}
 	r.b, err = newBench(ctx, r.opt, res)
@@ -89,6 +70,36 @@ func startHostile(ctx context.Context, opt options, n int, env map[string]string
 		return r, err
 	}
 	return r, r.b.setup(ctx)
+}
+
+// startInstance starts one more instance, named by its place (A, B, ...), and adds it to
+// r.opt.urls.
+func (r *hostileRun) startInstance(ctx context.Context) error {
+	dbg, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	r.env["CHAT_DEBUG_ADDR"] = dbg
+	// /metrics answers on an address of its own (chatd before 89e46cb ignores this and
+	// answers on the public one).
+	mets, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	r.env["CHAT_METRICS_ADDR"] = mets
+	r.mets = append(r.mets, mets)
+	in, err := newInstance(string(rune('A'+len(r.inst))), r.opt.chatdBin, r.opt.workDir, r.env)
+	if err != nil {
+		return err
+	}
+	r.inst = append(r.inst, in)
+	r.debug = append(r.debug, dbg)
+	if err := in.start(ctx, faultReady); err != nil {
+		return err
+	}
+	logf("chatd %s: pid %d on %s (pprof on %s)", in.name, in.cmd.Process.Pid, in.addr, dbg)
+	r.opt.urls = append(r.opt.urls, in.url)
+	return nil
 }
 
 // cleanup stops the instances and drops the database; it runs on every exit path.
@@ -261,6 +272,8 @@ func (o *options) checkHostile() error {
 		return errors.New("-sources must be between 1 and 250: the attackers need source addresses")
 	case o.attackerNice < -1 || o.attackerNice > 19 || o.attackerNice >= 0 && o.mode != "slowclients":
 		return errors.New("-attacker-nice: 0 to 19, and only with -mode slowclients")
+	case o.attackOther && o.attackerNice < 0:
+		return errors.New("-attack-other-instance needs -attacker-nice (and -mode slowclients)")
 	}
 	return nil
 }

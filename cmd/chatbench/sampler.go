@@ -177,12 +177,20 @@ func window(ps []procSample) serverWindow {
 		}
 	}
 	w.Metrics = quantiles(lat)
-	if n := len(ps); n > 1 && ps[0].inst == ps[n-1].inst && ps[0].pid == ps[n-1].pid {
-		wall := ps[n-1].at.Sub(ps[0].at)
-		w.CPUPercent = 100 * (ps[n-1].cpu - ps[0].cpu) / wall.Seconds()
-		w.ToolCPU = pct(ps[n-1].selfCPU-ps[0].selfCPU, wall)
-		if d := ps[n-1].all - ps[0].all; d > 0 {
-			w.MachineCPU = 100 * float64(ps[n-1].busy-ps[0].busy) / float64(d)
+	// CPU is the first sampled process's, from its first sample to its last in the window.
+	last := -1
+	for i, p := range ps {
+		if i > 0 && p.inst == ps[0].inst && p.pid == ps[0].pid {
+			last = i
+		}
+	}
+	if last > 0 {
+		f, l := ps[0], ps[last]
+		wall := l.at.Sub(f.at)
+		w.CPUPercent = 100 * (l.cpu - f.cpu) / wall.Seconds()
+		w.ToolCPU = pct(l.selfCPU-f.selfCPU, wall)
+		if d := l.all - f.all; d > 0 {
+			w.MachineCPU = 100 * float64(l.busy-f.busy) / float64(d)
 		}
 	}
 	return w

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -47,6 +48,17 @@ func runSlowclients(ctx context.Context, opt options) int {
 	if err != nil {
 		return 2
 	}
+	target := r.opt.urls[0]
+	if opt.attackOther {
+		// Started before the quiet phase, so that both phases run beside the same processes.
+		// The phases' memory, file and goroutine maxima then cover both instances; their CPU
+		// is the normal users' instance's (A).
+		if err := r.startInstance(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "chatbench: slowclients: the attackers' instance:", err)
+			return 2
+		}
+		target = r.opt.urls[1]
+	}
 	res := &SlowclientsResult{}
 	smp := r.startSampler(ctx, 500*time.Millisecond)
 	defer smp.stop()
@@ -66,8 +78,8 @@ func runSlowclients(ctx context.Context, opt options) int {
 		}()
 		var proc *attackerProc
 		if opt.attackerNice >= 0 {
-			if proc, procErr = startAttackerProc(actx, r, opt.attackerNice); procErr == nil {
-				logf("attack: %d connections open, in a process of their own at niceness %d", opt.attackers, opt.attackerNice)
+			if proc, procErr = startAttackerProc(actx, r, target, opt.attackerNice); procErr == nil {
+				logf("attack: %d connections open to %s, in a process of their own at niceness %d", opt.attackers, target, opt.attackerNice)
 			}
 		} else {
 			wg.Add(1)
