@@ -93,8 +93,12 @@ func startAttackerProc(ctx context.Context, r *hostileRun, target string, nice i
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("nice", "-n", strconv.Itoa(nice), self, "-mode", "attackers", "-url", target,
-		"-run-id", r.opt.runID, "-attackers", strconv.Itoa(r.opt.attackers), "-sources", strconv.Itoa(r.opt.sources))
+	args := []string{"nice", "-n", strconv.Itoa(nice), self, "-mode", "attackers", "-url", target,
+		"-run-id", r.opt.runID, "-attackers", strconv.Itoa(r.opt.attackers), "-sources", strconv.Itoa(r.opt.sources)}
+	if r.opt.attackerCPUs != "" {
+		args = append([]string{"taskset", "-c", r.opt.attackerCPUs}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "CHAT_JWT_SECRET="+r.opt.secret)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()

@@ -134,8 +134,9 @@ type options struct {
 
 	// -mode slowread, slowclients, soak (hostile.go)
 	attackers    int
-	attackerNice int  // slowclients: >= 0 runs the attackers apart (-mode attackers) at this niceness
-	attackOther  bool // slowclients: the attackers connect to a second instance of their own
+	attackerNice int    // slowclients: >= 0 runs the attackers apart (-mode attackers) at this niceness
+	attackOther  bool   // slowclients: the attackers connect to a second instance of their own
+	attackerCPUs string // slowclients: taskset's CPU list for the attackers' process
 	flood        int
 	soakFor      time.Duration
 	sampleEvery  time.Duration
@@ -223,6 +224,7 @@ func (o *options) define(fs *flag.FlagSet) *string {
 	fs.IntVar(&o.attackers, "attackers", 0, "slowread, slowclients: attacker connections (default 2000, 5000)")
 	fs.IntVar(&o.attackerNice, "attacker-nice", -1, "slowclients: run the attacker connections in a process of their own (-mode attackers) at this niceness, 0 to 19, apart from the normal users (-1: in this process)")
 	fs.BoolVar(&o.attackOther, "attack-other-instance", false, "slowclients: start a second chatd on the same database for the attackers (with -attacker-nice), so that the normal users' instance does none of their work")
+	fs.StringVar(&o.attackerCPUs, "attacker-cpus", "", "slowclients: with -attacker-nice, run the attackers' process on these CPUs only (taskset -c), e.g. 1 while chatd, PostgreSQL and this process run on 0")
 	fs.IntVar(&o.flood, "flood", 600, "slowread: messages of 4,096 '<' the senders post")
 	fs.DurationVar(&o.soakFor, "soak-for", 10*time.Minute, "soak: how long the mixed load runs")
 	fs.DurationVar(&o.sampleEvery, "sample-every", 5*time.Second, "soak: how often each instance is sampled")

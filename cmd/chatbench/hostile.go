@@ -272,8 +272,8 @@ func (o *options) checkHostile() error {
 		return errors.New("-sources must be between 1 and 250: the attackers need source addresses")
 	case o.attackerNice < -1 || o.attackerNice > 19 || o.attackerNice >= 0 && o.mode != "slowclients":
 		return errors.New("-attacker-nice: 0 to 19, and only with -mode slowclients")
-	case o.attackOther && o.attackerNice < 0:
-		return errors.New("-attack-other-instance needs -attacker-nice (and -mode slowclients)")
+	case (o.attackOther || o.attackerCPUs != "") && o.attackerNice < 0:
+		return errors.New("-attack-other-instance and -attacker-cpus need -attacker-nice (and -mode slowclients)")
 	}
 	return nil
 }

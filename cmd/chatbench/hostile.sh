@@ -15,7 +15,8 @@
 # runs that chatd instead of building one (to measure a candidate fix); MODES picks modes.
 # ATTACKER_NICE=<0..19> runs slowclients' attackers in a process of their own at that
 # niceness, apart from the normal users (README, "Hostile clients"); with ATTACK_OTHER=1
-# as well, they connect to a second chatd of their own on the same database.
+# as well, they connect to a second chatd of their own on the same database; with
+# ATTACKER_CPUS=<list> (taskset -c) their process runs on those CPUs only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -32,7 +33,8 @@ for mode in ${MODES:-slowread slowclients}; do
   case $mode in
   slowread) args=(-streams 20 -rate 100 -duration 20s -attackers 2000 -flood 600) ;;
   slowclients) args=(-streams 200 -rate 200 -duration 30s -attackers 5000 -attacker-nice "${ATTACKER_NICE:--1}")
-    if [ -n "${ATTACK_OTHER:-}" ]; then args+=(-attack-other-instance); fi ;;
+    if [ -n "${ATTACK_OTHER:-}" ]; then args+=(-attack-other-instance); fi
+    if [ -n "${ATTACKER_CPUS:-}" ]; then args+=(-attacker-cpus "$ATTACKER_CPUS"); fi ;;
   esac
   echo "== chatbench -mode $mode ${args[*]}"
   timeout -k 10 600 "$out/chatbench" -chatd "$chatd" -work-dir "$out" -mode "$mode" "${args[@]}" \
