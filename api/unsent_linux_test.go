@@ -3,11 +3,13 @@ package api
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,9 +50,47 @@ func TestNonReadingStreamHoldsLittleUnsent(t *testing.T) {
 	require.Nil(t, readErr.Load(), "reading /proc/net/tcp")
 }
 
+// A stream cut because its client stopped reading is reset, not closed: a plain close
+// leaves the server's kernel an orphan socket in FIN_WAIT1 that holds the bytes the client
+// never took and waits on its zero window, for as long as the client stays. After the
+// reset nothing of the connection is left on the server, and the client, should it read
+// again, learns of the reset after what it had received.
+func TestACutStreamIsReset(t *testing.T) {
+	in := newInstance(t, func(c *Config, _ *events.Config) {
+		c.MaxMessageBytes, c.WriteTimeout = 16<<10, 300*time.Millisecond
+	})
+	alice, bob := newUser(t, in, "alice"), newUser(t, in, "bob")
+	conv := alice.direct(bob)
+	conn := openNotReading(t, in.URL, bob.Token)
+	client := procTCPAddr(conn.LocalAddr().(*net.TCPAddr))
+	body := strings.Repeat("x", 16000)
+	for range 30 { // about 480 KB: the stream's writer blocks and is cut 270–300 ms later
+		alice.send(conv.ID, body)
+	}
+	var readErr atomic.Value
+	var left tcpSide
+	var present bool
+	require.Eventually(t, func() bool {
+		sides, err := serverSides(in.URL)
+		if err != nil {
+			readErr.Store(err)
+			return false
+		}
+		left, present = sides[client]
+		return !present || !left.established
+	}, wait, 5*time.Millisecond, "the server cuts the stream")
+	require.Nil(t, readErr.Load(), "reading /proc/net/tcp")
+	require.False(t, present, "after the cut the server keeps a socket for the client: state %s, %d bytes queued", left.state, left.tx)
+
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(wait)))
+	_, err := io.Copy(io.Discard, conn)
+	require.ErrorIs(t, err, syscall.ECONNRESET, "the client reads to a reset, not to a clean end")
+}
+
 type tcpSide struct {
-	tx          int  // tx_queue: bytes the server has queued that the client has not taken
-	established bool // not yet closed by the server
+	tx          int    // tx_queue: bytes the server has queued that the client has not taken
+	established bool   // not yet closed by the server
+	state       string // st as /proc writes it: 01 ESTABLISHED, 04 FIN_WAIT1, ...
 }
 
 // serverSides reads the server's sides (listening at url) of its connections from
@@ -77,7 +117,7 @@ func serverSides(url string) (map[string]tcpSide, error) {
 			if err != nil {
 				return nil, err
 			}
-			sides[f[2]] = tcpSide{tx: int(n), established: f[3] == "01"}
+			sides[f[2]] = tcpSide{tx: int(n), established: f[3] == "01", state: f[3]}
 		}
 	}
 	return sides, nil
