@@ -20,7 +20,9 @@ import (
 // a client cannot see the end (it would have to read everything before it), so the
 // server's side of the connection is looked up in the kernel instead (a sock_diag dump, or
 // /proc/net/tcp where that is not allowed). Closed means no longer ESTABLISHED (FIN_WAIT1
-// with unsent data, or gone). Behind is the first time the server's side held behindBytes
+// with unsent data, or gone), or the client's address taken by a new connection: a server
+// that resets the connection frees both ends at once, and the kernel may give the port to
+// the client's next connection before a scan has seen the first one gone. Behind is the first time the server's side held behindBytes
 // or more that the client had not taken: from then on chatd's writes soon block (how soon
 // depends on the socket's send buffer).
 type closeMonitor struct {
@@ -28,6 +30,8 @@ type closeMonitor struct {
 	diag   *sockDiag      // nil once the dump failed: /proc/net/tcp from then on
 	mu     sync.Mutex
 	conns  map[netip.AddrPort]*watched // by the client's address
+	// list, when set, replaces the kernel's table (tests).
+	list func(n int) (map[netip.AddrPort]serverSide, error)
 }
 
 // behindBytes is what the server's side must hold unsent (or unacknowledged) for a stream
@@ -41,7 +45,14 @@ const behindBytes = 8 << 10
 type watched struct {
 	since  time.Time // when the watch began: a scan that began before it cannot judge it
 	behind time.Time
+	inode  uint64 // the server's socket, once a scan has seen it
 	ch     chan watchEnd
+}
+
+// serverSide is the server's side of an established connection.
+type serverSide struct {
+	queued int64  // what the client has not taken yet (tx_queue, idiag_wqueue)
+	inode  uint64 // the socket's inode: a new connection from the same address has another
 }
 
 // watchEnd is when a watched connection fell behind (zero: never) and was closed.
@@ -73,8 +84,14 @@ func tcpKey(a *net.TCPAddr) netip.AddrPort {
 // local fell behind and was closed.
 func (m *closeMonitor) watch(local net.Addr) <-chan watchEnd {
 	w := &watched{since: time.Now(), ch: make(chan watchEnd, 1)}
+	k := tcpKey(local.(*net.TCPAddr))
 	m.mu.Lock()
-	m.conns[tcpKey(local.(*net.TCPAddr))] = w
+	if old := m.conns[k]; old != nil {
+		// The kernel gave this address to a new connection: the old one has ended, at the
+		// latest now.
+		old.ch <- watchEnd{behind: old.behind, closed: w.since}
+	}
+	m.conns[k] = w
 	m.mu.Unlock()
 	return w.ch
 }
@@ -109,8 +126,12 @@ func (m *closeMonitor) scan() {
 		if !w.since.Before(began) {
 			continue
 		}
-		queued, ok := up[k]
-		if ok && queued >= behindBytes && w.behind.IsZero() {
+		side, ok := up[k]
+		if ok && w.inode == 0 {
+			w.inode = side.inode
+		}
+		ok = ok && side.inode == w.inode // else a new connection has the client's address
+		if ok && side.queued >= behindBytes && w.behind.IsZero() {
 			w.behind = began
 		}
 		if !ok {
@@ -121,8 +142,11 @@ func (m *closeMonitor) scan() {
 }
 
 // established returns the server's established connections by the client's address (n of
-// them expected), each with the bytes the client has not taken yet.
-func (m *closeMonitor) established(n int) (map[netip.AddrPort]int64, error) {
+// them expected).
+func (m *closeMonitor) established(n int) (map[netip.AddrPort]serverSide, error) {
+	if m.list != nil {
+		return m.list(n)
+	}
 	if m.diag != nil {
 		up, err := m.diag.dump(m.server, n)
 		if err == nil {
@@ -137,20 +161,23 @@ func (m *closeMonitor) established(n int) (map[netip.AddrPort]int64, error) {
 // procTCP is established read from /proc/net/tcp, the fallback: the kernel writes a line
 // of text for every IPv4 socket (tens of thousands in TIME_WAIT among them) for chatbench
 // to split, which cost it about 12 % of a core at 5,000 attackers.
-func procTCP(server netip.AddrPort, n int) (map[netip.AddrPort]int64, error) {
+func procTCP(server netip.AddrPort, n int) (map[netip.AddrPort]serverSide, error) {
 	data, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
 		return nil, err
 	}
 	local := procAddr(server)
-	up := make(map[netip.AddrPort]int64, n)
+	up := make(map[netip.AddrPort]serverSide, n)
 	for _, l := range strings.Split(string(data), "\n") {
 		f := strings.Fields(l)
-		// sl local_address rem_address st tx_queue:rx_queue ...; 01 is ESTABLISHED.
-		if len(f) > 4 && f[1] == local && f[3] == "01" {
+		// sl local_address rem_address st tx_queue:rx_queue tr:when retrnsmt uid timeout
+		// inode ...; 01 is ESTABLISHED.
+		if len(f) > 9 && f[1] == local && f[3] == "01" {
 			tx, _, _ := strings.Cut(f[4], ":")
 			if k, ok := parseProcAddr(f[2]); ok {
-				up[k], _ = strconv.ParseInt(tx, 16, 64)
+				q, _ := strconv.ParseInt(tx, 16, 64)
+				ino, _ := strconv.ParseUint(f[9], 10, 64)
+				up[k] = serverSide{queued: q, inode: ino}
 			}
 		}
 	}
@@ -212,6 +239,7 @@ const (
 	diagSrc        = 8
 	diagDst        = 24
 	diagWqueue     = 60
+	diagInode      = 68
 	tcpEstablished = 1 // TCP_ESTABLISHED of linux/tcp_states.h
 )
 
@@ -220,8 +248,8 @@ const (
 func newSockDiag() *sockDiag { return &sockDiag{buf: make([]byte, 1<<20)} }
 
 // dump returns the established IPv4 TCP sockets whose own address is server by their
-// peer's address (n of them expected), each with its idiag_wqueue.
-func (d *sockDiag) dump(server netip.AddrPort, n int) (map[netip.AddrPort]int64, error) {
+// peer's address (n of them expected), each with its idiag_wqueue and idiag_inode.
+func (d *sockDiag) dump(server netip.AddrPort, n int) (map[netip.AddrPort]serverSide, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("socket: %w", err)
@@ -237,7 +265,7 @@ func (d *sockDiag) dump(server netip.AddrPort, n int) (map[netip.AddrPort]int64,
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
-	up := make(map[netip.AddrPort]int64, n)
+	up := make(map[netip.AddrPort]serverSide, n)
 	for {
 		got, _, err := unix.Recvfrom(fd, d.buf, 0)
 		if err == unix.EINTR {
@@ -253,7 +281,7 @@ func (d *sockDiag) dump(server netip.AddrPort, n int) (map[netip.AddrPort]int64,
 }
 
 // diagParse adds what one read of the dump holds to up; done: the dump ended with it.
-func diagParse(b []byte, server netip.AddrPort, up map[netip.AddrPort]int64) (done bool, err error) {
+func diagParse(b []byte, server netip.AddrPort, up map[netip.AddrPort]serverSide) (done bool, err error) {
 	le := binary.LittleEndian
 	for len(b) >= unix.NLMSG_HDRLEN {
 		l := int(le.Uint32(b))
@@ -274,7 +302,7 @@ func diagParse(b []byte, server netip.AddrPort, up map[netip.AddrPort]int64) (do
 			src := netip.AddrPortFrom(netip.AddrFrom4([4]byte(msg[diagSrc:])), binary.BigEndian.Uint16(msg[diagSport:]))
 			if src == server {
 				dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(msg[diagDst:])), binary.BigEndian.Uint16(msg[diagDport:]))
-				up[dst] = int64(le.Uint32(msg[diagWqueue:]))
+				up[dst] = serverSide{queued: int64(le.Uint32(msg[diagWqueue:])), inode: uint64(le.Uint32(msg[diagInode:]))}
 			}
 		}
 		b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]

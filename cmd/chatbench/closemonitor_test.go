@@ -62,10 +62,10 @@ func TestSockDiagSeesStuckConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q, ok := up[k]; !ok || q < behindBytes || q != proc[k] {
-		t.Fatalf("dump: %s established %v with %d bytes queued; /proc/net/tcp: %d (%d entries: %v)", k, ok, q, proc[k], len(up), up)
+	if q, ok := up[k]; !ok || q.queued < behindBytes || q.inode == 0 || q != proc[k] {
+		t.Fatalf("dump: %s established %v, %+v; /proc/net/tcp: %+v (%d entries: %v)", k, ok, q, proc[k], len(up), up)
 	}
-	t.Logf("%s: %d bytes queued on the server's side", k, up[k])
+	t.Logf("%s: %d bytes queued on the server's side", k, up[k].queued)
 
 	// The same through the monitor: behind at the first scan, closed at the next.
 	ended := m.watch(client.LocalAddr())
@@ -81,16 +81,58 @@ func TestSockDiagSeesStuckConnection(t *testing.T) {
 		t.Fatalf("sock_diag dump: %v", err)
 	}
 	if q, ok := up[k]; ok {
-		t.Fatalf("closed, yet the dump has %s with %d bytes queued", k, q)
+		t.Fatalf("closed, yet the dump has %s with %d bytes queued", k, q.queued)
 	}
 	m.scan()
+	if w := ended1(t, ended, "closed, yet the watch has not ended"); w.behind.IsZero() || w.closed.Before(w.behind) {
+		t.Fatalf("watch ended %+v", w)
+	}
+}
+
+// ended1 returns what ch holds, failing with why when it holds nothing yet.
+func ended1(t *testing.T, ch <-chan watchEnd, why string) watchEnd {
+	t.Helper()
 	select {
-	case w := <-ended:
-		if w.behind.IsZero() || w.closed.Before(w.behind) {
-			t.Fatalf("watch ended %+v", w)
-		}
+	case w := <-ch:
+		return w
 	default:
-		t.Fatal("closed, yet the watch has not ended")
+		t.Fatal(why)
+		return watchEnd{}
+	}
+}
+
+// A server that resets a connection frees its client's address at once, and the kernel may
+// give it to the client's next connection: the first connection is closed all the same,
+// whether a scan sees the new connection under the old address or the new one is watched
+// before a scan has run.
+func TestAddressTakenOverIsClosed(t *testing.T) {
+	addr, client, _ := stuckConn(t)
+	local := client.LocalAddr()
+	k := tcpKey(local.(*net.TCPAddr))
+	m := newCloseMonitor(addr)
+	sides := map[netip.AddrPort]serverSide{k: {queued: behindBytes, inode: 1}}
+	m.list = func(int) (map[netip.AddrPort]serverSide, error) { return sides, nil }
+
+	first := m.watch(local)
+	time.Sleep(time.Millisecond) // a scan must begin after the watch to judge it
+	m.scan()
+	sides[k] = serverSide{inode: 2} // reset, and the address reconnected
+	m.scan()
+	if w := ended1(t, first, "a new connection has the address, yet the first one's watch has not ended"); w.behind.IsZero() || w.closed.Before(w.behind) {
+		t.Fatalf("watch ended %+v", w)
+	}
+
+	second := m.watch(local)
+	third := m.watch(local) // the second reset and replaced before any scan
+	if w := ended1(t, second, "watched again from the same address, yet the earlier watch has not ended"); w.closed.IsZero() {
+		t.Fatalf("watch ended %+v", w)
+	}
+	time.Sleep(time.Millisecond)
+	m.scan()
+	select {
+	case w := <-third:
+		t.Fatalf("the newest connection is still established, yet its watch ended: %+v", w)
+	default:
 	}
 }
 
@@ -107,7 +149,7 @@ func TestDiagParse(t *testing.T) {
 		b = append(b, body...)
 		return append(b, make([]byte, -len(b)&3)...) // aligned
 	}
-	sock := func(state uint8, src, dst netip.AddrPort, wq uint32) []byte {
+	sock := func(state uint8, src, dst netip.AddrPort, wq, inode uint32) []byte {
 		b := make([]byte, diagMsgLen+8) // with an attribute after it
 		b[0], b[1] = unix.AF_INET, state
 		binary.BigEndian.PutUint16(b[diagSport:], src.Port())
@@ -117,17 +159,19 @@ func TestDiagParse(t *testing.T) {
 		copy(b[diagDst:], d[:])
 		le.PutUint32(b[diagWqueue-4:], 999) // idiag_rqueue
 		le.PutUint32(b[diagWqueue:], wq)
+		le.PutUint32(b[diagInode-4:], 1000) // idiag_uid
+		le.PutUint32(b[diagInode:], inode)
 		return b
 	}
 	errno := func(e int32) []byte { return le.AppendUint32(nil, uint32(e)) }
 
 	var b []byte
-	b = append(b, msg(unix.SOCK_DIAG_BY_FAMILY, sock(tcpEstablished, server, client, 47104))...)
-	b = append(b, msg(unix.SOCK_DIAG_BY_FAMILY, sock(tcpEstablished, client, server, 1))...) // the client's side
+	b = append(b, msg(unix.SOCK_DIAG_BY_FAMILY, sock(tcpEstablished, server, client, 47104, 7777))...)
+	b = append(b, msg(unix.SOCK_DIAG_BY_FAMILY, sock(tcpEstablished, client, server, 1, 8888))...) // the client's side
 	b = append(b, msg(unix.SOCK_DIAG_BY_FAMILY, sock(4, netip.MustParseAddrPort("10.1.2.3:8080"),
-		netip.MustParseAddrPort("10.9.8.7:40001"), 5))...) // FIN_WAIT1
-	up := map[netip.AddrPort]int64{}
-	if done, err := diagParse(b, server, up); done || err != nil || len(up) != 1 || up[client] != 47104 {
+		netip.MustParseAddrPort("10.9.8.7:40001"), 5, 9999))...) // FIN_WAIT1
+	up := map[netip.AddrPort]serverSide{}
+	if done, err := diagParse(b, server, up); done || err != nil || len(up) != 1 || up[client] != (serverSide{queued: 47104, inode: 7777}) {
 		t.Fatalf("diagParse = %v, %v; %v", done, err, up)
 	}
 	if done, err := diagParse(msg(unix.NLMSG_DONE, errno(0)), server, up); !done || err != nil {
