@@ -22,9 +22,9 @@ import (
 // /proc/net/tcp where that is not allowed). Closed means no longer ESTABLISHED (FIN_WAIT1
 // with unsent data, or gone), or the client's address taken by a new connection: a server
 // that resets the connection frees both ends at once, and the kernel may give the port to
-// the client's next connection before a scan has seen the first one gone. Behind is the first time the server's side held behindBytes
-// or more that the client had not taken: from then on chatd's writes soon block (how soon
-// depends on the socket's send buffer).
+// the client's next connection before a scan has seen the first one gone. Behind is the
+// first time the server's side held behindBytes or more that the client had not taken:
+// from then on chatd's writes soon block (how soon depends on the socket's send buffer).
 type closeMonitor struct {
 	server netip.AddrPort // the instance's address (IPv4 only: nothing else is looked up)
 	diag   *sockDiag      // nil once the dump failed: /proc/net/tcp from then on
