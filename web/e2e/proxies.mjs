@@ -2,7 +2,7 @@
 // (TestBrowserBehindProxies) sets up: node proxies.mjs '<json config>'. The config lists the
 // proxy setups ({name, url, expect}) and where screenshots go. Prints STREAMS to ask the Go
 // test how many streams chatd has open (it answers a number on stdin), then PASS or FAIL.
-import { launch } from './browser.mjs';
+import { close, launch } from './browser.mjs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 
@@ -207,6 +207,6 @@ try {
   console.log('FAIL ' + (e && e.stack ? e.stack : e).toString().replace(/\n/g, ' | '));
   process.exitCode = 1;
 } finally {
-  await browser.close();
+  await close(browser);
   process.exit();
 }
