@@ -77,7 +77,7 @@ func TestACutStreamIsReset(t *testing.T) {
 			return false
 		}
 		left, present = sides[client]
-		return !present || !left.established
+		return !present || !left.established()
 	}, wait, 5*time.Millisecond, "the server cuts the stream")
 	require.Nil(t, readErr.Load(), "reading /proc/net/tcp")
 	require.False(t, present, "after the cut the server keeps a socket for the client: state %s, %d bytes queued", left.state, left.tx)
@@ -88,10 +88,12 @@ func TestACutStreamIsReset(t *testing.T) {
 }
 
 type tcpSide struct {
-	tx          int    // tx_queue: bytes the server has queued that the client has not taken
-	established bool   // not yet closed by the server
-	state       string // st as /proc writes it: 01 ESTABLISHED, 04 FIN_WAIT1, ...
+	tx    int    // tx_queue: bytes the server has queued that the client has not taken
+	state string // st as /proc writes it: 01 ESTABLISHED, 04 FIN_WAIT1, ...
 }
+
+// established: not yet closed by the server.
+func (s tcpSide) established() bool { return s.state == "01" }
 
 // serverSides reads the server's sides (listening at url) of its connections from
 // /proc/net/tcp, by their client's address as /proc writes it (procTCPAddr). It reports
@@ -117,7 +119,7 @@ func serverSides(url string) (map[string]tcpSide, error) {
 			if err != nil {
 				return nil, err
 			}
-			sides[f[2]] = tcpSide{tx: int(n), established: f[3] == "01", state: f[3]}
+			sides[f[2]] = tcpSide{tx: int(n), state: f[3]}
 		}
 	}
 	return sides, nil
@@ -157,7 +159,7 @@ func TestNonReadingStreamsAreCutSpreadOverATenth(t *testing.T) {
 		for i, c := range conns {
 			s, ok := sides[procTCPAddr(c.LocalAddr().(*net.TCPAddr))]
 			switch {
-			case ok && s.established:
+			case ok && s.established():
 				open++
 				blocked[i] = blocked[i] || s.tx >= streamUnsentLimit
 			case cut[i] == 0 && !blocked[i]:

@@ -111,10 +111,10 @@ func ended1(t *testing.T, ch <-chan watchEnd, why string) watchEnd {
 // whether a scan sees the new connection under the old address or the new one is watched
 // before a scan has run.
 func TestAddressTakenOverIsClosed(t *testing.T) {
-	addr, client, _ := stuckConn(t)
-	local := client.LocalAddr()
-	k := tcpKey(local.(*net.TCPAddr))
-	m := newCloseMonitor(addr)
+	// The kernel's table is replaced: no socket is needed, only addresses.
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	k := tcpKey(local)
+	m := newCloseMonitor("127.0.0.1:8080")
 	sides := map[netip.AddrPort]serverSide{k: {queued: behindBytes, inode: 1}}
 	m.list = func(int) (map[netip.AddrPort]serverSide, error) { return sides, nil }
 
